@@ -1,6 +1,9 @@
 """dpsynth's DP-SGD engine for PyTorch / Hugging Face models."""
 
-from .engine import DPEngine, clip_factors
+from .accounting import PrivacyLedger, calibrate_noise_multiplier
+from .clipping import register_layer
+from .config import TrainConfig
+from .engine import DPEngine
 from .errors import (
     BudgetExceededError,
     ConfigError,
@@ -8,15 +11,23 @@ from .errors import (
     PrivacyViolationError,
     UnsupportedLayerError,
 )
-from .clipping import register_layer
+from .loop import DPTrainer, TrainResult
+from .noise import privatize_gradients
+from .sampling import PoissonSampler
 
 __all__ = [
     "BudgetExceededError",
     "ConfigError",
     "DPEngine",
     "DPSynthError",
+    "DPTrainer",
+    "PoissonSampler",
+    "PrivacyLedger",
     "PrivacyViolationError",
+    "TrainConfig",
+    "TrainResult",
     "UnsupportedLayerError",
-    "clip_factors",
+    "calibrate_noise_multiplier",
+    "privatize_gradients",
     "register_layer",
 ]

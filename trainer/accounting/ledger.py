@@ -1,0 +1,89 @@
+"""The privacy ledger: every private stage of a run, and the ε they compose to.
+
+It travels with every artefact (checkpoint, export card, evaluation report) as
+JSON.  Stages are recorded as they happen; a DP-SGD run records one event whose
+``steps`` grows, so a resumed run continues the same event instead of starting
+a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .accountants import ACCOUNTANTS, epsilon
+
+
+@dataclass
+class PrivacyEvent:
+    stage: str  # e.g. "train", "histogram:rating"
+    noise_multiplier: float
+    sample_rate: float
+    steps: int = 0
+    details: dict[str, Any] = field(default_factory=dict)  # C, clipping mode, ...
+
+
+@dataclass
+class PrivacyLedger:
+    delta: float
+    accountant: str = "prv"
+    privacy_unit: str = "example"
+    events: list[PrivacyEvent] = field(default_factory=list)
+    declared_public: list[str] = field(default_factory=list)  # what was not paid for, and why
+
+    def __post_init__(self):
+        if self.accountant not in ACCOUNTANTS:
+            raise ConfigError(f"unknown accountant {self.accountant!r}; choose one of {', '.join(ACCOUNTANTS)}")
+        if not 0 < self.delta < 1:
+            raise ConfigError(f"delta must be in (0, 1), got {self.delta}")
+        self.events = [e if isinstance(e, PrivacyEvent) else PrivacyEvent(**e) for e in self.events]
+
+    # ------------------------------------------------------------------ recording
+    def record(self, stage: str, *, noise_multiplier: float, sample_rate: float, steps: int = 1, **details) -> None:
+        """Add ``steps`` of a (subsampled) Gaussian mechanism; merges with the same stage's last event."""
+        last = self.events[-1] if self.events else None
+        if (
+            last is not None
+            and last.stage == stage
+            and last.noise_multiplier == noise_multiplier
+            and last.sample_rate == sample_rate
+            and last.details == details
+        ):
+            last.steps += steps
+        else:
+            self.events.append(PrivacyEvent(stage, float(noise_multiplier), float(sample_rate), steps, details))
+
+    @property
+    def history(self) -> list[tuple[float, float, int]]:
+        return [(e.noise_multiplier, e.sample_rate, e.steps) for e in self.events]
+
+    def epsilon(self, delta: float | None = None) -> float:
+        return epsilon(self.history, delta=self.delta if delta is None else delta, accountant=self.accountant)
+
+    def steps(self, stage: str = "train") -> int:
+        return sum(e.steps for e in self.events if e.stage == stage)
+
+    # ---------------------------------------------------------------- persistence
+    def to_dict(self) -> dict:
+        eps = self.epsilon()
+        d = asdict(self)
+        d["epsilon"] = eps if math.isfinite(eps) else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PrivacyLedger":
+        d = {k: v for k, v in d.items() if k != "epsilon"}
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        from ..io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PrivacyLedger":
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,229 @@
+"""DPTrainer: the DP-SGD training loop for Hugging Face causal LMs.
+
+Each step:
+  1) draw a Poisson batch of privacy units
+  2) for each micro-batch: forward, per-row loss, backward -- the engine clips
+     per unit inside backward and accumulates clipped sums in p.grad
+  3) add noise once, divide by the expected batch size
+  4) optimizer step; the ledger records the step
+Checkpoints (weights, optimizer, ledger) are written atomically; ``train()``
+resumes from the newest one in ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Hashable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .accounting import PrivacyLedger, calibrate_noise_multiplier
+from .batching import collate, per_row_loss
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .engine import DPEngine
+from .errors import ConfigError
+from .noise import make_generator, privatize_gradients
+from .sampling import PoissonSampler, check_sampler, micro_batches
+
+
+@dataclass
+class TrainResult:
+    ledger: PrivacyLedger
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    tokens_per_second: float = 0.0
+
+    @property
+    def epsilon(self) -> float:
+        return self.ledger.epsilon()
+
+
+class DPTrainer:
+    """Train ``model`` on tokenised ``examples`` with DP-SGD.
+
+    Args:
+        model: a causal LM returning ``.logits`` (or a tensor) for ``input_ids``.
+        examples: dicts with ``input_ids`` and optionally ``loss_mask`` (lists of ints).
+        config: the run's TrainConfig.
+        units: for user-level privacy, the user of each example.
+        pad_token_id: id used to pad micro-batches.
+        output_dir: where checkpoints go; None for none.
+        ledger: a ledger holding stages already paid for (e.g. DP metadata);
+            training is calibrated so that the *total* meets target_epsilon.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        examples: Sequence[Mapping],
+        config: TrainConfig,
+        *,
+        units: Sequence[Hashable] | None = None,
+        pad_token_id: int = 0,
+        output_dir: str | Path | None = None,
+        ledger: PrivacyLedger | None = None,
+    ):
+        if len(examples) == 0:
+            raise ConfigError("no training examples")
+        if (config.privacy_unit == "user") != (units is not None):
+            raise ConfigError("privacy_unit='user' needs units (one per example), and only then")
+        self.model, self.examples, self.config = model, examples, config
+        self.pad_token_id = pad_token_id
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        n_units = len(examples) if units is None else len(set(units))
+        if config.expected_batch_size > n_units:
+            raise ConfigError(f"expected_batch_size={config.expected_batch_size} exceeds the {n_units} privacy units")
+        self.sampler = PoissonSampler(
+            n_rows=len(examples),
+            sample_rate=config.expected_batch_size / n_units,
+            units=units,
+            max_rows_per_unit=config.max_examples_per_user,
+            seed=config.seed,
+        )
+        self.delta = config.resolve_delta(n_units)
+        self.ledger = ledger or PrivacyLedger(delta=self.delta, accountant=config.accountant, privacy_unit=config.privacy_unit)
+        if self.ledger.delta != self.delta or self.ledger.accountant != config.accountant:
+            raise ConfigError("the given ledger's δ or accountant differs from this run's")
+        self.noise_multiplier = self._noise_multiplier()
+        self.engine = DPEngine(
+            model,
+            max_grad_norm=config.max_grad_norm,
+            clipping=config.clipping,
+            automatic_clipping=config.automatic_clipping,
+            norm_method=config.norm_method,
+        )
+        self.params = self.engine.trainable_parameters
+        self.optimizer = torch.optim.AdamW(
+            list(self.params.values()), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.noise_gen = make_generator(config.seed, _device(model))
+        self.step = 0
+
+    def _noise_multiplier(self) -> float:
+        c = self.config
+        if c.noise_multiplier is not None:
+            return float(c.noise_multiplier)
+        prior = [h for e, h in zip(self.ledger.events, self.ledger.history) if e.stage != "train"]
+        return calibrate_noise_multiplier(
+            target_epsilon=c.target_epsilon,
+            delta=self.delta,
+            sample_rate=self.sampler.sample_rate,
+            steps=c.steps,
+            accountant=c.accountant,
+            prior=prior,
+        )
+
+    # ------------------------------------------------------------------- steps
+    def train(self, *, resume: bool = True, max_steps: int | None = None) -> TrainResult:
+        """Run (or continue) training up to ``config.steps``; ``max_steps`` stops early (tests, crashes)."""
+        if resume and self.output_dir is not None:
+            self._resume()
+        check_sampler(self.sampler, privacy_unit=self.config.privacy_unit, sample_rate=self.sampler.sample_rate)
+        c = self.config
+        end = c.steps if max_steps is None else min(c.steps, self.step + max_steps)
+        losses, tokens, t0 = [], 0, time.perf_counter()
+        bar = _progress(total=c.steps, initial=self.step, enabled=c.progress)
+        eps = self.ledger.epsilon()
+        self.model.train()
+        while self.step < end:
+            loss, n_tok = self._train_step()
+            losses.append(loss)
+            tokens += n_tok
+            self.step += 1
+            if self.step % c.log_every == 0 or self.step == end:
+                eps = self.ledger.epsilon()
+            rate = tokens / max(1e-9, time.perf_counter() - t0)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", eps=f"{eps:.2f}", tok_s=f"{rate:.0f}")
+            if self.output_dir is not None and c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                self.save()
+        bar.close()
+        if self.output_dir is not None and self.step == c.steps:
+            self.save()
+        return TrainResult(self.ledger, self.step, losses, tokens / max(1e-9, time.perf_counter() - t0))
+
+    def _train_step(self) -> tuple[float, int]:
+        c = self.config
+        batch = self.sampler.sample()  # 1) Poisson batch of units
+        losses, n_tokens = [], 0
+        autocast = torch.autocast(_device(self.model).type, dtype=torch.bfloat16) if c.dtype == "bf16" else nullcontext()
+        for units in micro_batches(batch, c.physical_batch_size):  # 2) clipped sums, per micro-batch
+            mb = collate(self.examples, units, pad_token_id=self.pad_token_id, user_level=c.privacy_unit == "user")
+            dev = _device(self.model)
+            with self.engine.micro_batch(mb.input_ids.shape[0], mb.unit_index):
+                with autocast:
+                    out = self.model(input_ids=mb.input_ids.to(dev), attention_mask=mb.attention_mask.to(dev))
+                logits = out.logits if hasattr(out, "logits") else out
+                row_loss = per_row_loss(logits, mb.input_ids.to(dev), mb.loss_mask.to(dev))  # (B,)
+                row_loss.sum().backward()
+            losses.append(row_loss.detach())
+            n_tokens += mb.n_tokens
+        privatize_gradients(  # 3) noise once per logical batch
+            self.params.values(),
+            noise_multiplier=self.noise_multiplier,
+            max_grad_norm=c.max_grad_norm,
+            expected_batch_size=self.sampler.expected_batch_size,
+            generator=self.noise_gen,
+        )
+        if c.warmup_steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = c.learning_rate * min(1.0, (self.step + 1) / c.warmup_steps)
+        self.optimizer.step()  # 4) step, and pay for it
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ledger.record(
+            "train",
+            noise_multiplier=self.noise_multiplier,
+            sample_rate=self.sampler.sample_rate,
+            max_grad_norm=c.max_grad_norm,
+            clipping=c.clipping,
+            automatic_clipping=c.automatic_clipping,
+            max_examples_per_user=c.max_examples_per_user if c.privacy_unit == "user" else None,
+        )
+        mean = torch.cat(losses).mean().item() if losses else math.nan
+        return mean, n_tokens
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self) -> Path:
+        state = {"config": asdict(self.config), "noise_multiplier": self.noise_multiplier}
+        if self.config.seed is not None:  # only seeded (test) runs keep their generator states
+            state["noise_rng"] = self.noise_gen.get_state()
+            state["sampler_rng"] = self.sampler.state_dict()["generator"]
+        return save_checkpoint(
+            self.output_dir, step=self.step, params=self.params, optimizer=self.optimizer, ledger=self.ledger, state=state
+        )
+
+    def _resume(self) -> None:
+        path = latest_checkpoint(self.output_dir)
+        if path is None:
+            return
+        ledger, state = load_checkpoint(path, params=self.params, optimizer=self.optimizer)
+        if state["noise_multiplier"] != self.noise_multiplier:
+            raise ConfigError(
+                f"checkpoint {path} was trained with σ={state['noise_multiplier']}, this run has "
+                f"σ={self.noise_multiplier}: resume with the same config"
+            )
+        self.ledger, self.step = ledger, int(state["step"])
+        if "noise_rng" in state:
+            self.noise_gen.set_state(state["noise_rng"])
+            self.sampler.load_state_dict({"generator": state["sampler_rng"]})
+
+    def close(self) -> None:
+        """Detach the engine: the model is left exactly as a plain model."""
+        self.engine.detach()
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="DP training", unit="step")
