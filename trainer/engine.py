@@ -109,6 +109,11 @@ class DPEngine:
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         return dict(self._params)
 
+    @property
+    def groups(self) -> list[list[str]]:
+        """The clipping groups: parameter names clipped together (a tied weight joins its modules)."""
+        return [list(g.params) for g in self._groups.values()]
+
     def attach(self) -> None:
         """Validate every trainable parameter, then route supported modules through their rules."""
         if self._attached:

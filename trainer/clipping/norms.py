@@ -100,5 +100,11 @@ def _is_rms_norm(module: nn.Module) -> bool:
 
 
 if hasattr(nn, "RMSNorm"):
-    register_layer(nn.RMSNorm, handles=("weight",))(_scale_forward)
+
+    @register_layer(nn.RMSNorm, handles=("weight",))
+    def rms_norm_forward(module: nn.RMSNorm, call, x):
+        out = F.rms_norm(x, module.normalized_shape, None, module.eps)
+        per_row = _per_row(call, module, x, ("weight",))
+        return out * per_row["weight"] if "weight" in per_row else out
+
 register_family(_is_rms_norm, handles=("weight",))(_scale_forward)

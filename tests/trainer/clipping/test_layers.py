@@ -1,0 +1,99 @@
+"""Each registered layer rule against the fp64 per-sample oracle."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from trainer.clipping import registered
+
+from ..helpers import check_against_oracle
+from ..models import Wrap, row_loss
+
+B, T = 6, 5
+
+
+def _conv1d():
+    from transformers.pytorch_utils import Conv1D
+
+    return Conv1D(7, 6)
+
+
+def _llama_rms():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    m = LlamaRMSNorm(6)
+    nn.init.normal_(m.weight)
+    return m
+
+
+def _ln():
+    m = nn.LayerNorm(6)
+    nn.init.normal_(m.weight)
+    nn.init.normal_(m.bias)
+    return m
+
+
+def _rms():
+    m = nn.RMSNorm(6)
+    nn.init.normal_(m.weight)
+    return m
+
+
+def _floats(*shape):
+    return torch.randn(*shape, dtype=torch.float64)
+
+
+def _ids(vocab=11):
+    return lambda *shape: torch.randint(0, vocab, shape[:2])
+
+
+# name -> (layer factory, input factory given (B, T, d), d_out, registered type name)
+CASES = {
+    "Linear": (lambda: nn.Linear(6, 7), _floats, 7, "Linear"),
+    "Linear-2d-input": (lambda: nn.Linear(6, 7), lambda b, t, d: _floats(b, d), 7, "Linear"),
+    "Linear-no-bias": (lambda: nn.Linear(6, 7, bias=False), _floats, 7, "Linear"),
+    "Conv1D": (_conv1d, _floats, 7, "Conv1D"),
+    "Embedding": (lambda: nn.Embedding(11, 7), _ids(), 7, "Embedding"),
+    "Embedding-padding": (lambda: nn.Embedding(11, 7, padding_idx=0), _ids(3), 7, "Embedding"),
+    "LayerNorm": (_ln, _floats, 6, "LayerNorm"),
+    "RMSNorm": (_rms, _floats, 6, "RMSNorm"),
+    "LlamaRMSNorm": (_llama_rms, _floats, 6, None),  # via the *RMSNorm family rule
+}
+
+
+def test_every_registered_layer_has_a_case():
+    covered = {case[3] for case in CASES.values()}
+    missing = {t.__name__ for t in registered()} - covered
+    assert not missing, f"registered layer rules without an oracle test: {missing}"
+
+
+@pytest.mark.parametrize("clipping", ["per_layer", "flat"])
+@pytest.mark.parametrize("norm_method", ["ghost", "instantiate", "auto"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_layer_matches_oracle(case, clipping, norm_method):
+    torch.manual_seed(hash(case) % 1000)
+    make_layer, make_x, d_out, _ = CASES[case]
+    model = Wrap(make_layer(), 6, d_out).double()
+    x = make_x(B, T, 6)
+    micro = [[[0], [1], [2]], [[3], [4], [5]]]  # two micro-batches accumulate
+    check_against_oracle(model, row_loss, x, micro, clipping=clipping, norm_method=norm_method)
+
+
+@pytest.mark.parametrize("case", ["Linear", "Embedding", "LayerNorm"])
+def test_user_level_units_match_oracle(case):
+    """A unit of several rows is clipped as one: the norm of the sum of its rows' gradients."""
+    torch.manual_seed(1)
+    make_layer, make_x, d_out, _ = CASES[case]
+    model = Wrap(make_layer(), 6, d_out).double()
+    x = make_x(7, T, 6)
+    micro = [[[0, 3], [1], [2, 4, 5]], [[6]]]
+    for clipping in ("per_layer", "flat"):
+        check_against_oracle(model, row_loss, x, micro, clipping=clipping)
+
+
+def test_automatic_clipping_matches_oracle():
+    torch.manual_seed(2)
+    model = Wrap(nn.Linear(6, 7), 6, 7).double()
+    check_against_oracle(model, row_loss, _floats(B, T, 6), [[[i] for i in range(B)]], clipping="flat", automatic=True)

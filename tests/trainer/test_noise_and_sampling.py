@@ -1,0 +1,84 @@
+"""Noise statistics and Poisson / user-level sampling."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from trainer import DPTrainer, PoissonSampler, TrainConfig, privatize_gradients
+from trainer.sampling import micro_batches
+
+from .models import tiny_llama
+
+
+def _std_interval(samples: torch.Tensor, alpha=1e-6):
+    """Two-sided chi-square confidence interval for the std of zero-mean normal samples."""
+    n = samples.numel()
+    ss = samples.double().pow(2).sum().item()
+    lo = math.sqrt(ss / stats.chi2.ppf(1 - alpha / 2, n))
+    hi = math.sqrt(ss / stats.chi2.ppf(alpha / 2, n))
+    return lo, hi
+
+
+def test_noise_std_is_sigma_c_over_b_with_zero_gradients():
+    params = [nn.Parameter(torch.zeros(300, 200)), nn.Parameter(torch.zeros(4000))]
+    sigma, c, b = 1.3, 0.7, 50.0
+    gen = torch.Generator().manual_seed(0)
+    privatize_gradients(params, noise_multiplier=sigma, max_grad_norm=c, expected_batch_size=b, generator=gen)
+    noise = torch.cat([p.grad.flatten() for p in params])
+    lo, hi = _std_interval(noise)
+    assert lo <= sigma * c / b <= hi
+    assert abs(noise.mean().item()) < 6 * sigma * c / b / math.sqrt(noise.numel())
+
+
+def test_noise_is_added_once_per_logical_batch_not_per_micro_batch():
+    """With a negligible C, the step's gradient is pure noise: std σC/(qN) whatever the micro-batching."""
+    model = tiny_llama(dtype=torch.float32)
+    seen = []
+
+    def grab(opt, *_):
+        seen.append(torch.cat([p.grad.flatten() for g in opt.param_groups for p in g["params"]]).clone())
+
+    examples = [{"input_ids": list(range(1, 9))} for _ in range(64)]
+    cfg = TrainConfig(noise_multiplier=2.0, max_grad_norm=1e-9, expected_batch_size=32, physical_batch_size=4,
+                      steps=1, seed=3, progress=False)
+    trainer = DPTrainer(model, examples, cfg)
+    trainer.optimizer.register_step_pre_hook(grab)
+    trainer.train()
+    lo, hi = _std_interval(seen[0])
+    assert lo <= 2.0 * 1e-9 / 32 <= hi
+
+
+def test_noise_generator_is_secure_by_default():
+    a = PoissonSampler(n_rows=10, sample_rate=0.5)
+    b = PoissonSampler(n_rows=10, sample_rate=0.5)
+    draws_a = [len(a.sample()) for _ in range(30)]
+    draws_b = [len(b.sample()) for _ in range(30)]
+    assert draws_a != draws_b  # different secret seeds (fails with probability ~1e-9)
+    assert a.state_dict() == {}  # and the state of a secure sampler is never exported
+
+
+def test_poisson_batch_size_distribution():
+    sampler = PoissonSampler(n_rows=1000, sample_rate=0.05, seed=0)
+    sizes = torch.tensor([len(sampler.sample()) for _ in range(400)], dtype=torch.float64)
+    assert sizes.mean().item() == pytest.approx(50, abs=4 * math.sqrt(47.5 / 400))
+    assert sizes.var().item() == pytest.approx(47.5, rel=0.25)  # binomial, not fixed
+
+
+def test_user_level_sampling_bounds_rows_per_user():
+    users = [i % 10 for i in range(200)]  # 10 users with 20 rows each
+    sampler = PoissonSampler(n_rows=200, sample_rate=0.5, units=users, max_rows_per_unit=3, seed=0)
+    assert sampler.n_units == 10 and sampler.privacy_unit == "user"
+    for _ in range(50):
+        for unit in sampler.sample():
+            assert len(unit) == 3 and len({users[r] for r in unit}) == 1
+
+
+def test_micro_batches_never_split_a_unit():
+    batch = [[0, 1], [2], [3, 4, 5], [6]]
+    mbs = micro_batches(batch, 3)
+    assert mbs == [[[0, 1], [2]], [[3, 4, 5]], [[6]]]
