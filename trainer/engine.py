@@ -308,17 +308,7 @@ def _dtype(rep) -> torch.dtype:
 
 def _fused(rep: G.FactoredGrad, threshold: float, clip, extra_norm_sq: Tensor):
     """Instantiate-and-clip in chunks, folding the group's other norms into each factor."""
-    if extra_norm_sq.dim() == 0:
-        return rep.clip_and_sum(threshold, clip)
-    r, c = rep.shape
-    total = torch.zeros((r, c), dtype=rep.cols.dtype, device=rep.cols.device)
-    norms = []
-    for sl in G._chunks(rep.n_units, r * c):
-        g = rep.instantiate(sl)  # (u, r, c)
-        n = g.flatten(1).pow(2).sum(1)
-        total += torch.einsum("u,urc->rc", clip((n + extra_norm_sq[sl]).sqrt(), threshold), g)
-        norms.append(n.sqrt())
-    return total, torch.cat(norms)
+    return G.clip_instantiated(rep, threshold, clip, None if extra_norm_sq.dim() == 0 else extra_norm_sq)
 
 
 def _group_norm_sq(reps: list[tuple[str, object]]) -> Tensor:

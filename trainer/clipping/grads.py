@@ -69,10 +69,10 @@ class DenseGrad:
         return self.per_unit.shape[0]
 
     def norm_sq(self) -> Tensor:
-        return self.per_unit.flatten(1).pow(2).sum(1)
+        return _row_norm_sq(self.per_unit)
 
     def weighted_sum(self, factors: Tensor) -> Tensor:
-        return torch.einsum("u,u...->...", factors, self.per_unit)
+        return (factors.to(self.per_unit.dtype) @ self.per_unit.flatten(1)).view(self.per_unit.shape[1:])
 
 
 @dataclass
@@ -112,7 +112,7 @@ class FactoredGrad:
     def norm_sq(self) -> Tensor:
         if self.method == "instantiate" and not self.ids:
             r, c = self.shape
-            out = [self.instantiate(sl).flatten(1).pow(2).sum(1) for sl in _chunks(self.n_units, r * c)]
+            out = [_row_norm_sq(self.instantiate(sl)) for sl in _chunks(self.n_units, r * c)]
             return torch.cat(out)
         return self.inner(self)
 
@@ -142,15 +142,30 @@ class FactoredGrad:
         if self.method != "instantiate" or self.ids:
             norms = self.norm_sq().sqrt()
             return self.weighted_sum(clip_fn(norms, threshold)), norms
-        r, c = self.shape
-        total = torch.zeros((r, c), dtype=self.cols.dtype, device=self.cols.device)
-        norms = []
-        for sl in _chunks(self.n_units, r * c):
-            g = self.instantiate(sl)  # (u, r, c)
-            n = g.flatten(1).pow(2).sum(1).sqrt()
-            total += torch.einsum("u,urc->rc", clip_fn(n, threshold), g)
-            norms.append(n)
-        return total, torch.cat(norms)
+        return clip_instantiated(self, threshold, clip_fn, None)
+
+
+def clip_instantiated(rep: FactoredGrad, threshold: float, clip_fn, extra_norm_sq: Tensor | None):
+    """Instantiate per-unit gradients chunk by chunk, clip each chunk and fold it into the sum.
+
+    ``extra_norm_sq`` (U,) is the rest of the clipping group's squared norm (a bias).
+    Returns (clipped sum (r, c), this representation's per-unit norms (U,)).
+    """
+    r, c = rep.shape
+    total, norms = None, []
+    for sl in _chunks(rep.n_units, r * c):
+        g = rep.instantiate(sl)  # (u, r, c)
+        n_sq = _row_norm_sq(g)  # (u,)
+        full = n_sq if extra_norm_sq is None else n_sq + extra_norm_sq[sl]
+        part = clip_fn(full.sqrt(), threshold).to(g.dtype) @ g.flatten(1)  # (r*c,): one GEMV
+        total = part if total is None else total.add_(part)
+        norms.append(n_sq.sqrt())
+    return total.view(r, c), torch.cat(norms)
+
+
+def _row_norm_sq(t: Tensor) -> Tensor:
+    """Squared L2 norm of each t[u], in one pass with no temporary of t's size."""
+    return torch.linalg.vector_norm(t.flatten(1), dim=1).square()
 
 
 def _row_gram(a: FactoredGrad, b: FactoredGrad, sl: slice) -> Tensor:

@@ -1,0 +1,214 @@
+"""Speed and memory of DP training: non-private vs dpsynth's engine vs Opacus, in one run.
+
+Each mode runs in its own fresh process on the same model, data and batch, so
+peak memory is measured cleanly; the parent prints one table with ratios to
+non-private training.
+
+    python bench/engine_speed.py                       # Llama-style d=512, 6 layers, T=256, V=8192, B=8
+    python bench/engine_speed.py --model smollm2-lora  # DP LoRA on SmolLM2-135M-Instruct (offline GGUF)
+
+Memory on CPU is the process's peak RSS minus its RSS just before the first
+training step (model and inputs already built): the working memory of training
+(activations, gradients, optimizer state, per-sample buffers).  On CUDA it is
+torch.cuda.max_memory_allocated over the same span.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MODES = ["nonprivate", "per_layer", "flat", "opacus_hooks", "opacus_ghost"]
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def build_model(args):
+    torch.manual_seed(0)
+    if args.model == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = LlamaConfig(
+            vocab_size=args.vocab, hidden_size=args.d, intermediate_size=int(args.d * 8 / 3) // 64 * 64,
+            num_hidden_layers=args.layers, num_attention_heads=args.d // 64, num_key_value_heads=args.d // 64,
+            max_position_embeddings=args.seq, tie_word_embeddings=False,
+        )
+        return LlamaForCausalLM(cfg), args.vocab
+    from peft import LoraConfig, get_peft_model
+
+    from synth.models import load_smollm2
+
+    model = load_smollm2()
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=targets))
+    return model, model.config.vocab_size
+
+
+def per_row(logits, ids):
+    v = logits.shape[-1]
+    nll = F.cross_entropy(logits[:, :-1].reshape(-1, v).float(), ids[:, 1:].reshape(-1), reduction="none")
+    return nll.view(ids.shape[0], -1).mean(1)
+
+
+def make_step(mode, model, args, vocab):
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    if mode == "nonprivate":
+
+        def step(ids):
+            per_row(model(input_ids=ids).logits, ids).mean().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return step
+    if mode in ("per_layer", "flat"):
+        from trainer import DPEngine, privatize_gradients
+
+        eng = DPEngine(model, max_grad_norm=1.0, clipping=mode, norm_method=args.norm_method)
+        gen = torch.Generator(device=ids_device(args)).manual_seed(0)
+        trainable = list(eng.trainable_parameters.values())
+
+        def step(ids):
+            with eng.micro_batch(ids.shape[0]):
+                per_row(model(input_ids=ids).logits, ids).sum().backward()
+            privatize_gradients(trainable, noise_multiplier=1.0, max_grad_norm=1.0,
+                                expected_batch_size=ids.shape[0], generator=gen)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        return step
+    if mode == "opacus_hooks":
+        from opacus import GradSampleModule
+        from opacus.optimizers import DPOptimizer
+
+        gsm = GradSampleModule(model, batch_first=True, loss_reduction="sum")
+        dpo = DPOptimizer(opt, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=args.batch,
+                          loss_reduction="sum")
+
+        def step(ids):
+            per_row(gsm(input_ids=ids).logits, ids).sum().backward()
+            dpo.step()
+            dpo.zero_grad(set_to_none=True)
+
+        return step
+    if mode == "opacus_ghost":
+        from opacus.grad_sample import GradSampleModuleFastGradientClipping
+        from opacus.optimizers import DPOptimizerFastGradientClipping
+        from opacus.utils.fast_gradient_clipping_utils import DPLossFastGradientClipping
+
+        gsm = GradSampleModuleFastGradientClipping(model, batch_first=True, loss_reduction="mean",
+                                                   max_grad_norm=1.0, use_ghost_clipping=True)
+        dpo = DPOptimizerFastGradientClipping(opt, noise_multiplier=1.0, max_grad_norm=1.0,
+                                              expected_batch_size=args.batch, loss_reduction="mean")
+        crit = DPLossFastGradientClipping(gsm, dpo, torch.nn.CrossEntropyLoss(reduction="mean"), loss_reduction="mean")
+
+        def step(ids):
+            logits = gsm(input_ids=ids).logits[:, :-1]
+            loss = crit(logits.reshape(-1, vocab).float(), ids[:, 1:].reshape(-1), shape=logits.shape)
+            loss.backward()
+            dpo.step()
+            dpo.zero_grad(set_to_none=True)
+
+        return step
+    raise ValueError(mode)
+
+
+def ids_device(args):
+    return "cuda" if args.device == "cuda" else "cpu"
+
+
+def child(args) -> dict:
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    model, vocab = build_model(args)
+    dev = ids_device(args)
+    model.to(dev).train()
+    if args.model != "llama":
+        model.config.use_cache = False
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randint(0, vocab, (args.batch, args.seq), generator=gen).to(dev) for _ in range(args.warmup + args.steps)]
+    step = make_step(args.mode, model, args, vocab)
+    if dev == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    base_rss = _rss_mib()
+    for ids in batches[: args.warmup]:
+        step(ids)
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for ids in batches[args.warmup :]:
+        step(ids)
+    if dev == "cuda":
+        torch.cuda.synchronize()
+    dt = (time.perf_counter() - t0) / args.steps
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    mem = (torch.cuda.max_memory_allocated() - base) / 2**20 if dev == "cuda" else peak_rss - base_rss
+    return {"mode": args.mode, "sec_per_step": dt, "tokens_per_s": args.batch * args.seq / dt, "mem_mib": mem,
+            "peak_rss_mib": peak_rss}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=["llama", "smollm2-lora"], default="llama")
+    ap.add_argument("--d", type=int, default=512)
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--vocab", type=int, default=8192)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--norm-method", default="auto", choices=["auto", "ghost", "instantiate"])
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--mode", help=argparse.SUPPRESS)  # child process
+    args = ap.parse_args(argv)
+    if args.mode:
+        print("RESULT " + json.dumps(child(args)))
+        return
+    results = []
+    for mode in args.modes.split(","):
+        cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--mode", mode]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+        if out.returncode or not line:
+            print(f"{mode}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+            continue
+        results.append(json.loads(line[0][7:]))
+        print(f"  {mode}: {results[-1]['tokens_per_s']:.0f} tok/s", file=sys.stderr)
+    base = next((r for r in results if r["mode"] == "nonprivate"), None)
+    shape = f"d={args.d} layers={args.layers} V={args.vocab} " if args.model == "llama" else "LoRA r=8 on q,k,v,o,gate,up,down "
+    print(f"\nmodel={args.model} {shape}T={args.seq} B={args.batch} "
+          f"device={args.device} threads={torch.get_num_threads()} steps={args.steps}")
+    print(f"{'mode':<14}{'tok/s':>9}{'x nonpriv':>11}{'mem MiB':>10}{'x nonpriv':>11}")
+    for r in results:
+        sp = r["tokens_per_s"] / base["tokens_per_s"] if base else float("nan")
+        mm = r["mem_mib"] / base["mem_mib"] if base else float("nan")
+        print(f"{r['mode']:<14}{r['tokens_per_s']:>9.0f}{sp:>10.2f}x{r['mem_mib']:>10.0f}{mm:>10.2f}x")
+    ours = {r["mode"]: r for r in results}
+    for a in ("per_layer", "flat"):
+        for b in ("opacus_hooks", "opacus_ghost"):
+            if a in ours and b in ours:
+                print(f"{a} / {b}: {ours[a]['tokens_per_s'] / ours[b]['tokens_per_s']:.2f}x tokens/s")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""The `dpsynth` command: registers one subcommand per file, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import demo
+
+SUBCOMMANDS = {"demo": demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dpsynth", description="Differentially private synthetic data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in SUBCOMMANDS.items():
+        module.add_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return SUBCOMMANDS[args.command].run(args) or 0
+    except Exception as err:  # a DPSynthError's message says what to do; show it without a traceback
+        from trainer.errors import DPSynthError
+
+        if isinstance(err, DPSynthError):
+            print(f"dpsynth {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
