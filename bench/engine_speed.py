@@ -1,6 +1,7 @@
 """Speed and memory of DP training: non-private vs dpsynth's engine vs Opacus, in one run.
 
-Each mode runs in its own fresh process on the same model, data and batch, so
+Each mode runs in its own fresh process on the same model, data and batch (the
+median step time is reported, robust to interference on a shared machine), so
 peak memory is measured cleanly; the parent prints one table with ratios to
 non-private training.
 
@@ -77,9 +78,10 @@ def make_step(mode, model, args, vocab):
         return step
     if mode in ("per_layer", "flat"):
         from trainer import DPEngine, privatize_gradients
+        from trainer.noise import make_generators
 
         eng = DPEngine(model, max_grad_norm=1.0, clipping=mode, norm_method=args.norm_method)
-        gen = torch.Generator(device=ids_device(args)).manual_seed(0)
+        gen = make_generators(0, ids_device(args))
         trainable = list(eng.trainable_parameters.values())
 
         def step(ids):
@@ -150,12 +152,14 @@ def child(args) -> dict:
         step(ids)
     if dev == "cuda":
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    times = []
     for ids in batches[args.warmup :]:
+        t0 = time.perf_counter()
         step(ids)
-    if dev == "cuda":
-        torch.cuda.synchronize()
-    dt = (time.perf_counter() - t0) / args.steps
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    dt = sorted(times)[len(times) // 2]  # median step: robust to a noisy neighbour on a shared CPU
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mem = (torch.cuda.max_memory_allocated() - base) / 2**20 if dev == "cuda" else peak_rss - base_rss
     return {"mode": args.mode, "sec_per_step": dt, "tokens_per_s": args.batch * args.seq / dt, "mem_mib": mem,

@@ -28,7 +28,7 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .engine import DPEngine
 from .errors import ConfigError
-from .noise import make_generator, privatize_gradients
+from .noise import make_generators, privatize_gradients
 from .sampling import PoissonSampler, check_sampler, micro_batches
 
 
@@ -102,7 +102,7 @@ class DPTrainer:
         self.optimizer = torch.optim.AdamW(
             list(self.params.values()), lr=config.learning_rate, weight_decay=config.weight_decay
         )
-        self.noise_gen = make_generator(config.seed, _device(model))
+        self.noise_gens = make_generators(config.seed, _device(model))
         self.step = 0
 
     def _noise_multiplier(self) -> float:
@@ -127,7 +127,7 @@ class DPTrainer:
         check_sampler(self.sampler, privacy_unit=self.config.privacy_unit, sample_rate=self.sampler.sample_rate)
         c = self.config
         end = c.steps if max_steps is None else min(c.steps, self.step + max_steps)
-        losses, tokens, t0 = [], 0, time.perf_counter()
+        losses, tokens, t0, start = [], 0, time.perf_counter(), self.step
         bar = _progress(total=c.steps, initial=self.step, enabled=c.progress)
         eps = self.ledger.epsilon()
         self.model.train()
@@ -136,7 +136,7 @@ class DPTrainer:
             losses.append(loss)
             tokens += n_tok
             self.step += 1
-            if self.step % c.log_every == 0 or self.step == end:
+            if self.step % c.log_every == 0 or self.step in (end, start + 1):
                 eps = self.ledger.epsilon()
             rate = tokens / max(1e-9, time.perf_counter() - t0)
             bar.update(1)
@@ -169,7 +169,7 @@ class DPTrainer:
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=c.max_grad_norm,
             expected_batch_size=self.sampler.expected_batch_size,
-            generator=self.noise_gen,
+            generator=self.noise_gens,
         )
         if c.warmup_steps:
             for group in self.optimizer.param_groups:
@@ -192,7 +192,7 @@ class DPTrainer:
     def save(self) -> Path:
         state = {"config": asdict(self.config), "noise_multiplier": self.noise_multiplier}
         if self.config.seed is not None:  # only seeded (test) runs keep their generator states
-            state["noise_rng"] = self.noise_gen.get_state()
+            state.update({f"noise_rng_{i}": g.get_state() for i, g in enumerate(self.noise_gens)})
             state["sampler_rng"] = self.sampler.state_dict()["generator"]
         return save_checkpoint(
             self.output_dir, step=self.step, params=self.params, optimizer=self.optimizer, ledger=self.ledger, state=state
@@ -209,8 +209,10 @@ class DPTrainer:
                 f"σ={self.noise_multiplier}: resume with the same config"
             )
         self.ledger, self.step = ledger, int(state["step"])
-        if "noise_rng" in state:
-            self.noise_gen.set_state(state["noise_rng"])
+        if "sampler_rng" in state:
+            for i, g in enumerate(self.noise_gens):
+                if f"noise_rng_{i}" in state:  # a seeded run resumed on a machine with more workers
+                    g.set_state(state[f"noise_rng_{i}"])
             self.sampler.load_state_dict({"generator": state["sampler_rng"]})
 
     def close(self) -> None:

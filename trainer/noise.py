@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
-from typing import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -16,6 +18,16 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     return gen
 
 
+def make_generators(seed: int | None, device: torch.device | str = "cpu", n: int | None = None) -> list[torch.Generator]:
+    """Independent generators, one per noise worker: several CPU threads, one on an accelerator.
+
+    Each gets its own secure seed (or ``seed + i`` in tests), so their streams are independent.
+    """
+    if n is None:
+        n = 1 if torch.device(device).type != "cpu" else max(1, min(4, os.cpu_count() or 1))
+    return [make_generator(None if seed is None else seed + i, device) for i in range(n)]
+
+
 @torch.no_grad()
 def privatize_gradients(
     params: Iterable[nn.Parameter],
@@ -23,7 +35,7 @@ def privatize_gradients(
     noise_multiplier: float,
     max_grad_norm: float,
     expected_batch_size: float,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
 ) -> None:
     """Turn the clipped gradient sums in ``p.grad`` into the noisy mean the optimizer steps on.
 
@@ -32,16 +44,41 @@ def privatize_gradients(
        estimate is unbiased whatever batch size was actually drawn, and the noise
        does not depend on it.
     A parameter with no gradient this step (an empty Poisson batch) still gets noise.
+    Given several generators, parameters are split between them (by size, in a fixed
+    order) and filled on parallel threads: sampling normals is a large share of a CPU step.
     """
     if expected_batch_size <= 0:
         raise ValueError(f"expected_batch_size must be > 0, got {expected_batch_size}")
-    std = float(noise_multiplier) * float(max_grad_norm)
+    params = list(params)
+    gens = [generator] if isinstance(generator, torch.Generator) else list(generator)
+    std = float(noise_multiplier) * float(max_grad_norm) / expected_batch_size
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-        if std > 0:
-            noise_dtype = p.dtype if p.dtype in (torch.float32, torch.float64) else torch.float32
-            noise = torch.empty(p.shape, dtype=noise_dtype, device=p.device)
-            noise.normal_(0.0, std, generator=generator)
-            p.grad.add_(noise.to(p.grad.dtype))
-        p.grad.div_(expected_batch_size)
+    shares = _balanced(params, len(gens))
+
+    def fill(i: int) -> None:
+        for p in shares[i]:
+            p.grad.div_(expected_batch_size)
+            if std > 0:
+                noise_dtype = p.grad.dtype if p.grad.dtype in (torch.float32, torch.float64) else torch.float32
+                noise = torch.empty(p.shape, dtype=noise_dtype, device=p.device)
+                noise.normal_(0.0, std, generator=gens[i])
+                p.grad.add_(noise.to(p.grad.dtype))
+
+    if len(gens) == 1:
+        fill(0)
+    else:
+        with ThreadPoolExecutor(len(gens)) as pool:
+            list(pool.map(fill, range(len(gens))))
+
+
+def _balanced(params: list[nn.Parameter], n: int) -> list[list[nn.Parameter]]:
+    """Split params into n shares of similar total size, deterministically."""
+    shares: list[list[nn.Parameter]] = [[] for _ in range(n)]
+    load = [0] * n
+    for p in sorted(params, key=lambda q: -q.numel()):  # sorted() is stable: ties keep model order
+        i = load.index(min(load))
+        shares[i].append(p)
+        load[i] += p.numel()
+    return shares
