@@ -166,6 +166,11 @@ def child(args) -> dict:
             "peak_rss_mib": peak_rss}
 
 
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=["llama", "smollm2-lora"], default="llama")
@@ -180,26 +185,34 @@ def main(argv=None):
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--norm-method", default="auto", choices=["auto", "ghost", "instantiate"])
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the list of modes this many times, interleaved, and report the median per mode")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--mode", help=argparse.SUPPRESS)  # child process
     args = ap.parse_args(argv)
     if args.mode:
         print("RESULT " + json.dumps(child(args)))
         return
-    results = []
-    for mode in args.modes.split(","):
-        cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--mode", mode]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
-        if out.returncode or not line:
-            print(f"{mode}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-            continue
-        results.append(json.loads(line[0][7:]))
-        print(f"  {mode}: {results[-1]['tokens_per_s']:.0f} tok/s", file=sys.stderr)
+    runs: dict[str, list[dict]] = {}
+    child_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
+    for _ in range(args.rounds):  # interleaved: slow drift of a shared machine hits every mode alike
+        for mode in args.modes.split(","):
+            out = subprocess.run([sys.executable, __file__, *child_argv, "--mode", mode], capture_output=True, text=True)
+            line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+            if out.returncode or not line:
+                print(f"{mode}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+                continue
+            runs.setdefault(mode, []).append(json.loads(line[0][7:]))
+            print(f"  {mode}: {runs[mode][-1]['tokens_per_s']:.0f} tok/s", file=sys.stderr)
+    results = [
+        {"mode": m, "tokens_per_s": _median([r["tokens_per_s"] for r in rs]), "mem_mib": _median([r["mem_mib"] for r in rs]),
+         "runs": rs}
+        for m, rs in runs.items()
+    ]
     base = next((r for r in results if r["mode"] == "nonprivate"), None)
     shape = f"d={args.d} layers={args.layers} V={args.vocab} " if args.model == "llama" else "LoRA r=8 on q,k,v,o,gate,up,down "
     print(f"\nmodel={args.model} {shape}T={args.seq} B={args.batch} "
-          f"device={args.device} threads={torch.get_num_threads()} steps={args.steps}")
+          f"device={args.device} threads={torch.get_num_threads()} steps={args.steps} rounds={args.rounds}")
     print(f"{'mode':<14}{'tok/s':>9}{'x nonpriv':>11}{'mem MiB':>10}{'x nonpriv':>11}")
     for r in results:
         sp = r["tokens_per_s"] / base["tokens_per_s"] if base else float("nan")

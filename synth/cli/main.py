@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo
+from . import demo, run
 
-SUBCOMMANDS = {"demo": demo}
+SUBCOMMANDS = {"demo": demo, "run": run}
 
 
 def main(argv: list[str] | None = None) -> int:

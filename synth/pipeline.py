@@ -1,0 +1,82 @@
+"""train -> generate -> export, the library functions behind `dpsynth run`.
+
+The run folder ``<output.dir>`` holds checkpoints (resumable), the trained
+generator with its ledger, and a private report; ``<output.dir>/export`` is the
+shareable synthetic data with its card.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from trainer import PrivacyLedger
+from trainer.io import atomic_write_text
+
+from .export import export, privacy_block
+from .loading import load_table, typed_frame
+from .records.generator import RecordGenerator
+from .records.serialize import frame_to_texts
+from .run_config import SynthConfig
+
+
+def load_private(config: SynthConfig) -> pd.DataFrame:
+    return typed_frame(load_table(config.data.path), config.spec, source=config.data.path)
+
+
+def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerator, pd.DataFrame]:
+    """DP-train a generator on the private data (resuming from checkpoints in the run folder)."""
+    frame = load_private(config)
+    grammar = Path(config.spec.grammar).read_text() if config.spec.grammar else None
+    generator = RecordGenerator(config.spec, config.model, grammar=grammar)
+    units = None
+    if config.spec.privacy_unit != "example":
+        units = frame[config.spec.privacy_unit].tolist()
+    run_dir = Path(config.output.dir)
+    config.train.progress = progress and config.train.progress
+    ledger = PrivacyLedger(delta=config.train.resolve_delta(len(set(units)) if units else len(frame)),
+                           accountant=config.train.accountant, privacy_unit=config.train.privacy_unit,
+                           declared_public=config.spec.public_facts())
+    generator.fit(frame, config.train, units=units, output_dir=run_dir / "checkpoints", ledger=ledger)
+    generator.save_pretrained(run_dir / "generator")
+    return generator, frame
+
+
+def generate_and_export(config: SynthConfig, generator: RecordGenerator, private: pd.DataFrame, *,
+                        progress: bool = True) -> dict:
+    g = config.generate
+    synthetic, stats = generator.sample(g.n, batch_size=g.batch_size, temperature=g.temperature, top_p=g.top_p,
+                                        seed=g.seed, progress=progress)
+    ledger = generator.ledger
+    card = {
+        "privacy": privacy_block(ledger, max_examples_per_user=config.train.max_examples_per_user
+                                 if config.train.privacy_unit == "user" else None),
+        "declared_public": ledger.declared_public,
+        "paid_for": [e.stage for e in ledger.events],
+        "model": generator.model_description,
+        "spec": {"columns": [c.name for c in config.spec.columns], "serialization": config.spec.serialization},
+        "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
+                       "temperature": g.temperature, "top_p": g.top_p},
+        "seed": g.seed,
+    }
+    run_dir = Path(config.output.dir)
+    out = export(synthetic, run_dir / "export", fmt=config.output.format, card=card, overwrite=config.output.overwrite)
+    # not DP: computed from the private rows; stays in the run folder, out of the export
+    private_texts = set(frame_to_texts(private, config.spec))
+    dupes = sum(t in private_texts for t in frame_to_texts(synthetic, config.spec))
+    report = {"exact_copies_of_training_rows": dupes, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
+              "tokens_per_second": stats.tokens_per_second, "note": "NOT differentially private: do not publish"}
+    atomic_write_text(run_dir / "private_report.json", json.dumps(report, indent=2, sort_keys=True))
+    return {"export": str(out), "epsilon": card["privacy"]["epsilon"], "delta": ledger.delta, "rows": len(synthetic),
+            "report": report, "sample": synthetic.head(5)}
+
+
+def run(config: SynthConfig, *, progress: bool = True) -> dict:
+    if (Path(config.output.dir) / "export").exists() and not config.output.overwrite:
+        from trainer.errors import ConfigError
+
+        raise ConfigError(f"output folder {Path(config.output.dir) / 'export'} exists; pass --overwrite to replace it")
+    generator, private = train(config, progress=progress)
+    return generate_and_export(config, generator, private, progress=progress)

@@ -1,0 +1,149 @@
+"""RecordGenerator: DP-train a causal LM on serialised records, then sample records under the grammar.
+
+Two roads (``model``):
+* a pretrained Hugging Face causal LM (a local folder, a hub id, or ``"smollm2"``,
+  the offline default) with its own public tokenizer, fine-tuned with LoRA
+  (default) or fully;
+* ``"scratch"``: a small Llama-style model with a byte-level tokenizer, trained
+  from scratch (``scratch_size``: ``tiny`` for tests, ``small``).
+
+The training text of a record is ``prompt + record + EOS`` where only the record
+and EOS carry loss.  Sampling starts from the same prompt and is constrained by
+the grammar at every token.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from trainer import DPTrainer, PrivacyLedger, TrainConfig
+from trainer.io import atomic_directory
+
+from ..spec import DatasetSpec
+from .constrained import SampleStats, sample_texts
+from .grammar import derive_grammar
+from .serialize import RecordParseError, frame_to_texts, parse, texts_to_frame
+
+PROMPT = "Record:\n"
+SCRATCH_SIZES = {"tiny": dict(hidden=64, layers=2), "small": dict(hidden=256, layers=4)}
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class ModelChoice:
+    model: str = field(default="smollm2", metadata={"help": "smollm2 (offline default), scratch, or a local folder / hub id of a causal LM."})
+    finetune: str = field(default="lora", metadata={"help": "lora or full (pretrained road)."})
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank r."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    scratch_size: str = field(default="tiny", metadata={"help": "Size of the from-scratch model: tiny or small."})
+
+
+def build_model(choice: ModelChoice):
+    """(model, TextTokenizer, description) for the chosen road."""
+    from ..models import load_smollm2, load_smollm2_tokenizer, tiny_llama_config
+    from ..tokenizers import TextTokenizer
+
+    if choice.model == "scratch":
+        from transformers import LlamaForCausalLM
+
+        tok = TextTokenizer.bytes()
+        size = SCRATCH_SIZES[choice.scratch_size]
+        model = LlamaForCausalLM(tiny_llama_config(259, max_len=2048, **size))
+        return model, tok, f"Llama-style {choice.scratch_size} from scratch, byte-level tokenizer"
+    if choice.model == "smollm2":
+        model, tok, name = load_smollm2(), TextTokenizer.hf(load_smollm2_tokenizer(), "SmolLM2-135M-Instruct"), "SmolLM2-135M-Instruct (GGUF, offline)"
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(choice.model)
+        tok = TextTokenizer.hf(AutoTokenizer.from_pretrained(choice.model), choice.model)
+        name = choice.model
+    if choice.finetune == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        targets = [t for t in LORA_TARGETS if t in present] or "all-linear"
+        model = get_peft_model(model, LoraConfig(r=choice.lora_rank, lora_alpha=choice.lora_alpha, lora_dropout=0.0, target_modules=targets))
+        name += f", LoRA r={choice.lora_rank} on {targets}"
+    else:
+        name += ", full fine-tuning"
+    return model, tok, name
+
+
+class RecordGenerator:
+    """fit(frame) with DP, then sample(n) well-formed records."""
+
+    def __init__(self, spec: DatasetSpec, choice: ModelChoice | None = None, *, grammar: str | None = None):
+        self.spec = spec
+        self.choice = choice or ModelChoice()
+        self.grammar = grammar or derive_grammar(spec)
+        self.model, self.tokenizer, self.model_description = build_model(self.choice)
+        self.ledger: PrivacyLedger | None = None
+        self.train_config: TrainConfig | None = None
+
+    # ------------------------------------------------------------------ fit
+    def examples(self, frame: pd.DataFrame, *, max_tokens: int | None = None) -> list[dict[str, Any]]:
+        prompt = self._prompt_ids()
+        out = []
+        for text in frame_to_texts(frame, self.spec):
+            body = self.tokenizer.encode(text) + [self.tokenizer.eos_token_id]
+            ids = prompt + body
+            out.append({"input_ids": ids, "loss_mask": [0] * len(prompt) + [1] * len(body)})
+        return out
+
+    def _prompt_ids(self) -> list[int]:
+        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        return bos + self.tokenizer.encode(PROMPT)
+
+    def fit(self, frame: pd.DataFrame, config: TrainConfig, *, units=None, output_dir: str | Path | None = None,
+            ledger: PrivacyLedger | None = None):
+        """DP-train on the private ``frame``; checkpoints (and resume) in ``output_dir``."""
+        trainer = DPTrainer(self.model, self.examples(frame), config, units=units,
+                            pad_token_id=self.tokenizer.pad_token_id, output_dir=output_dir, ledger=ledger)
+        try:
+            result = trainer.train()
+        finally:
+            trainer.close()
+        self.ledger, self.train_config = trainer.ledger, config
+        return result
+
+    # --------------------------------------------------------------- sample
+    def max_record_tokens(self) -> int:
+        """A token budget every grammar-bounded record fits in (each token is at least one byte)."""
+        per_col = sum(len(c.name) + 12 + 6 * (c.max_chars if c.type in ("text", "categorical") else 24) for c in self.spec.columns)
+        return per_col + 8
+
+    def sample(self, n: int, *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
+               seed: int | None = None, progress: bool = True) -> tuple[pd.DataFrame, SampleStats]:
+        texts, stats = sample_texts(
+            self.model, self.tokenizer, self.grammar, self._prompt_ids(), n, batch_size=batch_size,
+            max_record_tokens=self.max_record_tokens(), temperature=temperature, top_p=top_p, seed=seed,
+            progress=progress,
+        )
+        records, bad = [], 0
+        for t in texts:
+            try:
+                records.append(parse(t, self.spec))
+            except RecordParseError:  # grammar and spec disagree (a user grammar): count, never emit
+                bad += 1
+        stats.extra["unparseable_by_spec"] = bad
+        return texts_to_frame(records, self.spec), stats
+
+    # ---------------------------------------------------------- persistence
+    def save_pretrained(self, directory: str | Path) -> None:
+        with atomic_directory(directory) as tmp:
+            self.model.save_pretrained(tmp / "model")
+            if self.tokenizer.kind == "hf":
+                self.tokenizer.backend.save_pretrained(tmp / "model")
+            (tmp / "grammar.lark").write_text(self.grammar)
+            meta = {"kind": "dpsynth.RecordGenerator", "spec": asdict(self.spec), "model": asdict(self.choice),
+                    "model_description": self.model_description}
+            (tmp / "dpsynth_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+            if self.ledger is not None:
+                self.ledger.save(tmp / "privacy_ledger.json")

@@ -1,0 +1,88 @@
+"""A lark grammar for the serialised record, derived from the spec.
+
+The same text serves lark (to check records) and llguidance (to constrain
+decoding).  Every text field has a public length bound (``max_chars``), so every
+record closes within a known number of characters.  Rule names are the column
+names (sanitised), so evaluation can extract nodes by column.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+from ..spec import ColumnSpec, DatasetSpec
+
+_MAX_ENUM = 1000  # enumerate integer ranges up to this many values
+
+
+def rule_name(column: str) -> str:
+    name = re.sub(r"[^a-z0-9_]", "_", column.lower())
+    return name if re.match(r"[a-z_]", name) else f"c_{name}"
+
+
+def _lit(text: str) -> str:
+    """A lark string literal for ``text``."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+# JSON string content: any char but quote, backslash and controls, or a JSON escape.
+# \\u escapes exclude the surrogates D800-DFFF: they parse, but cannot be written as UTF-8.
+_U4 = r"u([0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2})"
+_JSON_CHAR = r'([^"\\\x00-\x1f]|\\["\\\/bfnrt]|\\' + _U4 + ")"
+# Python literal content: no raw controls (repr never writes them; a raw CR or NUL
+# breaks literal_eval), and only escapes literal_eval accepts.
+_PY_ESCAPE = r"\\([\\'\"abfnrtv]|x[0-9a-fA-F]{2}|" + _U4 + r"|U000[1-9a-fA-F][0-9a-fA-F]{4}|U0010[0-9a-fA-F]{4})"
+_PY_SINGLE = r"([^'\\\x00-\x1f\x7f]|" + _PY_ESCAPE + ")"
+_PY_DOUBLE = r'([^"\\\x00-\x1f\x7f]|' + _PY_ESCAPE + ")"
+
+
+def _string_regex(style: str, n: int) -> str:
+    if style == "json":
+        return f'/"{_JSON_CHAR}{{0,{n}}}"/'
+    return f"/'{_PY_SINGLE}{{0,{n}}}'/ | /\"{_PY_DOUBLE}{{0,{n}}}\"/"
+
+
+def _quoted(style: str, value: str) -> str:
+    return json.dumps(value, ensure_ascii=False) if style == "json" else repr(value)
+
+
+def _number(col: ColumnSpec) -> str:
+    lo = None if col.min is None else math.floor(col.min)
+    hi = None if col.max is None else math.floor(col.max)
+    if col.type == "integer":
+        if lo is not None and hi is not None and hi - lo < _MAX_ENUM:
+            return " | ".join(_lit(str(v)) for v in range(math.ceil(col.min), hi + 1))
+        return r"/-?(0|[1-9][0-9]{0,17})/"
+    frac = r"\.[0-9]{1,6}"
+    if lo is not None and hi is not None and hi - lo < _MAX_ENUM:
+        ints = "|".join(str(v) for v in range(lo, hi + 1))
+        return f"/-?({ints}){frac}/" if lo < 0 else f"/({ints}){frac}/"
+    return f"/-?(0|[1-9][0-9]{{0,15}}){frac}/"
+
+
+def _value(col: ColumnSpec, style: str) -> str:
+    if col.type == "categorical" and col.categories is not None:
+        alts = " | ".join(_lit(_quoted(style, c)) for c in col.categories)
+    elif col.type in ("text", "categorical"):
+        alts = _string_regex(style, col.max_chars)
+    else:
+        alts = _number(col)
+    if col.nullable:
+        alts += " | " + _lit("null" if style == "json" else "None")
+    return alts
+
+
+def derive_grammar(spec: DatasetSpec, columns: list[str] | None = None) -> str:
+    """Lark grammar (start rule ``start``) for records of ``columns`` (default: all) in spec order."""
+    style = spec.serialization
+    cols = [c for c in spec.columns if columns is None or c.name in columns]
+    parts, rules = [], []
+    for i, col in enumerate(cols):
+        key = _quoted(style, col.name)
+        sep = "" if i == 0 else ", "
+        parts.append(f"{_lit(sep + key + ': ')} {rule_name(col.name)}")
+        rules.append(f"{rule_name(col.name)}: {_value(col, style)}")
+    start = f'start: "{{" {" ".join(parts)} "}}"'
+    return "\n".join([start, *rules]) + "\n"

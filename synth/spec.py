@@ -1,0 +1,108 @@
+"""The dataset spec: which columns to synthesise, their types, and what is public.
+
+Everything here is *declared* by the user (public knowledge).  Nothing in the
+spec is ever filled in from the private data: a categorical column without a
+declared category list, or a number without a declared range, is generated
+unconstrained rather than constrained by values read from the data.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from trainer.errors import ConfigError
+
+ColumnType = Literal["text", "categorical", "integer", "float"]
+COLUMN_TYPES = ("text", "categorical", "integer", "float")
+
+
+@dataclass
+class ColumnSpec:
+    name: str = field(metadata={"help": "Column name in the private data."})
+    type: str = field(default="text", metadata={"help": "text, categorical, integer or float."})
+    categories: list[str] | None = field(default=None, metadata={"help": "Public list of allowed values (categorical)."})
+    min: float | None = field(default=None, metadata={"help": "Public lower bound (integer/float)."})
+    max: float | None = field(default=None, metadata={"help": "Public upper bound (integer/float)."})
+    max_chars: int = field(default=200, metadata={"help": "Longest value generated for text (bounds every record)."})
+    nullable: bool = field(default=False, metadata={"help": "The value may be missing (null)."})
+
+    def __post_init__(self):
+        if self.type not in COLUMN_TYPES:
+            raise ConfigError(f"column {self.name!r}: type must be one of {', '.join(COLUMN_TYPES)}, got {self.type!r}")
+        if self.categories is not None and self.type != "categorical":
+            raise ConfigError(f"column {self.name!r}: categories are only for categorical columns")
+        if (self.min is not None or self.max is not None) and self.type not in ("integer", "float"):
+            raise ConfigError(f"column {self.name!r}: min/max are only for integer and float columns")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ConfigError(f"column {self.name!r}: min {self.min} > max {self.max}")
+        if self.max_chars < 1:
+            raise ConfigError(f"column {self.name!r}: max_chars must be >= 1")
+
+    def public_facts(self) -> list[str]:
+        facts = []
+        if self.categories is not None:
+            facts.append(f"{self.name}: category list ({len(self.categories)} values)")
+        if self.min is not None or self.max is not None:
+            facts.append(f"{self.name}: range [{self.min}, {self.max}]")
+        if self.type == "text":
+            facts.append(f"{self.name}: at most {self.max_chars} characters")
+        return facts
+
+
+@dataclass
+class DatasetSpec:
+    columns: list[ColumnSpec] = field(metadata={"help": "Columns to synthesise, in record order."})
+    privacy_unit: str = field(default="example", metadata={"help": "example, or the name of a user column."})
+    conditioning: list[str] = field(default_factory=list, metadata={"help": "Columns the generator is conditioned on."})
+    grammar: str | None = field(default=None, metadata={"help": "A lark grammar file for the serialised record."})
+    serialization: str = field(default="json", metadata={"help": "json (object in column order) or dict (Python dict literal, Struct-Bench)."})
+
+    def __post_init__(self):
+        self.columns = [c if isinstance(c, ColumnSpec) else ColumnSpec(**_checked(c, ColumnSpec, "column")) for c in self.columns]
+        if not self.columns:
+            raise ConfigError("the spec names no columns")
+        names = [c.name for c in self.columns]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ConfigError(f"columns named twice in the spec: {sorted(dupes)}")
+        for c in self.conditioning:
+            if c not in names:
+                raise ConfigError(f"conditioning column {c!r} is not among the spec's columns {names}")
+        if self.serialization not in ("json", "dict"):
+            raise ConfigError(f"serialization must be json or dict, got {self.serialization!r}")
+        if self.privacy_unit != "example" and self.privacy_unit in names:
+            raise ConfigError(f"the user column {self.privacy_unit!r} must not also be synthesised")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> ColumnSpec:
+        return next(c for c in self.columns if c.name == name)
+
+    def public_facts(self) -> list[str]:
+        return [f for c in self.columns for f in c.public_facts()]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DatasetSpec":
+        return cls(**_checked(d, cls, "spec"))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "DatasetSpec":
+        from .config_files import read_config
+
+        return cls.from_dict(read_config(path))
+
+
+def _checked(d: dict, cls, what: str) -> dict:
+    """Refuse unknown keys, suggesting the nearest valid one."""
+    valid = [f.name for f in fields(cls)]
+    for key in d:
+        if key not in valid:
+            near = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
+            raise ConfigError(f"unknown {what} key {key!r}{hint}")
+    return dict(d)
