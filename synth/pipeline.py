@@ -73,10 +73,25 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
             "report": report, "sample": synthetic.head(5)}
 
 
+RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json")
+
+
 def run(config: SynthConfig, *, progress: bool = True) -> dict:
-    if (Path(config.output.dir) / "export").exists() and not config.output.overwrite:
+    """Train, generate, export.  Checkpoints of an interrupted run are resumed; ``overwrite``
+    starts afresh (it removes this run's own artefacts, nothing else in the folder)."""
+    run_dir = Path(config.output.dir)
+    if (run_dir / "export").exists() and not config.output.overwrite:
         from trainer.errors import ConfigError
 
-        raise ConfigError(f"output folder {Path(config.output.dir) / 'export'} exists; pass --overwrite to replace it")
+        raise ConfigError(f"output folder {run_dir / 'export'} exists; pass --overwrite to replace it")
+    if config.output.overwrite:
+        import shutil
+
+        for name in RUN_ARTEFACTS:
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
     generator, private = train(config, progress=progress)
     return generate_and_export(config, generator, private, progress=progress)

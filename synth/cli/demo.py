@@ -1,63 +1,39 @@
-"""`dpsynth demo`: a short DP training run on the bundled Water sample, printing ε spent.
+"""`dpsynth demo`: the whole road on the bundled Water sample, offline.
 
-Until the record generator lands (issue 3) the demo pretrains a small byte-level
-Llama from scratch with DP-SGD on the bundled reviews, serialised one JSON
-object per record, and saves the checkpoint with its privacy ledger.
+DP LoRA fine-tuning of SmolLM2-135M-Instruct at ε=8 on 300 bundled reviews, 200
+grammar-constrained synthetic records, written with their card; prints where
+they are, the ε spent and a few rows.  The config is ``synth/data/demo.toml``;
+any of its fields can be overridden (``--train.steps 5``, ``--output.dir x``).
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from importlib.resources import files
 from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="DP-train a small model on the bundled data and report ε spent")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default: runs/demo)")
-    p.add_argument("--epsilon", type=float, default=8.0, help="target ε (default: 8)")
-    p.add_argument("--steps", type=int, default=40, help="DP-SGD steps (default: 40)")
+    from ..run_config import add_flags
+
+    p = sub.add_parser("demo", help="DP-synthesise the bundled Water sample with SmolLM2 + LoRA at ε=8")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    add_flags(p)
 
 
 def run(args) -> int:
-    import pandas as pd
-    import torch
-    from transformers import LlamaForCausalLM
+    from ..config_files import read_config
+    from ..pipeline import run as run_pipeline
+    from ..run_config import build_config, overrides_from
+    from .run import report
 
-    from trainer import ConfigError, DPTrainer, TrainConfig
-
-    from ..byte_tokenizer import ByteTokenizer
-    from ..models import tiny_llama_config
-
-    if args.out.exists():
-        if not args.overwrite:
-            raise ConfigError(f"output folder {args.out} exists; pass --overwrite to replace it")
-        shutil.rmtree(args.out)
-    data_path = files("synth") / "data" / "water_demo.csv"
-    frame = pd.read_csv(str(data_path))
-    tok = ByteTokenizer()
-    examples = [{"input_ids": tok.encode(json.dumps(r, ensure_ascii=False))[:256]} for r in frame.to_dict("records")]
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(tiny_llama_config(tok.vocab_size, hidden=128, layers=2, max_len=256))
-    config = TrainConfig(
-        target_epsilon=args.epsilon, expected_batch_size=64, physical_batch_size=16, steps=args.steps,
-        learning_rate=2e-3, max_grad_norm=1.0, checkpoint_every=10,
-    )
-    print(f"DP training a {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M-parameter byte-level Llama "
-          f"on {len(examples)} bundled Water records ({data_path.name}), target ε={args.epsilon}")
-    t0 = time.perf_counter()
-    trainer = DPTrainer(model, examples, config, pad_token_id=tok.pad_token_id, output_dir=args.out)
-    result = trainer.train()
-    trainer.close()
-    model.save_pretrained(args.out / "model")
-    trainer.ledger.save(args.out / "privacy_ledger.json")
-    print(f"\ndone in {time.perf_counter() - t0:.0f} s: {result.steps} steps, loss "
-          f"{result.losses[0]:.3f} -> {result.losses[-1]:.3f}")
-    print(f"ε spent = {result.epsilon:.3f} at δ = {trainer.delta:.2e} (accountant: {config.accountant}, "
-          f"σ = {trainer.noise_multiplier:.3f}, q = {trainer.sampler.sample_rate:.3f}, C = {config.max_grad_norm}, "
-          f"clipping = {config.clipping})")
-    print(f"model and privacy ledger: {args.out}/")
+    config_path = Path(str(files("synth") / "data" / "demo.toml"))
+    raw = read_config(config_path)
+    raw["data"]["path"] = str(config_path.parent / raw["data"]["path"])
+    overrides = overrides_from(args)
+    if args.overwrite:
+        overrides["output.overwrite"] = True
+    config = build_config(raw, overrides)
+    print(f"dpsynth demo: {config.data.path} -> {config.output.dir}/export "
+          f"(model {config.model.model} + {config.model.finetune}, target ε={config.train.target_epsilon})")
+    report(run_pipeline(config))
     return 0
