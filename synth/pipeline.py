@@ -28,8 +28,19 @@ def load_private(config: SynthConfig) -> pd.DataFrame:
 
 def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerator, pd.DataFrame]:
     """DP-train a generator on the private data (resuming from checkpoints in the run folder)."""
+    if config.spec.conditioning:
+        from trainer.errors import ConfigError
+
+        raise ConfigError("conditioning columns are not implemented yet (issue 3); remove spec.conditioning")
     frame = load_private(config)
-    grammar = Path(config.spec.grammar).read_text() if config.spec.grammar else None
+    grammar = None
+    if config.spec.grammar:
+        from .records.user_grammar import check_private_records, load_user_grammar
+
+        grammar = load_user_grammar(config.spec.grammar)
+        bad = check_private_records(grammar, frame_to_texts(frame, config.spec), source=config.data.path,
+                                    skip=config.data.skip_unparseable)
+        frame = frame.drop(index=frame.index[bad])
     generator = RecordGenerator(config.spec, config.model, grammar=grammar)
     units = None
     if config.spec.privacy_unit != "example":

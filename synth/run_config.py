@@ -27,6 +27,7 @@ from .spec import DatasetSpec
 class DataSection:
     path: str = field(default="", metadata={"help": "The private data set: .csv, .jsonl or .parquet."})
     spec: str | None = field(default=None, metadata={"help": "Spec file (YAML/TOML); or give [spec] inline in the config."})
+    skip_unparseable: bool = field(default=False, metadata={"help": "Drop private records the grammar rejects (counted) instead of aborting."})
 
 
 @dataclass

@@ -59,6 +59,7 @@ class DatasetSpec:
     conditioning: list[str] = field(default_factory=list, metadata={"help": "Columns the generator is conditioned on."})
     grammar: str | None = field(default=None, metadata={"help": "A lark grammar file for the serialised record."})
     serialization: str = field(default="json", metadata={"help": "json (object in column order) or dict (Python dict literal, Struct-Bench)."})
+    description: str = field(default="", metadata={"help": "Public one-line description of a record, used in the generator's prompt (never read from the data)."})
 
     def __post_init__(self):
         self.columns = [c if isinstance(c, ColumnSpec) else ColumnSpec(**_checked(c, ColumnSpec, "column")) for c in self.columns]
@@ -84,7 +85,10 @@ class DatasetSpec:
         return next(c for c in self.columns if c.name == name)
 
     def public_facts(self) -> list[str]:
-        return [f for c in self.columns for f in c.public_facts()]
+        facts = [f for c in self.columns for f in c.public_facts()]
+        if self.description:
+            facts.append(f"prompt description: {self.description!r}")
+        return facts
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DatasetSpec":

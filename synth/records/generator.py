@@ -98,8 +98,18 @@ class RecordGenerator:
         return out
 
     def _prompt_ids(self) -> list[int]:
+        """The public prompt every record follows: the spec's description, in the model's chat
+        template when it has one (an instruct model then answers with the record)."""
+        kind = "a JSON object" if self.spec.serialization == "json" else "a Python dict"
+        task = (f"{self.spec.description}\n" if self.spec.description else "") + (
+            f"Write one record as {kind} with the keys {', '.join(self.spec.names)}.")
+        backend = self.tokenizer.backend
+        if self.tokenizer.kind == "hf" and getattr(backend, "chat_template", None):
+            messages = [{"role": "system", "content": "You write data records."}, {"role": "user", "content": task}]
+            ids = backend.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # BatchEncoding or list
         bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-        return bos + self.tokenizer.encode(PROMPT)
+        return bos + self.tokenizer.encode(task + "\n" + PROMPT)
 
     def fit(self, frame: pd.DataFrame, config: TrainConfig, *, units=None, output_dir: str | Path | None = None,
             ledger: PrivacyLedger | None = None):
@@ -121,11 +131,18 @@ class RecordGenerator:
 
     def sample(self, n: int, *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
                seed: int | None = None, progress: bool = True) -> tuple[pd.DataFrame, SampleStats]:
-        texts, stats = sample_texts(
-            self.model, self.tokenizer, self.grammar, self._prompt_ids(), n, batch_size=batch_size,
-            max_record_tokens=self.max_record_tokens(), temperature=temperature, top_p=top_p, seed=seed,
-            progress=progress,
-        )
+        merged = hasattr(self.model, "merge_adapter")
+        if merged:  # LoRA folded into the base weights: no adapter matmuls at every decoding step
+            self.model.merge_adapter()
+        try:
+            texts, stats = sample_texts(
+                self.model, self.tokenizer, self.grammar, self._prompt_ids(), n, batch_size=batch_size,
+                max_record_tokens=self.max_record_tokens(), temperature=temperature, top_p=top_p, seed=seed,
+                progress=progress,
+            )
+        finally:
+            if merged:
+                self.model.unmerge_adapter()
         records, bad = [], 0
         for t in texts:
             try:

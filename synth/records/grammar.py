@@ -48,18 +48,28 @@ def _quoted(style: str, value: str) -> str:
     return json.dumps(value, ensure_ascii=False) if style == "json" else repr(value)
 
 
+def _int_alts(lo: int, hi: int) -> str:
+    return "|".join(str(v) for v in range(lo, hi + 1))
+
+
 def _number(col: ColumnSpec) -> str:
-    lo = None if col.min is None else math.floor(col.min)
-    hi = None if col.max is None else math.floor(col.max)
+    """Integer: enumerated when the declared range is small.  Float: ``repr`` form; with a
+    declared range whose bounds are whole numbers, exactly that range ([1, 5] allows 1.0 to
+    5.0, never 5.5).  Other ranges bound the integer part here and are clamped on parse."""
+    has_range = col.min is not None and col.max is not None
     if col.type == "integer":
-        if lo is not None and hi is not None and hi - lo < _MAX_ENUM:
-            return " | ".join(_lit(str(v)) for v in range(math.ceil(col.min), hi + 1))
+        if has_range and col.max - col.min < _MAX_ENUM:
+            return " | ".join(_lit(str(v)) for v in range(math.ceil(col.min), math.floor(col.max) + 1))
         return r"/-?(0|[1-9][0-9]{0,17})/"
     frac = r"\.[0-9]{1,6}"
-    if lo is not None and hi is not None and hi - lo < _MAX_ENUM:
-        ints = "|".join(str(v) for v in range(lo, hi + 1))
-        return f"/-?({ints}){frac}/" if lo < 0 else f"/({ints}){frac}/"
-    return f"/-?(0|[1-9][0-9]{{0,15}}){frac}/"
+    if not has_range or col.max - col.min >= _MAX_ENUM:
+        return f"/-?(0|[1-9][0-9]{{0,15}}){frac}/"
+    lo, hi = math.floor(col.min), math.floor(col.max)
+    if lo < 0:  # negative ranges: bound the integer part only (clamped on parse)
+        return f"/-?({_int_alts(0, max(abs(lo), abs(hi)))}){frac}/"
+    if float(col.max).is_integer() and hi > lo:
+        return f"/({_int_alts(lo, hi - 1)}){frac}/ | /{hi}\.0{{1,6}}/"
+    return f"/({_int_alts(lo, hi)}){frac}/"
 
 
 def _value(col: ColumnSpec, style: str) -> str:

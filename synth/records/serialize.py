@@ -72,7 +72,14 @@ def parse(text: str, spec: DatasetSpec) -> dict[str, Any]:
         }[col.type]
         if not ok:
             raise RecordParseError(f"{col.name}={v!r} is not of type {col.type}")
-        out[col.name] = float(v) if col.type == "float" else v
+        if col.type == "float":
+            v = float(v)
+            # ranges the grammar can only bound loosely (fractional or negative bounds) are clamped
+            v = v if col.min is None else max(col.min, v)
+            v = v if col.max is None else min(col.max, v)
+        elif col.type == "integer" and ((col.min is not None and v < col.min) or (col.max is not None and v > col.max)):
+            raise RecordParseError(f"{col.name}={v} is outside the declared range [{col.min}, {col.max}]")
+        out[col.name] = v
     return out
 
 

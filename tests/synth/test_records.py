@@ -48,10 +48,14 @@ def test_grammar_bounds_text_and_enforces_declared_values():
         {"name": "t", "max_chars": 5},
         {"name": "c", "type": "categorical", "categories": ["a", "b"]},
         {"name": "n", "type": "integer", "min": 1, "max": 3},
+        {"name": "f", "type": "float", "min": 1, "max": 5},
     ]})
     parser = lark.Lark(derive_grammar(spec), parser="lalr")
-    parser.parse('{"t": "abcde", "c": "a", "n": 3}')
-    for bad in ('{"t": "abcdef", "c": "a", "n": 3}', '{"t": "x", "c": "z", "n": 3}', '{"t": "x", "c": "a", "n": 4}'):
+    parser.parse('{"t": "abcde", "c": "a", "n": 3, "f": 5.0}')
+    parser.parse('{"t": "", "c": "b", "n": 1, "f": 1.25}')
+    for bad in ('{"t": "abcdef", "c": "a", "n": 3, "f": 2.0}', '{"t": "x", "c": "z", "n": 3, "f": 2.0}',
+                '{"t": "x", "c": "a", "n": 4, "f": 2.0}', '{"t": "x", "c": "a", "n": 3, "f": 5.5}',
+                '{"t": "x", "c": "a", "n": 3, "f": 0.5}'):
         with pytest.raises(lark.exceptions.LarkError):
             parser.parse(bad)
 
