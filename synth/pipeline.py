@@ -55,7 +55,7 @@ def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerato
     return generator, frame
 
 
-def generate_and_export(config: SynthConfig, generator: RecordGenerator, private: pd.DataFrame, *,
+def generate_and_export(config: SynthConfig, generator: RecordGenerator, private: pd.DataFrame | None, *,
                         progress: bool = True) -> dict:
     g = config.generate
     synthetic, stats = generator.sample(g.n, batch_size=g.batch_size, temperature=g.temperature, top_p=g.top_p,
@@ -75,6 +75,8 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
     run_dir = Path(config.output.dir)
     out = export(synthetic, run_dir / "export", fmt=config.output.format, card=card, overwrite=config.output.overwrite)
     # not DP: computed from the private rows; stays in the run folder, out of the export
+    if private is None:
+        private = load_private(config)
     private_texts = set(frame_to_texts(private, config.spec))
     dupes = sum(t in private_texts for t in frame_to_texts(synthetic, config.spec))
     report = {"exact_copies_of_training_rows": dupes, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
@@ -82,6 +84,19 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
     atomic_write_text(run_dir / "private_report.json", json.dumps(report, indent=2, sort_keys=True))
     return {"export": str(out), "epsilon": card["privacy"]["epsilon"], "delta": ledger.delta, "rows": len(synthetic),
             "report": report, "sample": synthetic.head(5)}
+
+
+def generate(config: SynthConfig, *, progress: bool = True) -> dict:
+    """Sample and export from the generator a previous ``train`` saved in the run folder."""
+    from trainer.errors import ConfigError
+
+    saved = Path(config.output.dir) / "generator"
+    if not saved.is_dir():
+        raise ConfigError(f"no trained generator in {saved}; run `dpsynth train` with this config first")
+    generator = RecordGenerator.from_pretrained(saved)
+    if generator.ledger is None:
+        raise ConfigError(f"{saved} has no privacy ledger: refusing to export data without a stated guarantee")
+    return generate_and_export(config, generator, None, progress=progress)
 
 
 RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo, run
+from . import demo, generate, run, train
 
-SUBCOMMANDS = {"demo": demo, "run": run}
+SUBCOMMANDS = {"train": train, "generate": generate, "run": run, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,16 +76,56 @@ def build_model(choice: ModelChoice):
     return model, tok, name
 
 
+KIND = "dpsynth.RecordGenerator"
+
+
+def _load_trained(choice: ModelChoice, folder: Path):
+    """The trained model saved in ``folder``: a full model, or a LoRA adapter over the base."""
+    from ..tokenizers import TextTokenizer
+
+    if choice.model == "scratch":
+        from transformers import LlamaForCausalLM
+
+        return LlamaForCausalLM.from_pretrained(folder), TextTokenizer.bytes(), None
+    if choice.finetune == "lora":
+        from peft import PeftModel
+
+        base, tok, _ = build_model(ModelChoice(**{**asdict(choice), "finetune": "full"}))
+        return PeftModel.from_pretrained(base, folder), tok, None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(folder), TextTokenizer.hf(AutoTokenizer.from_pretrained(folder), str(folder)), None
+
+
 class RecordGenerator:
     """fit(frame) with DP, then sample(n) well-formed records."""
 
-    def __init__(self, spec: DatasetSpec, choice: ModelChoice | None = None, *, grammar: str | None = None):
+    def __init__(self, spec: DatasetSpec, choice: ModelChoice | None = None, *, grammar: str | None = None,
+                 _built=None):
         self.spec = spec
         self.choice = choice or ModelChoice()
         self.grammar = grammar or derive_grammar(spec)
-        self.model, self.tokenizer, self.model_description = build_model(self.choice)
+        self.model, self.tokenizer, self.model_description = _built or build_model(self.choice)
         self.ledger: PrivacyLedger | None = None
         self.train_config: TrainConfig | None = None
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "RecordGenerator":
+        """Reload what ``save_pretrained`` wrote: spec, grammar, trained weights and the ledger."""
+        directory = Path(directory)
+        meta_path = directory / "dpsynth_config.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{directory} is not a saved dpsynth generator (no dpsynth_config.json)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("kind") != KIND:
+            raise ValueError(f"{meta_path}: kind {meta.get('kind')!r} is not {KIND!r}")
+        spec, choice = DatasetSpec.from_dict(meta["spec"]), ModelChoice(**meta["model"])
+        model, tok, _ = _load_trained(choice, directory / "model")
+        gen = cls(spec, choice, grammar=(directory / "grammar.lark").read_text(),
+                  _built=(model, tok, meta["model_description"]))
+        if (directory / "privacy_ledger.json").exists():
+            gen.ledger = PrivacyLedger.load(directory / "privacy_ledger.json")
+        return gen
 
     # ------------------------------------------------------------------ fit
     def examples(self, frame: pd.DataFrame, *, max_tokens: int | None = None) -> list[dict[str, Any]]:
@@ -159,7 +199,7 @@ class RecordGenerator:
             if self.tokenizer.kind == "hf":
                 self.tokenizer.backend.save_pretrained(tmp / "model")
             (tmp / "grammar.lark").write_text(self.grammar)
-            meta = {"kind": "dpsynth.RecordGenerator", "spec": asdict(self.spec), "model": asdict(self.choice),
+            meta = {"kind": KIND, "spec": asdict(self.spec), "model": asdict(self.choice),
                     "model_description": self.model_description}
             (tmp / "dpsynth_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
             if self.ledger is not None:
