@@ -78,3 +78,14 @@ def test_ledger_round_trips(tmp_path):
     ledger.save(tmp_path / "l.json")
     again = PrivacyLedger.load(tmp_path / "l.json")
     assert again == ledger and again.epsilon() == ledger.epsilon()
+
+
+def test_too_small_epsilon_says_smallest_feasible_and_most_steps():
+    with pytest.raises(BudgetExceededError) as err:
+        calibrate_noise_multiplier(target_epsilon=0.01, delta=1e-5, sample_rate=0.5, steps=1000)
+    msg = str(err.value)
+    assert "too small for 1000 steps" in msg and "Ask for ε ≥" in msg and "at most" in msg
+    floor = float(msg.split("Ask for ε ≥ ")[1].split(",")[0])
+    assert floor == pytest.approx(epsilon([(50.0, 0.5, 1000)], delta=1e-5), rel=1e-2)
+    most = int(msg.split("at most ")[1].split(" steps")[0])
+    assert epsilon([(50.0, 0.5, most)], delta=1e-5) <= 0.01 < epsilon([(50.0, 0.5, most + 1)], delta=1e-5)

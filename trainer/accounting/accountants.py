@@ -14,6 +14,9 @@ from typing import Sequence
 from ..errors import BudgetExceededError, ConfigError
 
 ACCOUNTANTS = ("prv", "rdp")
+# Above this noise multiplier the noise swamps any clipped gradient sum a run could have:
+# calibration refuses rather than train a model that cannot learn.
+MAX_NOISE_MULTIPLIER = 50.0
 History = Sequence[tuple[float, float, int]]  # (noise_multiplier, sample_rate, steps)
 
 
@@ -52,8 +55,13 @@ def calibrate_noise_multiplier(
     accountant: str = "prv",
     prior: History = (),
     tolerance: float = 0.01,
+    max_noise_multiplier: float = MAX_NOISE_MULTIPLIER,
 ) -> float:
-    """The smallest σ (to ``tolerance`` in ε) such that ``prior`` + ``steps`` DP-SGD steps cost ≤ target ε."""
+    """The smallest σ (to ``tolerance`` in ε) such that ``prior`` + ``steps`` DP-SGD steps cost ≤ target ε.
+
+    If even σ = ``max_noise_multiplier`` is not enough, BudgetExceededError says the smallest
+    ε these steps can reach and the most steps that fit the target.
+    """
     spent = epsilon(prior, delta=delta, accountant=accountant)
     if spent >= target_epsilon:
         raise BudgetExceededError(
@@ -64,13 +72,21 @@ def calibrate_noise_multiplier(
     def eps_at(sigma: float) -> float:
         return epsilon([*prior, (sigma, sample_rate, steps)], delta=delta, accountant=accountant)
 
+    if eps_at(max_noise_multiplier) > target_epsilon:
+        floor = eps_at(max_noise_multiplier)
+        fit_lo, fit_hi = 0, steps  # most steps that fit the target at the largest σ
+        while fit_hi - fit_lo > 1:
+            mid = (fit_lo + fit_hi) // 2
+            ok = epsilon([*prior, (max_noise_multiplier, sample_rate, mid)], delta=delta, accountant=accountant)
+            fit_lo, fit_hi = (mid, fit_hi) if ok <= target_epsilon else (fit_lo, mid)
+        raise BudgetExceededError(
+            f"ε={target_epsilon} is too small for {steps} steps at sampling rate q={sample_rate:.4g}: even "
+            f"σ={max_noise_multiplier:g} spends ε={floor:.3g}. Ask for ε ≥ {floor:.3g}, or at most "
+            f"{fit_lo} steps, or a lower sampling rate (smaller expected batch)."
+        )
     lo, hi = 0.0, 1.0
     while eps_at(hi) > target_epsilon:
         lo, hi = hi, hi * 2
-        if hi > 1e5:
-            raise BudgetExceededError(
-                f"ε={target_epsilon} cannot be reached with {steps} steps at q={sample_rate}"
-            )
     while hi - lo > 1e-4 * hi:
         mid = (lo + hi) / 2
         e = eps_at(mid)
