@@ -198,7 +198,7 @@ def main(argv=None):
     for _ in range(args.rounds):  # interleaved: slow drift of a shared machine hits every mode alike
         for mode in args.modes.split(","):
             out = subprocess.run([sys.executable, __file__, *child_argv, "--mode", mode], capture_output=True, text=True)
-            line = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
             if out.returncode or not line:
                 print(f"{mode}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
                 continue

@@ -69,6 +69,7 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
         "model": generator.model_description,
         "spec": {"columns": [c.name for c in config.spec.columns], "serialization": config.spec.serialization},
         "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
+                       "rejected_by_spec": stats.extra.get("unparseable_by_spec", 0),
                        "temperature": g.temperature, "top_p": g.top_p},
         "seed": g.seed,
     }

@@ -297,6 +297,11 @@ class _Call:
         return G.DenseGrad(self.plan.dense(per_row.to(acc_dtype)))
 
     def deliver(self, reps: dict[str, object]) -> None:
+        if self.plan is not self.engine._plan:
+            raise RuntimeError(
+                f"backward reached '{self.module_name}' after its engine.micro_batch() block had closed: "
+                "call loss.backward() inside the `with engine.micro_batch(...)` block"
+            )
         names = self.engine._local_names[self.module_name]  # local name -> canonical (tied) name
         self.engine._deliver(self.gid, {names[k]: v for k, v in reps.items()})
 

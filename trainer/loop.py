@@ -109,7 +109,7 @@ class DPTrainer:
         c = self.config
         if c.noise_multiplier is not None:
             return float(c.noise_multiplier)
-        prior = [h for e, h in zip(self.ledger.events, self.ledger.history) if e.stage != "train"]
+        prior = [h for e, h in zip(self.ledger.events, self.ledger.history, strict=True) if e.stage != "train"]
         return calibrate_noise_multiplier(
             target_epsilon=c.target_epsilon,
             delta=self.delta,

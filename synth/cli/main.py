@@ -13,7 +13,7 @@ SUBCOMMANDS = {"train": train, "generate": generate, "run": run, "demo": demo}
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dpsynth", description="Differentially private synthetic data.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, module in SUBCOMMANDS.items():
+    for module in SUBCOMMANDS.values():
         module.add_parser(sub)
     args = parser.parse_args(argv)
     try:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from trainer import DPTrainer, PrivacyLedger, TrainConfig
 from trainer.io import atomic_directory
@@ -190,6 +189,7 @@ class RecordGenerator:
             except RecordParseError:  # grammar and spec disagree (a user grammar): count, never emit
                 bad += 1
         stats.extra["unparseable_by_spec"] = bad
+        stats.emitted = len(records)
         return texts_to_frame(records, self.spec), stats
 
     # ---------------------------------------------------------- persistence

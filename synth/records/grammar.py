@@ -68,7 +68,7 @@ def _number(col: ColumnSpec) -> str:
     if lo < 0:  # negative ranges: bound the integer part only (clamped on parse)
         return f"/-?({_int_alts(0, max(abs(lo), abs(hi)))}){frac}/"
     if float(col.max).is_integer() and hi > lo:
-        return f"/({_int_alts(lo, hi - 1)}){frac}/ | /{hi}\.0{{1,6}}/"
+        return f"/({_int_alts(lo, hi - 1)}){frac}/ | /{hi}" + r"\.0{1,6}/"
     return f"/({_int_alts(lo, hi)}){frac}/"
 
 

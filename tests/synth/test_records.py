@@ -26,7 +26,7 @@ def test_round_trip_is_exact_for_every_row(path, make_spec, fmt):
     spec = make_spec(fmt)
     frame = typed_frame(load_table(path), spec)
     texts = frame_to_texts(frame, spec)
-    for row, text in zip(frame.to_dict("records"), texts):
+    for row, text in zip(frame.to_dict("records"), texts, strict=True):
         back = parse(text, spec)
         assert all(_same(row[k], back[k]) for k in spec.names), text
         assert serialize(back, spec) == text  # canonical: text -> record -> the same text

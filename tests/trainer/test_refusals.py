@@ -94,3 +94,14 @@ def test_flattened_batch_is_refused():
         with eng.micro_batch(2):
             model(torch.randn(2, 3, 4)).sum().backward()
     eng.detach()
+
+
+def test_backward_after_the_micro_batch_closed_raises():
+    model = nn.Sequential(nn.Linear(4, 4))
+    eng = DPEngine(model, max_grad_norm=1.0)
+    with eng.micro_batch(2):
+        loss = model(torch.randn(2, 3, 4)).sum()
+    with pytest.raises(RuntimeError, match="inside the `with engine.micro_batch"):
+        loss.backward()
+    assert model[0].weight.grad is None
+    eng.detach()

@@ -35,7 +35,7 @@ class _PerRowFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         reps = {}
-        for name, g, dt in zip(ctx.names, grads, ctx.dtypes):
+        for name, g, dt in zip(ctx.names, grads, ctx.dtypes, strict=True):
             ctx.call.check_rows(g)
             acc = acc_dtype(dt)
             reps[name] = ctx.call.dense(g.reshape(g.shape[0], -1).to(acc), acc_dtype=acc)
@@ -46,7 +46,7 @@ class _PerRowFn(torch.autograd.Function):
 def _per_row(call, module, x, names):
     trainable = [n for n in names if getattr(module, n) is not None and getattr(module, n).requires_grad]
     outs = _PerRowFn.apply(call, tuple(trainable), x.dim(), *(getattr(module, n) for n in trainable))
-    return dict(zip(trainable, outs))
+    return dict(zip(trainable, outs, strict=True))
 
 
 @register_layer(nn.LayerNorm, handles=("weight", "bias"))
