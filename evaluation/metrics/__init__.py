@@ -1,0 +1,1 @@
+"""One module per metric family; every metric returns MetricRecord values."""
