@@ -1,10 +1,13 @@
-"""A grammar the user gives: compile it with lark (errors with line and column) and check
-that the private records, as serialised, parse under it."""
+"""A grammar the user gives: compiled by the evaluator's RecordGrammar (one place for lark
+loading, LALR-else-Earley and syntax errors with line and column), and checked against the
+private records as serialised."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from evaluation import GrammarError as _EvalGrammarError
+from evaluation import RecordGrammar
 from trainer.errors import ConfigError
 
 from ..loading import DataError
@@ -15,36 +18,18 @@ class GrammarError(ConfigError):
 
 
 def load_user_grammar(path: str | Path) -> str:
-    import lark
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"grammar file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
     try:
-        lark.Lark(text, start="start")
-    except lark.exceptions.UnexpectedInput as err:
-        raise GrammarError(f"{path}, line {err.line}, column {err.column}: grammar syntax error") from None
-    except lark.exceptions.GrammarError as err:
-        raise GrammarError(f"{path}: {err}") from None
-    return text
+        RecordGrammar.from_file(path)
+    except _EvalGrammarError as err:
+        raise GrammarError(str(err)) from None
+    return Path(path).read_text(encoding="utf-8")
 
 
 def check_private_records(grammar: str, texts: list[str], *, source: str, skip: bool) -> list[int]:
     """Indices of private records that do not parse.  Aborts with the count and three examples,
     unless ``skip`` (then the caller drops them and the count is reported)."""
-    import lark
-
-    try:
-        parser = lark.Lark(grammar, start="start", parser="lalr")
-    except lark.exceptions.GrammarError:
-        parser = lark.Lark(grammar, start="start", parser="earley")
-    bad = []
-    for i, text in enumerate(texts):
-        try:
-            parser.parse(text)
-        except lark.exceptions.LarkError:
-            bad.append(i)
+    parser = RecordGrammar.from_text(grammar)
+    bad = [i for i, text in enumerate(texts) if not parser.parse(text).ok]
     if bad and not skip:
         examples = "\n".join(f"  row {i + 1}: {texts[i][:160]}" for i in bad[:3])
         raise DataError(
