@@ -7,6 +7,7 @@ shareable synthetic data with its card.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -46,11 +47,11 @@ def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerato
     if config.spec.privacy_unit != "example":
         units = frame[config.spec.privacy_unit].tolist()
     run_dir = Path(config.output.dir)
-    config.train.progress = progress and config.train.progress
+    train_config = dataclasses.replace(config.train, progress=progress and config.train.progress)
     ledger = PrivacyLedger(delta=config.train.resolve_delta(len(set(units)) if units else len(frame)),
                            accountant=config.train.accountant, privacy_unit=config.train.privacy_unit,
                            declared_public=config.spec.public_facts())
-    generator.fit(frame, config.train, units=units, output_dir=run_dir / "checkpoints", ledger=ledger)
+    generator.fit(frame, train_config, units=units, output_dir=run_dir / "checkpoints", ledger=ledger)
     generator.save_pretrained(run_dir / "generator")
     return generator, frame
 

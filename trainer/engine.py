@@ -101,7 +101,6 @@ class DPEngine:
         self._group_of_module: dict[str, int] = {}
         self._params: dict[str, nn.Parameter] = {}
         self._attached = False
-        self.last_norms: Tensor | None = None  # flat mode: per-unit norms of the last micro-batch
         self.attach()
 
     # ------------------------------------------------------------------ set-up
@@ -219,9 +218,9 @@ class DPEngine:
             # one instantiated weight (+ dense biases): clip chunk by chunk while in cache
             k = fusable[0]
             rest = [r for i, (_, r) in enumerate(group.reps) if i != k]
-            extra = sum((r.norm_sq() for r in rest), torch.zeros(()))
-            total, norms = _fused(group.reps[k][1], group.threshold, clip, extra)
-            factors = clip(torch.sqrt(norms**2 + extra), group.threshold)
+            extra = sum(r.norm_sq() for r in rest) if rest else None
+            total, norms = G.clip_instantiated(group.reps[k][1], group.threshold, clip, extra)
+            factors = clip(norms, group.threshold)  # the same factors the chunks were clipped with
             self._accumulate(names[k], total)
             for i, (n, r) in enumerate(group.reps):
                 if i != k:
@@ -243,7 +242,6 @@ class DPEngine:
             return
         norms = torch.stack([n.to(norm_sqs[0]) for n in norm_sqs]).sum(0).sqrt()
         factors = clip_factors(norms, self.max_grad_norm, automatic=self.automatic_clipping)
-        self.last_norms = norms
         for g in self._groups.values():
             for n, r in g.reps:
                 self._accumulate(n, r.weighted_sum(factors.to(_dtype(r))))
@@ -309,11 +307,6 @@ class _Call:
 # ----------------------------------------------------------------- helpers
 def _dtype(rep) -> torch.dtype:
     return rep.per_unit.dtype if isinstance(rep, G.DenseGrad) else rep.cols.dtype
-
-
-def _fused(rep: G.FactoredGrad, threshold: float, clip, extra_norm_sq: Tensor):
-    """Instantiate-and-clip in chunks, folding the group's other norms into each factor."""
-    return G.clip_instantiated(rep, threshold, clip, None if extra_norm_sq.dim() == 0 else extra_norm_sq)
 
 
 def _group_norm_sq(reps: list[tuple[str, object]]) -> Tensor:

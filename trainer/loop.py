@@ -79,9 +79,10 @@ class DPTrainer:
         n_units = len(examples) if units is None else len(set(units))
         if config.expected_batch_size > n_units:
             raise ConfigError(f"expected_batch_size={config.expected_batch_size} exceeds the {n_units} privacy units")
+        self.sample_rate = config.expected_batch_size / n_units  # the q the accountant is told
         self.sampler = PoissonSampler(
             n_rows=len(examples),
-            sample_rate=config.expected_batch_size / n_units,
+            sample_rate=self.sample_rate,
             units=units,
             max_rows_per_unit=config.max_examples_per_user,
             seed=config.seed,
@@ -113,7 +114,7 @@ class DPTrainer:
         return calibrate_noise_multiplier(
             target_epsilon=c.target_epsilon,
             delta=self.delta,
-            sample_rate=self.sampler.sample_rate,
+            sample_rate=self.sample_rate,
             steps=c.steps,
             accountant=c.accountant,
             prior=prior,
@@ -124,7 +125,7 @@ class DPTrainer:
         """Run (or continue) training up to ``config.steps``; ``max_steps`` stops early (tests, crashes)."""
         if resume and self.output_dir is not None:
             self._resume()
-        check_sampler(self.sampler, privacy_unit=self.config.privacy_unit, sample_rate=self.sampler.sample_rate)
+        check_sampler(self.sampler, privacy_unit=self.config.privacy_unit, sample_rate=self.sample_rate)
         c = self.config
         end = c.steps if max_steps is None else min(c.steps, self.step + max_steps)
         losses, tokens, t0, start = [], 0, time.perf_counter(), self.step
@@ -179,7 +180,7 @@ class DPTrainer:
         self.ledger.record(
             "train",
             noise_multiplier=self.noise_multiplier,
-            sample_rate=self.sampler.sample_rate,
+            sample_rate=self.sample_rate,
             max_grad_norm=c.max_grad_norm,
             clipping=c.clipping,
             automatic_clipping=c.automatic_clipping,

@@ -82,3 +82,21 @@ def test_micro_batches_never_split_a_unit():
     batch = [[0, 1], [2], [3, 4, 5], [6]]
     mbs = micro_batches(batch, 3)
     assert mbs == [[[0, 1], [2]], [[3, 4, 5]], [[6]]]
+
+
+def test_sampler_must_be_the_one_the_accountant_assumes():
+    from trainer import ConfigError
+    from trainer.sampling import check_sampler
+
+    sampler = PoissonSampler(n_rows=100, sample_rate=0.1, seed=0)
+    check_sampler(sampler, privacy_unit="example", sample_rate=0.1)
+    with pytest.raises(ConfigError, match="is not the accounted q"):
+        check_sampler(sampler, privacy_unit="example", sample_rate=0.2)
+    with pytest.raises(ConfigError, match="privacy unit is user"):
+        check_sampler(sampler, privacy_unit="user", sample_rate=0.1)
+
+    class Shuffler:
+        mechanism, privacy_unit, sample_rate = "shuffle", "example", 0.1
+
+    with pytest.raises(ConfigError, match="assumes Poisson sampling"):
+        check_sampler(Shuffler(), privacy_unit="example", sample_rate=0.1)

@@ -133,23 +133,12 @@ class FactoredGrad:
             return out.index_add_(0, self.rows.reshape(-1), scaled.reshape(-1, scaled.shape[-1]))
         return self.rows.flatten(0, 1).t() @ scaled.flatten(0, 1)  # (r, U*T) @ (U*T, c)
 
-    def clip_and_sum(self, threshold: float, clip_fn) -> tuple[Tensor, Tensor]:
-        """Fused per-layer path: norms, clip factors and the clipped sum in one sweep.
-
-        With instantiation each chunk of per-unit gradients is clipped and summed
-        while it is still in cache, so no per-unit gradient outlives the chunk.
-        """
-        if self.method != "instantiate" or self.ids:
-            norms = self.norm_sq().sqrt()
-            return self.weighted_sum(clip_fn(norms, threshold)), norms
-        return clip_instantiated(self, threshold, clip_fn, None)
-
 
 def clip_instantiated(rep: FactoredGrad, threshold: float, clip_fn, extra_norm_sq: Tensor | None):
     """Instantiate per-unit gradients chunk by chunk, clip each chunk and fold it into the sum.
 
     ``extra_norm_sq`` (U,) is the rest of the clipping group's squared norm (a bias).
-    Returns (clipped sum (r, c), this representation's per-unit norms (U,)).
+    Returns (clipped sum (r, c), the group's per-unit norms (U,), extra included).
     """
     r, c = rep.shape
     total, norms = None, []
@@ -157,9 +146,10 @@ def clip_instantiated(rep: FactoredGrad, threshold: float, clip_fn, extra_norm_s
         g = rep.instantiate(sl)  # (u, r, c)
         n_sq = _row_norm_sq(g)  # (u,)
         full = n_sq if extra_norm_sq is None else n_sq + extra_norm_sq[sl]
-        part = clip_fn(full.sqrt(), threshold).to(g.dtype) @ g.flatten(1)  # (r*c,): one GEMV
+        full_norm = full.sqrt()
+        part = clip_fn(full_norm, threshold).to(g.dtype) @ g.flatten(1)  # (r*c,): one GEMV
         total = part if total is None else total.add_(part)
-        norms.append(n_sq.sqrt())
+        norms.append(full_norm)
     return total.view(r, c), torch.cat(norms)
 
 
