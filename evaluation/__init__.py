@@ -1,6 +1,23 @@
-"""Struct-Bench-style evaluation of synthetic records (in progress: issue 4). Does not import synth."""
+"""Struct-Bench-style evaluation of synthetic records.  Does not import synth."""
 
+from .encoder import Encoder
+from .evaluate import evaluate, load_card
 from .grammar import GrammarError, ParsedRecord, RecordGrammar
 from .metrics.base import MetricRecord
+from .report import EvaluationReport
+from .spec import EvalSpec
+from .tables import DataError, load_table
 
-__all__ = ["GrammarError", "MetricRecord", "ParsedRecord", "RecordGrammar"]
+__all__ = [
+    "DataError",
+    "Encoder",
+    "EvalSpec",
+    "EvaluationReport",
+    "GrammarError",
+    "MetricRecord",
+    "ParsedRecord",
+    "RecordGrammar",
+    "evaluate",
+    "load_card",
+    "load_table",
+]

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import lark
 
+from trainer.errors import DPSynthError
 
-class GrammarError(ValueError):
+
+class GrammarError(DPSynthError, ValueError):
     """The grammar file cannot be compiled (the message names line and column)."""
 
 

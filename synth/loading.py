@@ -6,73 +6,16 @@ data leaves this module except the typed frame the generator trains on.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from trainer.errors import ConfigError, DPSynthError
+from evaluation.tables import DataError, load_table
+from trainer.errors import ConfigError
 
 from .spec import DatasetSpec
 
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-
-
-class DataError(DPSynthError, ValueError):
-    """The private data cannot be used as given."""
-
-
-def load_table(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise DataError(f"{path}: unknown data format {path.suffix!r}; use one of {', '.join(sorted(FORMATS))}")
-    if fmt in ("csv", "jsonl"):
-        _check_utf8(path)
-    try:
-        if fmt == "csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        elif fmt == "jsonl":
-            frame = _read_jsonl(path)
-        else:
-            frame = pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty") from None
-    except pd.errors.ParserError as err:
-        raise DataError(f"{path}: {err}") from None
-    if len(frame) == 0:
-        raise DataError(f"{path} has a header but no rows")
-    return frame
-
-
-def _check_utf8(path: Path) -> None:
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, 1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataError(
-                    f"{path}, line {lineno}: not UTF-8 (byte {line[err.start]:#04x} at column {err.start + 1}); "
-                    "re-encode the file as UTF-8"
-                ) from None
-
-
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}, line {lineno}: invalid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {lineno}: each line must be a JSON object")
-            rows.append(row)
-    return pd.DataFrame(rows)
+__all__ = ["DataError", "check_spec_matches", "load_table", "typed_frame"]
 
 
 def typed_frame(frame: pd.DataFrame, spec: DatasetSpec, *, source: str = "data") -> pd.DataFrame:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class MetricRecord:
     name: str  # e.g. "cfg_pr", "am/w1/title_length"
     value: float | None
-    better: str  # "higher" or "lower"
+    better: str  # "higher", "lower", or "reference" (a yardstick for another metric)
     n_real: int | None = None
     n_synthetic: int | None = None
     reason: str | None = None  # why value is None

@@ -1,0 +1,173 @@
+"""The evaluation report: JSON for programs, a self-contained HTML page for people, a console table."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.io import atomic_write_text
+
+from .metrics.base import MetricRecord
+
+# what each metric family measures and which way is better (shown in the HTML and console tables)
+MEANINGS = {
+    "cfg_pr": "share of synthetic records that parse under the grammar (1 = all)",
+    "knd/": "1-Wasserstein distance between real and synthetic distributions of the node pair's cosine similarity (0 = same dependency)",
+    "am/w1/": "1-Wasserstein distance between real and synthetic values of the attribute (0 = same distribution)",
+    "am/tv/": "total-variation distance between real and synthetic category shares (0 = same, 1 = disjoint)",
+    "am/mean": "mean of the attribute distances above",
+    "knn_precision": "share of synthetic records inside the real data's k-NN balls (realism)",
+    "knn_recall": "share of real records inside the synthetic data's k-NN balls (coverage)",
+    "fid": "Fréchet distance between Gaussian fits of real and synthetic record embeddings",
+    "utility/majority_class_accuracy": "accuracy of always predicting the most common held-out label (floor)",
+    "utility/trtr_": "classifier trained on real, tested on held-out real (ceiling)",
+    "utility/tstr_": "classifier trained on synthetic, tested on held-out real",
+    "memorisation/exact_copy_share": "share of synthetic records identical to a real record",
+    "memorisation/nearest_similarity_mean": "mean over synthetic records of the highest cosine similarity to a real record",
+    "memorisation/real_holdout_nearest_similarity_mean": "the same for held-out real records vs the other real records: what a new record looks like",
+}
+
+
+def meaning(name: str) -> str:
+    key = max((k for k in MEANINGS if name.startswith(k)), key=len, default=None)
+    return MEANINGS[key] if key else ""
+
+
+@dataclass
+class EvaluationReport:
+    metrics: list[MetricRecord]
+    distributions: dict[str, dict[str, Any]]
+    info: dict[str, Any]
+
+    def value(self, name: str) -> float | None:
+        return self.metric(name).value
+
+    def metric(self, name: str) -> MetricRecord:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(f"no metric {name!r}; have {[m.name for m in self.metrics]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"info": self.info, "metrics": [asdict(m) for m in self.metrics], "distributions": self.distributions}
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``report.json`` and ``report.html`` into ``out_dir`` (each atomically)."""
+        out = Path(out_dir)
+        paths = {"json": out / "report.json", "html": out / "report.html"}
+        atomic_write_text(paths["json"], json.dumps(self.to_dict(), indent=1, default=_json_default) + "\n")
+        atomic_write_text(paths["html"], render_html(self))
+        return paths
+
+    def summary(self) -> str:
+        rows = [("metric", "value", "better", "n real / synthetic")]
+        for m in self.metrics:
+            value = "null" if m.value is None else f"{m.value:.4f}"
+            if m.value is None:
+                value += f" ({m.reason})"
+            counts = "" if m.n_real is None and m.n_synthetic is None else f"{_n(m.n_real)} / {_n(m.n_synthetic)}"
+            rows.append((m.name, value, m.better, counts))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        head = [f"real: {self.info['real']['records']} records ({self.info['real']['parseable']} parse), "
+                f"synthetic: {self.info['synthetic']['records']} ({self.info['synthetic']['parseable']} parse); "
+                f"grammar: {self.info['grammar']['algorithm']}; encoder: {self.info['encoder']}; "
+                f"{self.info['seconds']} s"]
+        if "privacy" in self.info:
+            p = self.info["privacy"]
+            head.append(f"synthetic data card: (ε = {p['epsilon']}, δ = {p['delta']})-DP, unit: {p['privacy_unit']}")
+        if "warning" in self.info:
+            head.append(f"warning: {self.info['warning']}")
+        return "\n".join(head + [""] + lines)
+
+
+def _n(x) -> str:
+    return "-" if x is None else str(x)
+
+
+def _json_default(x):
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return str(x)
+
+
+def _plot(name: str, dist: dict[str, Any]) -> str:
+    """A PNG (base64) of the real vs synthetic distribution."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 2.8), dpi=90)
+    real, syn = dist["real"], dist["synthetic"]
+    real_label = dist.get("real_label", "real")
+    if dist["kind"] == "numeric":
+        values = [v for v in real + syn if v is not None]
+        if values:
+            lo, hi = min(values), max(values)
+            bins = 30 if hi > lo else 1
+            rng = (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+            for data, label, color in ((real, real_label, "#1f77b4"), (syn, "synthetic", "#ff7f0e")):
+                if data:
+                    ax.hist(data, bins=bins, range=rng, density=True, alpha=0.5, label=label, color=color)
+    else:
+        from collections import Counter
+
+        cr, cs = Counter(real), Counter(syn)
+        cats = [c for c, _ in (cr + cs).most_common(15)]
+        xs = range(len(cats))
+        ax.bar([x - 0.2 for x in xs], [cr[c] / max(len(real), 1) for c in cats], 0.4, label=real_label)
+        ax.bar([x + 0.2 for x in xs], [cs[c] / max(len(syn), 1) for c in cats], 0.4, label="synthetic")
+        ax.set_xticks(list(xs), [str(c)[:12] for c in cats], rotation=45, ha="right", fontsize=7)
+    ax.set_title(name, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def render_html(report: EvaluationReport) -> str:
+    e = html.escape
+    info = report.info
+    rows = []
+    for m in report.metrics:
+        value = f"{m.value:.4f}" if m.value is not None else f"<i>null: {e(m.reason or '')}</i>"
+        rows.append(f"<tr><td>{e(m.name)}</td><td>{value}</td><td>{e(m.better)}</td>"
+                    f"<td>{_n(m.n_real)} / {_n(m.n_synthetic)}</td><td>{e(meaning(m.name))}</td></tr>")
+    plots = "".join(
+        f'<figure><img alt="{e(name)}" src="data:image/png;base64,{_plot(name, dist)}"></figure>'
+        for name, dist in report.distributions.items())
+    privacy = ""
+    if "privacy" in info:
+        p = info["privacy"]
+        privacy = (f"<p>The synthetic data's card states <b>(ε = {e(str(p['epsilon']))}, δ = {e(str(p['delta']))})"
+                   f"-DP</b> (unit: {e(str(p['privacy_unit']))}, accountant: {e(str(p['accountant']))}).</p>")
+    warning = f"<p class=warn>{e(info['warning'])}</p>" if "warning" in info else ""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>dpsynth evaluation</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}}figure{{display:inline-block;margin:4px}}
+.warn{{color:#a00}}.note{{background:#fff6d5;padding:6px}}</style></head><body>
+<h1>Synthetic data evaluation</h1>
+<p>Real: {e(str(info['real']['source']))}: {info['real']['records']} records, {info['real']['parseable']} parse.
+Synthetic: {e(str(info['synthetic']['source']))}: {info['synthetic']['records']} records,
+{info['synthetic']['parseable']} parse. Grammar parser: {e(info['grammar']['algorithm'])}.
+Encoder: {e(info['encoder'])}. Records embedded as: {e(info['record_text'])}. Took {info['seconds']} s.</p>
+{privacy}{warning}<p class=note>{e(info['not_private'])}</p>
+<h2>Metrics</h2>
+<table><tr><th>metric</th><th>value</th><th>better</th><th>n real / synthetic</th><th>what it measures</th></tr>
+{''.join(rows)}</table>
+<h2>Distributions</h2>{plots}
+</body></html>
+"""
