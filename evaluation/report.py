@@ -129,7 +129,8 @@ def _plot(name: str, dist: dict[str, Any]) -> str:
         ax.bar([x + 0.2 for x in xs], [cs[c] / max(len(syn), 1) for c in cats], 0.4, label="synthetic")
         ax.set_xticks(list(xs), [str(c)[:12] for c in cats], rotation=45, ha="right", fontsize=7)
     ax.set_title(name, fontsize=9)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -33,6 +33,7 @@ class EvalSpec:
     k: int = field(default=3, metadata={"help": "Neighbours for KNN precision / recall."})
     max_knd_pairs: int = field(default=10, metadata={"help": "Most node pairs per record for repeated nodes."})
     seed: int = field(default=0, metadata={"help": "Seed for the held-out split and the classifiers."})
+    encoder: str | None = field(default=None, metadata={"help": "Sentence-transformers model folder (default: all-MiniLM-L6-v2, offline)."})
 
     def __post_init__(self):
         if bool(self.columns) == bool(self.text_column):

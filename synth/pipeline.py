@@ -85,7 +85,7 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
               "tokens_per_second": stats.tokens_per_second, "note": "NOT differentially private: do not publish"}
     atomic_write_text(run_dir / "private_report.json", json.dumps(report, indent=2, sort_keys=True))
     return {"export": str(out), "epsilon": card["privacy"]["epsilon"], "delta": ledger.delta, "rows": len(synthetic),
-            "report": report, "sample": synthetic.head(5)}
+            "report": report, "sample": synthetic.head(5), "synthetic": synthetic}
 
 
 def generate(config: SynthConfig, *, progress: bool = True) -> dict:
@@ -101,7 +101,7 @@ def generate(config: SynthConfig, *, progress: bool = True) -> dict:
     return generate_and_export(config, generator, None, progress=progress)
 
 
-RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json")
+RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json", "evaluation")
 
 
 def run(config: SynthConfig, *, progress: bool = True) -> dict:
@@ -122,4 +122,48 @@ def run(config: SynthConfig, *, progress: bool = True) -> dict:
             elif target.exists():
                 target.unlink()
     generator, private = train(config, progress=progress)
-    return generate_and_export(config, generator, private, progress=progress)
+    result = generate_and_export(config, generator, private, progress=progress)
+    if config.evaluation is not None:
+        result["evaluation"] = evaluate_run(config, generator.grammar, private, result["synthetic"])
+    return result
+
+
+def evaluate_run(config: SynthConfig, grammar_text: str, private: pd.DataFrame, synthetic: pd.DataFrame):
+    """Score the synthetic records against the private ones; the report (not DP) goes to
+    ``<output.dir>/evaluation``, never into the export."""
+    from evaluation import Encoder, EvalSpec, RecordGrammar, evaluate
+
+    spec = EvalSpec.from_dict({"spec": {"columns": config.spec.names, "serialization": config.spec.serialization},
+                               "evaluation": config.evaluation})
+    report = evaluate(private, synthetic, spec, RecordGrammar.from_text(grammar_text), Encoder(spec.encoder),
+                      sources=(config.data.path, "synthetic (this run)"))
+    card = json.loads((Path(config.output.dir) / "export" / "dpsynth.json").read_text())
+    report.info["privacy"] = {k: card["privacy"].get(k) for k in ("epsilon", "delta", "accountant", "privacy_unit")}
+    report.save(Path(config.output.dir) / "evaluation")
+    return report
+
+
+def audit(config: SynthConfig, *, canaries: int = 500, seed: int | None = None):
+    """Privacy audit of this config: train a fresh generator on the private data plus a coin-chosen
+    half of ``canaries`` random records, score every canary, bound ε from below (evaluation.audit).
+    The result goes to ``<output.dir>/audit.json``."""
+    import numpy as np
+
+    from evaluation.audit import run_audit
+    from trainer.errors import ConfigError
+
+    from .canaries import make_canaries
+
+    if config.spec.privacy_unit != "example":
+        raise ConfigError("the audit supports example-level privacy only (each canary is one example)")
+    if canaries < 20:
+        raise ConfigError(f"the audit needs at least 20 canaries to say anything, got {canaries}")
+    frame = load_private(config)
+    generator = RecordGenerator(config.spec, config.model)
+    rng = np.random.default_rng(seed)
+    canary_examples = generator.examples(make_canaries(config.spec, canaries, rng))
+    train_config = dataclasses.replace(config.train, seed=seed if seed is not None else config.train.seed)
+    result = run_audit(generator.model, generator.examples(frame), canary_examples, train_config,
+                       pad_token_id=generator.tokenizer.pad_token_id, seed=seed)
+    atomic_write_text(Path(config.output.dir) / "audit.json", json.dumps(result.to_dict(), indent=2, default=str))
+    return result

@@ -57,6 +57,7 @@ class SynthConfig:
     train: TrainConfig
     generate: GenerateSection
     output: OutputSection
+    evaluation: dict[str, Any] | None = None  # an [evaluation] table: score the export after `dpsynth run`
 
 
 def _nearest(key: str, valid: list[str]) -> str:
@@ -70,7 +71,7 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value
-    valid = [*SECTIONS, "spec"]
+    valid = [*SECTIONS, "spec", "evaluation"]
     for key in raw:
         if key not in valid:
             raise ConfigError(f"unknown config section {key!r}{_nearest(key, valid)}")
@@ -93,7 +94,12 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         raise ConfigError("no dataset spec: give a [spec] section or data.spec = 'path/to/spec.yaml'")
     if not built["data"].path:
         raise ConfigError("data.path is required: the private data set to synthesise")
-    return SynthConfig(spec=spec, **built)
+    evaluation = raw.get("evaluation")
+    if evaluation is not None:
+        from evaluation import EvalSpec
+
+        EvalSpec.from_dict({"spec": {"columns": spec.names}, "evaluation": evaluation})  # unknown keys fail now
+    return SynthConfig(spec=spec, evaluation=evaluation, **built)
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

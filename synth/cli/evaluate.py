@@ -47,7 +47,7 @@ def run(args) -> int:
                           "write it elsewhere (--out)")
     grammar = RecordGrammar.from_file(grammar_path)
     real, synthetic = load_table(args.real), load_table(args.synthetic)
-    encoder = Encoder(args.encoder, cache_dir=args.cache_dir)
+    encoder = Encoder(args.encoder or spec.encoder, cache_dir=args.cache_dir)
     report = evaluate(real, synthetic, spec, grammar, encoder, card=load_card(args.synthetic),
                       sources=(str(args.real), str(args.synthetic)))
     paths = report.save(args.out)

@@ -42,3 +42,6 @@ def report(result: dict) -> None:
           f"{r['exact_copies_of_training_rows']} (not DP, kept in the run folder's private_report.json)")
     with pd.option_context("display.max_colwidth", 60, "display.width", 160):
         print(result["sample"].to_string(index=False))
+    if "evaluation" in result:
+        print("\n" + result["evaluation"].summary())
+        print("evaluation report (not DP, keep it private): <output.dir>/evaluation/report.html")

@@ -58,3 +58,38 @@ def test_generate_without_training_says_what_to_do(tmp_path, capsys):
     cfg.write_text(CONFIG.format(data=WATER, out=tmp_path / "none"))
     assert main(["generate", str(cfg)]) == 2
     assert "run `dpsynth train` with this config first" in capsys.readouterr().err
+
+
+def test_run_with_evaluation_and_audit(tmp_path, capsys):
+    """`dpsynth run` scores its export when the config has [evaluation] (report in the run folder, not the
+    export); `dpsynth audit` trains with canaries and never reports a bound above the claimed ε."""
+    data = tmp_path / "water150.csv"
+    pd.read_csv(WATER).head(150).to_csv(data, index=False)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(CONFIG.format(data=data, out=tmp_path / "run")
+                   + '[evaluation]\nkey_nodes = [["title", "title"]]\ncategorical_nodes = ["rating"]\n')
+    assert main(["run", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "cfg_pr" in out and "am/tv/category/rating" in out
+    report = json.loads((tmp_path / "run" / "evaluation" / "report.json").read_text())
+    metrics = {m["name"]: m for m in report["metrics"]}
+    # real titles longer than the declared max_chars=20 do not parse under the derived grammar: counted, warned
+    long_titles = int((pd.read_csv(data)["title"].str.len() > 20).sum())
+    assert metrics["cfg_pr"]["value"] == 1.0 and report["info"]["real"]["parseable"] == 150 - long_titles > 0
+    assert f"{long_titles} of 150 real records do not parse" in report["info"]["warning"]
+    card = json.loads((tmp_path / "run" / "export" / "dpsynth.json").read_text())
+    assert report["info"]["privacy"]["epsilon"] == card["privacy"]["epsilon"] <= 4.0
+    assert sorted(p.name for p in (tmp_path / "run" / "export").iterdir()) == ["README.md", "dpsynth.json",
+                                                                              "synthetic.jsonl"]
+    assert main(["audit", str(cfg), "--canaries", "40", "--seed", "0", "--train.steps", "2"]) == 0
+    audit = json.loads((tmp_path / "run" / "audit.json").read_text())
+    assert audit["canaries"] == 40 and audit["epsilon_lower"] <= audit["claimed_epsilon"]
+    assert "privacy audit: 40 canaries" in capsys.readouterr().out
+
+
+def test_unknown_evaluation_key_is_refused_before_training(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(CONFIG.format(data=WATER, out=tmp_path / "run") + '[evaluation]\nkey_node = [["title", "title"]]\n')
+    assert main(["run", str(cfg)]) == 2
+    assert "did you mean 'key_nodes'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
