@@ -29,10 +29,6 @@ def load_private(config: SynthConfig) -> pd.DataFrame:
 
 def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerator, pd.DataFrame]:
     """DP-train a generator on the private data (resuming from checkpoints in the run folder)."""
-    if config.spec.conditioning:
-        from trainer.errors import ConfigError
-
-        raise ConfigError("conditioning columns are not implemented yet (issue 3); remove spec.conditioning")
     frame = load_private(config)
     grammar = None
     if config.spec.grammar:
@@ -51,9 +47,39 @@ def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerato
     ledger = PrivacyLedger(delta=config.train.resolve_delta(len(set(units)) if units else len(frame)),
                            accountant=config.train.accountant, privacy_unit=config.train.privacy_unit,
                            declared_public=config.spec.public_facts())
+    if config.spec.conditioning:
+        generator.conditioning = conditioning_distribution(config, frame, ledger)
     generator.fit(frame, train_config, units=units, output_dir=run_dir / "checkpoints", ledger=ledger)
     generator.save_pretrained(run_dir / "generator")
     return generator, frame
+
+
+def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, ledger: PrivacyLedger):
+    """Declared public weights, or a DP histogram paid for in ``ledger``.  The histogram is kept in
+    the run folder so that a resumed run re-uses it (a fresh one would be a second, unpaid release)."""
+    from trainer.errors import ConfigError
+
+    from .conditioning import ConditioningDistribution, declared, dp_histogram
+
+    spec = config.spec
+    if spec.conditioning_weights is not None:
+        return declared(spec)
+    if spec.privacy_unit != "example":
+        raise ConfigError("a DP histogram of conditioning values is example-level only (a user may hold many "
+                          "rows); declare spec.conditioning_weights for a user-level run")
+    sigma = config.generate.conditioning_noise
+    saved = Path(config.output.dir) / "conditioning.json"
+    if saved.is_file():
+        dist = ConditioningDistribution.from_dict(json.loads(saved.read_text()))
+        if dist.columns != list(spec.conditioning) or dist.noise_multiplier != sigma:
+            raise ConfigError(f"{saved} was measured for columns {dist.columns} with σ={dist.noise_multiplier}; "
+                              "this config differs: pass --overwrite to start afresh")
+    else:
+        dist = dp_histogram(frame, spec, sigma, seed=config.train.seed)
+        atomic_write_text(saved, json.dumps(dist.to_dict(), indent=2))
+    ledger.record("conditioning_histogram", noise_multiplier=sigma, sample_rate=1.0, steps=1,
+                  columns=list(spec.conditioning))
+    return dist
 
 
 def generate_and_export(config: SynthConfig, generator: RecordGenerator, private: pd.DataFrame | None, *,
@@ -74,6 +100,8 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
                        "temperature": g.temperature, "top_p": g.top_p},
         "seed": g.seed,
     }
+    if generator.conditioning is not None:
+        card["conditioning"] = generator.conditioning.to_dict()
     run_dir = Path(config.output.dir)
     out = export(synthetic, run_dir / "export", fmt=config.output.format, card=card, overwrite=config.output.overwrite)
     # not DP: computed from the private rows; stays in the run folder, out of the export
@@ -101,7 +129,7 @@ def generate(config: SynthConfig, *, progress: bool = True) -> dict:
     return generate_and_export(config, generator, None, progress=progress)
 
 
-RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json", "evaluation")
+RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json", "evaluation", "conditioning.json")
 
 
 def run(config: SynthConfig, *, progress: bool = True) -> dict:

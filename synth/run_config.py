@@ -37,6 +37,7 @@ class GenerateSection:
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (0: greedy)."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
     seed: int | None = field(default=None, metadata={"help": "Seed for sampling (None: random)."})
+    conditioning_noise: float = field(default=10.0, metadata={"help": "σ of the DP histogram of conditioning values (paid from the budget; unused when spec.conditioning_weights is declared)."})
 
 
 @dataclass

@@ -56,7 +56,8 @@ class ColumnSpec:
 class DatasetSpec:
     columns: list[ColumnSpec] = field(metadata={"help": "Columns to synthesise, in record order."})
     privacy_unit: str = field(default="example", metadata={"help": "example, or the name of a user column."})
-    conditioning: list[str] = field(default_factory=list, metadata={"help": "Columns the generator is conditioned on."})
+    conditioning: list[str] = field(default_factory=list, metadata={"help": "Columns the generator is conditioned on (each with a declared domain)."})
+    conditioning_weights: dict[str, float] | None = field(default=None, metadata={"help": "Declared public distribution of the one conditioning column (value -> weight); without it a DP histogram is paid for."})
     grammar: str | None = field(default=None, metadata={"help": "A lark grammar file for the serialised record."})
     serialization: str = field(default="json", metadata={"help": "json (object in column order) or dict (Python dict literal, Struct-Bench)."})
     description: str = field(default="", metadata={"help": "Public one-line description of a record, used in the generator's prompt (never read from the data)."})
@@ -72,6 +73,19 @@ class DatasetSpec:
         for c in self.conditioning:
             if c not in names:
                 raise ConfigError(f"conditioning column {c!r} is not among the spec's columns {names}")
+            col = self.column(c)
+            if not ((col.type == "categorical" and col.categories)
+                    or (col.type == "integer" and col.min is not None and col.max is not None)):
+                raise ConfigError(
+                    f"conditioning column {c!r} needs a public domain: a categorical column with declared "
+                    "categories, or an integer column with declared min and max")
+        if self.conditioning_weights is not None:
+            if len(self.conditioning) != 1:
+                raise ConfigError("conditioning_weights declares the distribution of exactly one conditioning column")
+            if any(w < 0 for w in self.conditioning_weights.values()) or not sum(self.conditioning_weights.values()) > 0:
+                raise ConfigError("conditioning_weights must be non-negative with a positive sum")
+        if self.conditioning and len(self.conditioning) == len(names):
+            raise ConfigError("every column is a conditioning column: leave at least one to generate")
         if self.serialization not in ("json", "dict"):
             raise ConfigError(f"serialization must be json or dict, got {self.serialization!r}")
         if self.privacy_unit != "example" and self.privacy_unit in names:
@@ -88,6 +102,8 @@ class DatasetSpec:
         facts = [f for c in self.columns for f in c.public_facts()]
         if self.description:
             facts.append(f"prompt description: {self.description!r}")
+        if self.conditioning_weights is not None:
+            facts.append(f"distribution of {self.conditioning[0]}: {self.conditioning_weights}")
         return facts
 
     @classmethod

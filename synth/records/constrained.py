@@ -28,6 +28,12 @@ class SampleStats:
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
 
+    def merge(self, other: "SampleStats") -> "SampleStats":
+        """The totals of two sampling runs (e.g. one per conditioning value)."""
+        return SampleStats(self.requested + other.requested, self.emitted + other.emitted,
+                           self.hit_limit + other.hit_limit, self.tokens + other.tokens,
+                           self.seconds + other.seconds, {**self.extra, **other.extra})
+
 
 class GrammarMask:
     """A transformers LogitsProcessor: -inf on every token the row's grammar state forbids."""

@@ -9,25 +9,30 @@ Two roads (``model``):
 
 The training text of a record is ``prompt + record + EOS`` where only the record
 and EOS carry loss.  Sampling starts from the same prompt and is constrained by
-the grammar at every token.
+the grammar at every token.  With conditioning columns, their values are part of
+the prompt (no loss) and the record holds the other columns; at generation the
+values are drawn from ``self.conditioning`` (declared public or a DP histogram).
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from trainer import DPTrainer, PrivacyLedger, TrainConfig
 from trainer.io import atomic_directory
 
+from ..conditioning import ConditioningDistribution
 from ..spec import DatasetSpec
 from .constrained import SampleStats, sample_texts
 from .grammar import derive_grammar
-from .serialize import RecordParseError, frame_to_texts, parse, texts_to_frame
+from .serialize import RecordParseError, parse, serialize, texts_to_frame
 
 PROMPT = "Record:\n"
 SCRATCH_SIZES = {"tiny": dict(hidden=64, layers=2), "small": dict(hidden=256, layers=4)}
@@ -103,7 +108,11 @@ class RecordGenerator:
                  _built=None):
         self.spec = spec
         self.choice = choice or ModelChoice()
-        self.grammar = grammar or derive_grammar(spec)
+        body = [c for c in spec.columns if c.name not in spec.conditioning]
+        # the generated part of a record: every column but the conditioning ones
+        self.body_spec = DatasetSpec(columns=body, serialization=spec.serialization) if spec.conditioning else spec
+        self.grammar = grammar or derive_grammar(self.body_spec)
+        self.conditioning: ConditioningDistribution | None = None
         self.model, self.tokenizer, self.model_description = _built or build_model(self.choice)
         self.ledger: PrivacyLedger | None = None
         self.train_config: TrainConfig | None = None
@@ -124,24 +133,29 @@ class RecordGenerator:
                   _built=(model, tok, meta["model_description"]))
         if (directory / "privacy_ledger.json").exists():
             gen.ledger = PrivacyLedger.load(directory / "privacy_ledger.json")
+        if (directory / "conditioning.json").exists():
+            gen.conditioning = ConditioningDistribution.from_dict(json.loads((directory / "conditioning.json").read_text()))
         return gen
 
     # ------------------------------------------------------------------ fit
     def examples(self, frame: pd.DataFrame, *, max_tokens: int | None = None) -> list[dict[str, Any]]:
-        prompt = self._prompt_ids()
         out = []
-        for text in frame_to_texts(frame, self.spec):
-            body = self.tokenizer.encode(text) + [self.tokenizer.eos_token_id]
+        for record in frame.to_dict("records"):
+            prompt = self._prompt_ids(tuple(record[c] for c in self.spec.conditioning))
+            body = self.tokenizer.encode(serialize(record, self.body_spec)) + [self.tokenizer.eos_token_id]
             ids = prompt + body
             out.append({"input_ids": ids, "loss_mask": [0] * len(prompt) + [1] * len(body)})
         return out
 
-    def _prompt_ids(self) -> list[int]:
-        """The public prompt every record follows: the spec's description, in the model's chat
-        template when it has one (an instruct model then answers with the record)."""
+    def _prompt_ids(self, condition: tuple = ()) -> list[int]:
+        """The public prompt every record follows: the spec's description (and the record's
+        conditioning values), in the model's chat template when it has one (an instruct model
+        then answers with the record)."""
         kind = "a JSON object" if self.spec.serialization == "json" else "a Python dict"
+        given = "".join(f"{c} = {_plain(v)!r}; " for c, v in zip(self.spec.conditioning, condition, strict=True))
         task = (f"{self.spec.description}\n" if self.spec.description else "") + (
-            f"Write one record as {kind} with the keys {', '.join(self.spec.names)}.")
+            f"Given {given.rstrip('; ')}, w" if given else "W") + (
+            f"rite one record as {kind} with the keys {', '.join(self.body_spec.names)}.")
         backend = self.tokenizer.backend
         if self.tokenizer.kind == "hf" and getattr(backend, "chat_template", None):
             messages = [{"role": "system", "content": "You write data records."}, {"role": "user", "content": task}]
@@ -165,7 +179,8 @@ class RecordGenerator:
     # --------------------------------------------------------------- sample
     def max_record_tokens(self) -> int:
         """A token budget every grammar-bounded record fits in (each token is at least one byte)."""
-        per_col = sum(len(c.name) + 12 + 6 * (c.max_chars if c.type in ("text", "categorical") else 24) for c in self.spec.columns)
+        per_col = sum(len(c.name) + 12 + 6 * (c.max_chars if c.type in ("text", "categorical") else 24)
+                      for c in self.body_spec.columns)
         return per_col + 8
 
     def sample(self, n: int, *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
@@ -173,21 +188,36 @@ class RecordGenerator:
         merged = hasattr(self.model, "merge_adapter")
         if merged:  # LoRA folded into the base weights: no adapter matmuls at every decoding step
             self.model.merge_adapter()
+        if self.spec.conditioning and self.conditioning is None:
+            raise ValueError("a conditioned generator needs its conditioning distribution (set by the pipeline)")
+        conditions = [()] * n
+        if self.spec.conditioning:
+            conditions = self.conditioning.sample(n, np.random.default_rng(seed))
+        groups: dict[tuple, int] = defaultdict(int)
+        for c in conditions:
+            groups[c] += 1
+        records, bad, stats = [], 0, None
         try:
-            texts, stats = sample_texts(
-                self.model, self.tokenizer, self.grammar, self._prompt_ids(), n, batch_size=batch_size,
-                max_record_tokens=self.max_record_tokens(), temperature=temperature, top_p=top_p, seed=seed,
-                progress=progress,
-            )
+            for condition, count in groups.items():  # one prompt per group: no ragged prompts in a batch
+                texts, part = sample_texts(
+                    self.model, self.tokenizer, self.grammar, self._prompt_ids(condition), count,
+                    batch_size=batch_size, max_record_tokens=self.max_record_tokens(), temperature=temperature,
+                    top_p=top_p, seed=seed, progress=progress,
+                )
+                stats = part if stats is None else stats.merge(part)
+                for t in texts:
+                    try:
+                        record = parse(t, self.body_spec)
+                    except RecordParseError:  # grammar and spec disagree (a user grammar): count, never emit
+                        bad += 1
+                        continue
+                    record.update(zip(self.spec.conditioning, map(_plain, condition), strict=True))
+                    records.append({name: record[name] for name in self.spec.names})
         finally:
             if merged:
                 self.model.unmerge_adapter()
-        records, bad = [], 0
-        for t in texts:
-            try:
-                records.append(parse(t, self.spec))
-            except RecordParseError:  # grammar and spec disagree (a user grammar): count, never emit
-                bad += 1
+        stats = stats or SampleStats()
+        stats.requested = n
         stats.extra["unparseable_by_spec"] = bad
         stats.emitted = len(records)
         return texts_to_frame(records, self.spec), stats
@@ -202,5 +232,12 @@ class RecordGenerator:
             meta = {"kind": KIND, "spec": asdict(self.spec), "model": asdict(self.choice),
                     "model_description": self.model_description}
             (tmp / "dpsynth_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+            if self.conditioning is not None:
+                (tmp / "conditioning.json").write_text(json.dumps(self.conditioning.to_dict(), indent=2))
             if self.ledger is not None:
                 self.ledger.save(tmp / "privacy_ledger.json")
+
+
+def _plain(v):
+    """A numpy / pandas scalar as the Python value it stands for."""
+    return v.item() if hasattr(v, "item") else v

@@ -86,15 +86,12 @@ def test_private_rows_that_do_not_parse_are_counted_with_examples():
     assert check_private_records(grammar, texts, source="d.csv", skip=True) == [2, 4, 5, 6]
 
 
-def test_conditioning_is_refused_until_implemented(tmp_path):
-    from synth.pipeline import train
+def test_conditioning_needs_a_public_domain(tmp_path):
     from synth.run_config import build_config
 
-    (tmp_path / "d.csv").write_text("title,rating\ngood,5\n")
-    config = build_config({"data": {"path": str(tmp_path / "d.csv")}, "spec": {
-        "columns": [{"name": "title"}, {"name": "rating", "type": "integer"}], "conditioning": ["rating"]}})
-    with pytest.raises(ConfigError, match="conditioning columns are not implemented"):
-        train(config)
+    with pytest.raises(ConfigError, match="'rating' needs a public domain"):  # its values would come from the data
+        build_config({"data": {"path": "d.csv"}, "spec": {
+            "columns": [{"name": "title"}, {"name": "rating", "type": "integer"}], "conditioning": ["rating"]}})
 
 
 def test_unknown_config_key_suggests_nearest():
