@@ -30,7 +30,7 @@ def _split(n: int, labels: list[str] | None, fraction: float, seed: int) -> tupl
 
     idx = np.arange(n)
     stratify = None
-    if labels is not None:
+    if labels is not None and None not in labels:  # rows without a label are dropped later, not stratified
         counts = pd.Series(labels).value_counts()
         if len(counts) > 1 and counts.min() >= 2:
             stratify = labels
