@@ -6,7 +6,6 @@ import base64
 import html
 import io
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,11 +92,7 @@ def _n(x) -> str:
 
 
 def _json_default(x):
-    if hasattr(x, "item"):
-        return x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    return str(x)
+    return x.item() if hasattr(x, "item") else str(x)
 
 
 def _plot(name: str, dist: dict[str, Any]) -> str:

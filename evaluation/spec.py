@@ -8,11 +8,10 @@ the record text.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, nearest_key_hint
 
 
 @dataclass
@@ -75,7 +74,5 @@ class EvalSpec:
         valid = [f.name for f in fields(cls)]
         for key in values:
             if key not in valid:
-                near = difflib.get_close_matches(key, valid, n=1)
-                hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
-                raise ConfigError(f"unknown evaluation key {key!r}{hint}")
+                raise ConfigError(f"unknown evaluation key {key!r}{nearest_key_hint(key, valid)}")
         return cls(**values)

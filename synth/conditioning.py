@@ -91,7 +91,7 @@ def dp_histogram(frame: pd.DataFrame, spec: DatasetSpec, noise_multiplier: float
     index = {c: i for i, c in enumerate(cells)}
     counts = np.zeros(len(cells))
     for row in frame[spec.conditioning].itertuples(index=False):
-        i = index.get(tuple(_plain(v) for v in row))
+        i = index.get(tuple(plain_value(v) for v in row))
         if i is not None:
             counts[i] += 1
     rng = np.random.default_rng(seed if seed is not None else secrets.randbits(128))
@@ -100,5 +100,6 @@ def dp_histogram(frame: pd.DataFrame, spec: DatasetSpec, noise_multiplier: float
     return ConditioningDistribution(list(spec.conditioning), cells, weights.tolist(), "DP histogram", noise_multiplier)
 
 
-def _plain(v):
+def plain_value(v):
+    """A numpy / pandas scalar as the Python value it stands for."""
     return v.item() if hasattr(v, "item") else v

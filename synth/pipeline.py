@@ -113,7 +113,7 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
               "tokens_per_second": stats.tokens_per_second, "note": "NOT differentially private: do not publish"}
     atomic_write_text(run_dir / "private_report.json", json.dumps(report, indent=2, sort_keys=True))
     return {"export": str(out), "epsilon": card["privacy"]["epsilon"], "delta": ledger.delta, "rows": len(synthetic),
-            "report": report, "sample": synthetic.head(5), "synthetic": synthetic}
+            "report": report, "sample": synthetic.head(5), "synthetic": synthetic, "card": card}
 
 
 def generate(config: SynthConfig, *, progress: bool = True) -> dict:
@@ -152,11 +152,12 @@ def run(config: SynthConfig, *, progress: bool = True) -> dict:
     generator, private = train(config, progress=progress)
     result = generate_and_export(config, generator, private, progress=progress)
     if config.evaluation is not None:
-        result["evaluation"] = evaluate_run(config, generator.grammar, private, result["synthetic"])
+        result["evaluation"] = evaluate_run(config, generator.grammar, private, result["synthetic"], result["card"])
     return result
 
 
-def evaluate_run(config: SynthConfig, grammar_text: str, private: pd.DataFrame, synthetic: pd.DataFrame):
+def evaluate_run(config: SynthConfig, grammar_text: str, private: pd.DataFrame, synthetic: pd.DataFrame,
+                 card: dict):
     """Score the synthetic records against the private ones; the report (not DP) goes to
     ``<output.dir>/evaluation``, never into the export."""
     from evaluation import Encoder, EvalSpec, RecordGrammar, evaluate
@@ -165,7 +166,6 @@ def evaluate_run(config: SynthConfig, grammar_text: str, private: pd.DataFrame, 
                                "evaluation": config.evaluation})
     report = evaluate(private, synthetic, spec, RecordGrammar.from_text(grammar_text), Encoder(spec.encoder),
                       sources=(config.data.path, "synthetic (this run)"))
-    card = json.loads((Path(config.output.dir) / "export" / "dpsynth.json").read_text())
     report.info["privacy"] = {k: card["privacy"].get(k) for k in ("epsilon", "delta", "accountant", "privacy_unit")}
     report.save(Path(config.output.dir) / "evaluation")
     return report

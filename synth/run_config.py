@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import TrainConfig
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, nearest_key_hint
 
 from .records.generator import ModelChoice
 from .spec import DatasetSpec
@@ -61,11 +60,6 @@ class SynthConfig:
     evaluation: dict[str, Any] | None = None  # an [evaluation] table: score the export after `dpsynth run`
 
 
-def _nearest(key: str, valid: list[str]) -> str:
-    near = difflib.get_close_matches(key, valid, n=1)
-    return f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
-
-
 def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *, base_dir: Path | None = None) -> SynthConfig:
     """Validate a config mapping (from a file) plus ``section.field`` overrides into a SynthConfig."""
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
@@ -75,14 +69,14 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
     valid = [*SECTIONS, "spec", "evaluation"]
     for key in raw:
         if key not in valid:
-            raise ConfigError(f"unknown config section {key!r}{_nearest(key, valid)}")
+            raise ConfigError(f"unknown config section {key!r}{nearest_key_hint(key, valid)}")
     built = {}
     for name, cls in SECTIONS.items():
         values = raw.get(name, {})
         names = [f.name for f in fields(cls)]
         for key in values:
             if key not in names:
-                raise ConfigError(f"unknown key {name}.{key}{_nearest(key, names)}")
+                raise ConfigError(f"unknown key {name}.{key}{nearest_key_hint(key, names)}")
         if name == "train" and "target_epsilon" not in values and "noise_multiplier" not in values:
             values = {**values, "target_epsilon": 8.0}
         built[name] = cls(**values)

@@ -8,12 +8,11 @@ unconstrained rather than constrained by values read from the data.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from trainer.errors import ConfigError
+from trainer.errors import ConfigError, nearest_key_hint
 
 ColumnType = Literal["text", "categorical", "integer", "float"]
 COLUMN_TYPES = ("text", "categorical", "integer", "float")
@@ -122,7 +121,5 @@ def _checked(d: dict, cls, what: str) -> dict:
     valid = [f.name for f in fields(cls)]
     for key in d:
         if key not in valid:
-            near = difflib.get_close_matches(key, valid, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
-            raise ConfigError(f"unknown {what} key {key!r}{hint}")
+            raise ConfigError(f"unknown {what} key {key!r}{nearest_key_hint(key, valid)}")
     return dict(d)

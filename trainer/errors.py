@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+def nearest_key_hint(key: str, valid: list[str]) -> str:
+    """"; did you mean 'x'?" for a mistyped config key, or the list of valid keys."""
+    import difflib
+
+    near = difflib.get_close_matches(key, valid, n=1)
+    return f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
+
+
 class DPSynthError(Exception):
     """Root of every error dpsynth raises on purpose."""
 

@@ -28,7 +28,7 @@ import pandas as pd
 from trainer import DPTrainer, PrivacyLedger, TrainConfig
 from trainer.io import atomic_directory
 
-from ..conditioning import ConditioningDistribution
+from ..conditioning import ConditioningDistribution, plain_value
 from ..spec import DatasetSpec
 from .constrained import SampleStats, sample_texts
 from .grammar import derive_grammar
@@ -152,7 +152,7 @@ class RecordGenerator:
         conditioning values), in the model's chat template when it has one (an instruct model
         then answers with the record)."""
         kind = "a JSON object" if self.spec.serialization == "json" else "a Python dict"
-        given = "".join(f"{c} = {_plain(v)!r}; " for c, v in zip(self.spec.conditioning, condition, strict=True))
+        given = "".join(f"{c} = {plain_value(v)!r}; " for c, v in zip(self.spec.conditioning, condition, strict=True))
         task = (f"{self.spec.description}\n" if self.spec.description else "") + (
             f"Given {given.rstrip('; ')}, w" if given else "W") + (
             f"rite one record as {kind} with the keys {', '.join(self.body_spec.names)}.")
@@ -211,7 +211,7 @@ class RecordGenerator:
                     except RecordParseError:  # grammar and spec disagree (a user grammar): count, never emit
                         bad += 1
                         continue
-                    record.update(zip(self.spec.conditioning, map(_plain, condition), strict=True))
+                    record.update(zip(self.spec.conditioning, map(plain_value, condition), strict=True))
                     records.append({name: record[name] for name in self.spec.names})
         finally:
             if merged:
@@ -236,8 +236,3 @@ class RecordGenerator:
                 (tmp / "conditioning.json").write_text(json.dumps(self.conditioning.to_dict(), indent=2))
             if self.ledger is not None:
                 self.ledger.save(tmp / "privacy_ledger.json")
-
-
-def _plain(v):
-    """A numpy / pandas scalar as the Python value it stands for."""
-    return v.item() if hasattr(v, "item") else v
