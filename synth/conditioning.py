@@ -5,7 +5,8 @@ review): in training those values sit in the prompt and carry no loss.  At gener
 the values are drawn from a distribution that is either declared public by the user
 (``spec.conditioning_weights``) or measured from the private data as a Gaussian-noised
 histogram over the columns' *declared* domain, charged to the privacy budget (one
-Gaussian mechanism, L2 sensitivity 1 for example-level privacy: a row moves one count).
+Gaussian mechanism of L2 sensitivity 1: a row moves one count; with user-level privacy
+the pipeline counts one row per user, so a user moves one count).
 """
 
 from __future__ import annotations

@@ -86,9 +86,19 @@ def render_card(card: dict[str, Any]) -> str:
     ]
     for e in p["stages"]:
         details = ", ".join(f"{k}={v}" for k, v in sorted(e["details"].items()) if v is not None)
-        lines.append(f"| {e['stage']} | subsampled Gaussian | {_fmt(e['noise_multiplier'])} | {_fmt(e['sample_rate'])} | {e['steps']} | {details} |")
+        mechanism = "subsampled Gaussian" if e["sample_rate"] < 1 else "Gaussian"
+        if e.get("extra_delta"):
+            mechanism += f" + threshold (extra δ {e['extra_delta']:.3g})"
+        lines.append(f"| {e['stage']} | {mechanism} | {_fmt(e['noise_multiplier'])} | {_fmt(e['sample_rate'])} | {e['steps']} | {details} |")
+    if p.get("extra_delta"):
+        lines += ["", f"Of δ, {p['extra_delta']:.3g} is the chance that a DP category list names a value only one "
+                  f"row holds (partition selection); ε is the accountant's at the remaining δ = "
+                  f"{p['accountant_delta']:.3g}."]
     lines += ["", "## Declared public (not paid for: stated by the user, not read from the data)", ""]
     lines += [f"- {f}" for f in card.get("declared_public", [])] or ["- nothing"]
+    if card.get("estimated_with_dp"):
+        lines += ["", "## Estimated from the private data with DP (paid for: in the stages above)", ""]
+        lines += [f"- {f}" for f in card["estimated_with_dp"]]
     lines += [
         "",
         "## How it was made",
@@ -114,9 +124,11 @@ def privacy_block(ledger, *, max_examples_per_user: int | None = None) -> dict[s
         "accountant": ledger.accountant,
         "privacy_unit": ledger.privacy_unit,
         "max_examples_per_user": max_examples_per_user,
+        "extra_delta": ledger.extra_delta,
+        "accountant_delta": ledger.accountant_delta,
         "stages": [
             {"stage": e.stage, "noise_multiplier": e.noise_multiplier, "sample_rate": e.sample_rate,
-             "steps": e.steps, "details": e.details}
+             "steps": e.steps, "details": e.details, "extra_delta": e.extra_delta}
             for e in ledger.events
         ],
     }

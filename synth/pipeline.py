@@ -38,7 +38,6 @@ def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerato
         bad = check_private_records(grammar, frame_to_texts(frame, config.spec), source=config.data.path,
                                     skip=config.data.skip_unparseable)
         frame = frame.drop(index=frame.index[bad])
-    generator = RecordGenerator(config.spec, config.model, grammar=grammar)
     units = None
     if config.spec.privacy_unit != "example":
         units = frame[config.spec.privacy_unit].tolist()
@@ -47,16 +46,54 @@ def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerato
     ledger = PrivacyLedger(delta=config.train.resolve_delta(len(set(units)) if units else len(frame)),
                            accountant=config.train.accountant, privacy_unit=config.train.privacy_unit,
                            declared_public=config.spec.public_facts())
+    spec = config.spec
+    if any(c.estimate for c in spec.columns):
+        from .domains import apply_estimates
+
+        spec = apply_estimates(spec, domain_estimates(config, frame, units, ledger))
+    generator = RecordGenerator(spec, config.model, grammar=grammar)
     if config.spec.conditioning:
-        generator.conditioning = conditioning_distribution(config, frame, ledger)
+        generator.conditioning = conditioning_distribution(config, frame, units, ledger)
     generator.fit(frame, train_config, units=units, output_dir=run_dir / "checkpoints", ledger=ledger)
     generator.save_pretrained(run_dir / "generator")
     return generator, frame
 
 
-def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, ledger: PrivacyLedger):
-    """Declared public weights, or a DP histogram paid for in ``ledger``.  The histogram is kept in
-    the run folder so that a resumed run re-uses it (a fresh one would be a second, unpaid release)."""
+# the share of δ that partition selection of category lists may spend (split over those columns)
+SELECTION_DELTA_SHARE = 0.1
+
+
+def domain_estimates(config: SynthConfig, frame: pd.DataFrame, units: list | None, ledger: PrivacyLedger):
+    """DP estimates of the domains of ``estimate = true`` columns, each paid for in ``ledger``.
+    Kept in the run folder so that a resumed run re-uses them instead of releasing them again."""
+    from trainer.errors import ConfigError
+
+    from .domains import DomainEstimate, estimate_domains
+
+    spec = config.spec
+    wanted = [c.name for c in spec.columns if c.estimate]
+    n_categorical = sum(spec.column(c).type == "categorical" for c in wanted)
+    selection_delta = ledger.delta * SELECTION_DELTA_SHARE / max(1, n_categorical)
+    saved = Path(config.output.dir) / "domains.json"
+    if saved.is_file():
+        estimates = [DomainEstimate(**d) for d in json.loads(saved.read_text())]
+        if [e.column for e in estimates] != wanted or any(e.noise_multiplier != spec.estimate_noise for e in estimates):
+            raise ConfigError(f"{saved} holds estimates of {[e.column for e in estimates]}; this config asks for "
+                              f"{wanted} with σ={spec.estimate_noise}: pass --overwrite to start afresh")
+    else:
+        estimates = estimate_domains(frame, spec, noise_multiplier=spec.estimate_noise,
+                                     selection_delta=selection_delta, units=units, seed=config.train.seed)
+        atomic_write_text(saved, json.dumps([e.to_dict() for e in estimates], indent=2))
+    for e in estimates:
+        ledger.record(f"domain:{e.column}", noise_multiplier=e.noise_multiplier, sample_rate=1.0, steps=1,
+                      extra_delta=e.selection_delta, estimate=e.kind, result=e.describe())
+    return estimates
+
+
+def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, units: list | None, ledger: PrivacyLedger):
+    """Declared public weights, or a DP histogram paid for in ``ledger`` (user level: of one row per
+    user, so a user moves one count).  The histogram is kept in the run folder so that a resumed run
+    re-uses it (a fresh one would be a second, unpaid release)."""
     from trainer.errors import ConfigError
 
     from .conditioning import ConditioningDistribution, declared, dp_histogram
@@ -64,9 +101,6 @@ def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, ledger: 
     spec = config.spec
     if spec.conditioning_weights is not None:
         return declared(spec)
-    if spec.privacy_unit != "example":
-        raise ConfigError("a DP histogram of conditioning values is example-level only (a user may hold many "
-                          "rows); declare spec.conditioning_weights for a user-level run")
     sigma = config.generate.conditioning_noise
     saved = Path(config.output.dir) / "conditioning.json"
     if saved.is_file():
@@ -75,7 +109,12 @@ def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, ledger: 
             raise ConfigError(f"{saved} was measured for columns {dist.columns} with σ={dist.noise_multiplier}; "
                               "this config differs: pass --overwrite to start afresh")
     else:
-        dist = dp_histogram(frame, spec, sigma, seed=config.train.seed)
+        import numpy as np
+
+        from .domains import one_row_per_unit
+
+        rows = one_row_per_unit(frame, units, np.random.default_rng(config.train.seed))  # a user moves one count
+        dist = dp_histogram(rows, spec, sigma, seed=config.train.seed)
         atomic_write_text(saved, json.dumps(dist.to_dict(), indent=2))
     ledger.record("conditioning_histogram", noise_multiplier=sigma, sample_rate=1.0, steps=1,
                   columns=list(spec.conditioning))
@@ -93,6 +132,7 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
                                  if config.train.privacy_unit == "user" else None),
         "declared_public": ledger.declared_public,
         "paid_for": [e.stage for e in ledger.events],
+        "estimated_with_dp": [e.details["result"] for e in ledger.events if e.stage.startswith("domain:")],
         "model": generator.model_description,
         "spec": {"columns": [c.name for c in config.spec.columns], "serialization": config.spec.serialization},
         "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
@@ -129,7 +169,8 @@ def generate(config: SynthConfig, *, progress: bool = True) -> dict:
     return generate_and_export(config, generator, None, progress=progress)
 
 
-RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json", "evaluation", "conditioning.json")
+RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json", "evaluation", "conditioning.json",
+                 "domains.json")
 
 
 def run(config: SynthConfig, *, progress: bool = True) -> dict:

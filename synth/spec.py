@@ -1,9 +1,10 @@
 """The dataset spec: which columns to synthesise, their types, and what is public.
 
 Everything here is *declared* by the user (public knowledge).  Nothing in the
-spec is ever filled in from the private data: a categorical column without a
-declared category list, or a number without a declared range, is generated
-unconstrained rather than constrained by values read from the data.
+spec is ever filled in silently from the private data: a categorical column
+without a declared category list, or a number without a declared range, is
+generated unconstrained, unless the column asks for ``estimate = true``: then the
+domain is measured with DP and paid from the budget (synth/domains.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class ColumnSpec:
     max: float | None = field(default=None, metadata={"help": "Public upper bound (integer/float)."})
     max_chars: int = field(default=200, metadata={"help": "Longest value generated for text (bounds every record)."})
     nullable: bool = field(default=False, metadata={"help": "The value may be missing (null)."})
+    estimate: bool = field(default=False, metadata={"help": "Measure this column's undeclared domain with DP, paid from the budget: the category list (categorical), [min, max] (integer/float) or max_chars (text)."})
 
     def __post_init__(self):
         if self.type not in COLUMN_TYPES:
@@ -39,6 +41,9 @@ class ColumnSpec:
             raise ConfigError(f"column {self.name!r}: min {self.min} > max {self.max}")
         if self.max_chars < 1:
             raise ConfigError(f"column {self.name!r}: max_chars must be >= 1")
+        if self.estimate and (self.categories is not None or self.min is not None or self.max is not None):
+            raise ConfigError(f"column {self.name!r}: estimate = true measures an undeclared domain with DP; "
+                              "drop the declared categories/min/max, or drop estimate")
 
     def public_facts(self) -> list[str]:
         facts = []
@@ -46,7 +51,7 @@ class ColumnSpec:
             facts.append(f"{self.name}: category list ({len(self.categories)} values)")
         if self.min is not None or self.max is not None:
             facts.append(f"{self.name}: range [{self.min}, {self.max}]")
-        if self.type == "text":
+        if self.type == "text" and not self.estimate:
             facts.append(f"{self.name}: at most {self.max_chars} characters")
         return facts
 
@@ -60,6 +65,7 @@ class DatasetSpec:
     grammar: str | None = field(default=None, metadata={"help": "A lark grammar file for the serialised record."})
     serialization: str = field(default="json", metadata={"help": "json (object in column order) or dict (Python dict literal, Struct-Bench)."})
     description: str = field(default="", metadata={"help": "Public one-line description of a record, used in the generator's prompt (never read from the data)."})
+    estimate_noise: float = field(default=10.0, metadata={"help": "σ of each DP domain estimate (columns with estimate = true), in rows; larger costs less ε but keeps only values held by more rows."})
 
     def __post_init__(self):
         self.columns = [c if isinstance(c, ColumnSpec) else ColumnSpec(**_checked(c, ColumnSpec, "column")) for c in self.columns]
@@ -85,6 +91,11 @@ class DatasetSpec:
                 raise ConfigError("conditioning_weights must be non-negative with a positive sum")
         if self.conditioning and len(self.conditioning) == len(names):
             raise ConfigError("every column is a conditioning column: leave at least one to generate")
+        if any(c.estimate for c in self.columns) and self.grammar:
+            raise ConfigError("estimate = true is for the derived grammar; with a user grammar the grammar fixes "
+                              "every domain and a DP estimate would spend budget for nothing")
+        if any(c.estimate for c in self.columns) and not self.estimate_noise > 0:
+            raise ConfigError(f"estimate_noise must be > 0, got {self.estimate_noise}")
         if self.serialization not in ("json", "dict"):
             raise ConfigError(f"serialization must be json or dict, got {self.serialization!r}")
         if self.privacy_unit != "example" and self.privacy_unit in names:

@@ -113,7 +113,7 @@ class DPTrainer:
         prior = [h for e, h in zip(self.ledger.events, self.ledger.history, strict=True) if e.stage != "train"]
         return calibrate_noise_multiplier(
             target_epsilon=c.target_epsilon,
-            delta=self.delta,
+            delta=self.ledger.accountant_delta,
             sample_rate=self.sample_rate,
             steps=c.steps,
             accountant=c.accountant,

@@ -1,10 +1,17 @@
 """Grammar-constrained batched sampling: every emitted record parses.
 
-Hugging Face ``generate`` does the batching, KV cache, temperature and top-p; a
-logits processor feeds each row's sampled token to its llguidance matcher and
-masks every token the grammar forbids.  EOS is allowed only once the record is
-complete, and the grammar bounds every field, so a record always closes within
-``max_record_tokens``.  A row that still hits the limit is dropped and counted.
+Our own decoding loop over the model's KV cache (transformers ``DynamicCache``):
+
+* the prompt is shared by the whole batch, so it is run once and its cache copied
+  to every row;
+* before each step, each row's llguidance matcher writes the tokens its grammar
+  state allows into a bitmask and every other token's logit becomes -inf; EOS is allowed only once the record is complete;
+* a row that samples EOS leaves the batch at once (its cache rows are dropped), so
+  the batch shrinks as records finish instead of padding to the longest one
+  (Hugging Face ``generate`` keeps finished rows: ~2.4x the steps on Water).
+
+The grammar bounds every field, so a record always closes within
+``max_record_tokens``; a row that still hits the limit is dropped and counted.
 """
 
 from __future__ import annotations
@@ -30,55 +37,108 @@ class SampleStats:
 
     def merge(self, other: "SampleStats") -> "SampleStats":
         """The totals of two sampling runs (e.g. one per conditioning value)."""
+        extra = dict(self.extra)
+        for key, value in other.extra.items():
+            extra[key] = extra.get(key, 0) + value if isinstance(value, (int, float)) else value
         return SampleStats(self.requested + other.requested, self.emitted + other.emitted,
                            self.hit_limit + other.hit_limit, self.tokens + other.tokens,
-                           self.seconds + other.seconds, {**self.extra, **other.extra})
+                           self.seconds + other.seconds, extra)
 
 
-class GrammarMask:
-    """A transformers LogitsProcessor: -inf on every token the row's grammar state forbids."""
+class GrammarMatchers:
+    """One llguidance matcher per row of a batch, and the bitmask of tokens each allows next."""
 
-    def __init__(self, ll_tokenizer, grammar: str, batch_size: int, prompt_len: int, eos_token_id: int):
+    def __init__(self, ll_tokenizer, grammar: str, n_rows: int):
         import llguidance
+        import llguidance.torch as llt
 
         compiled = llguidance.LLMatcher.grammar_from_lark(grammar)
-        self.matchers = [llguidance.LLMatcher(ll_tokenizer, compiled) for _ in range(batch_size)]
+        self.matchers = [llguidance.LLMatcher(ll_tokenizer, compiled) for _ in range(n_rows)]
         err = self.matchers[0].get_error()
         if err:
             raise ValueError(f"grammar rejected by llguidance: {err}")
-        self.vocab = ll_tokenizer.vocab_size
-        self.prompt_len = prompt_len
-        self.eos = eos_token_id
-        self.done = [False] * batch_size
+        self.bitmask = llt.allocate_token_bitmask(n_rows, ll_tokenizer.vocab_size)
         self._bits = torch.arange(32, dtype=torch.int32)
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    def mask_(self, logits: torch.Tensor, rows: list[int]) -> None:
+        """Set to -inf, in place, every logit ``logits[i]`` that row ``rows[i]``'s grammar forbids."""
         import llguidance.torch as llt
 
-        if input_ids.shape[1] > self.prompt_len:  # feed each row the token it just sampled
-            for i, tok in enumerate(input_ids[:, -1].tolist()):
-                if self.done[i]:
-                    continue
-                if tok == self.eos:
-                    self.done[i] = True
-                elif not self.matchers[i].consume_token(tok):
-                    raise RuntimeError(f"grammar matcher refused a masked token: {self.matchers[i].get_error()}")
-        bitmask = llt.allocate_token_bitmask(len(self.matchers), self.vocab)
-        for i, m in enumerate(self.matchers):
-            if not self.done[i]:
-                llt.fill_next_token_bitmask(m, bitmask, i)
-        allowed = ((bitmask.unsqueeze(-1) >> self._bits) & 1).flatten(1)[:, : self.vocab].bool()  # (B, V)
-        for i, d in enumerate(self.done):
-            if d:  # a finished row only pads (with EOS)
-                allowed[i] = False
-                allowed[i, self.eos] = True
-        out = torch.full_like(scores, float("-inf"))
-        width = min(self.vocab, scores.shape[1])
-        out[:, :width] = torch.where(allowed[:, :width].to(scores.device), scores[:, :width], out[:, :width])
-        return out
+        mask = self.bitmask[: len(rows)]
+        for i, r in enumerate(rows):
+            llt.fill_next_token_bitmask(self.matchers[r], mask, i)
+        # unpack 32 tokens per int32 (llguidance's own kernel goes through torch.compile: seconds per shape)
+        allowed = ((mask.unsqueeze(-1) >> self._bits) & 1).flatten(1).to(logits.device, torch.bool)
+        width = min(allowed.shape[1], logits.shape[1])
+        logits[:, :width].masked_fill_(~allowed[:, :width], float("-inf"))
+        logits[:, width:] = float("-inf")  # padding ids past the tokenizer's vocabulary
 
-    def complete(self, i: int) -> bool:
-        return self.done[i] and self.matchers[i].is_accepting()
+    def consume(self, row: int, token: int) -> None:
+        if not self.matchers[row].consume_token(token):
+            raise RuntimeError(f"grammar matcher refused a masked token: {self.matchers[row].get_error()}")
+
+    def accepting(self, row: int) -> bool:
+        return self.matchers[row].is_accepting()
+
+
+def sample_next(logits: torch.Tensor, *, temperature: float, top_p: float,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row: greedy at temperature 0, else from softmax(logits / T) cut to the top-p mass."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the strictly more likely tokens
+        sorted_probs[before >= top_p] = 0.0  # the most likely token always stays (before = 0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    # inverse-CDF draw: the first token whose cumulative mass exceeds u ~ U(0, total).  Same law as
+    # torch.multinomial, ~50x cheaper over a 49k vocabulary on CPU; a zero-mass (masked) token
+    # never adds mass, so it is never the first to exceed u.
+    cdf = probs.cumsum(-1)
+    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
+
+
+@torch.no_grad()
+def _decode_batch(model, matchers: GrammarMatchers, prompt: torch.Tensor, rows: int, *, max_new_tokens: int,
+                  eos: int, temperature: float, top_p: float, generator: torch.Generator | None,
+                  timing: dict) -> list[list[int] | None]:
+    """Token ids of each row's record (None: did not close within ``max_new_tokens``)."""
+    out = model(input_ids=prompt[None], use_cache=True)  # the shared prompt, once
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(rows)
+    logits = out.logits[:, -1].float().expand(rows, -1).clone()
+    active = list(range(rows))
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    finished: list[list[int] | None] = [None] * rows
+    for _ in range(max_new_tokens):
+        t0 = time.perf_counter()
+        matchers.mask_(logits, active)
+        timing["mask"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        nxt = sample_next(logits, temperature=temperature, top_p=top_p, generator=generator).tolist()
+        t1 = time.perf_counter()
+        timing["sample"] += t1 - t0
+        keep = []
+        for i, (row, tok) in enumerate(zip(active, nxt, strict=True)):
+            if tok == eos:
+                finished[row] = tokens[row] if matchers.accepting(row) else None
+                continue
+            matchers.consume(row, tok)
+            tokens[row].append(tok)
+            keep.append(i)
+        timing["mask"] += time.perf_counter() - t1
+        if not keep:
+            break
+        t0 = time.perf_counter()
+        if len(keep) < len(active):  # finished rows leave the batch and the cache
+            cache.batch_select_indices(torch.tensor(keep, device=prompt.device))
+            active = [active[i] for i in keep]
+        step_ids = torch.tensor([[nxt[i]] for i in keep], device=prompt.device)
+        logits = model(input_ids=step_ids, past_key_values=cache, use_cache=True).logits[:, -1].float()
+        timing["model"] += time.perf_counter() - t0
+    return finished
 
 
 @torch.no_grad()
@@ -98,13 +158,15 @@ def sample_texts(
 ) -> tuple[list[str], SampleStats]:
     """``n`` grammar-constrained completions of ``prompt_ids``; rows that do not close are dropped."""
     from tqdm.auto import tqdm
-    from transformers import LogitsProcessorList
 
     ll_tok = tokenizer.llguidance()
     stats = SampleStats(requested=n)
     device = next(model.parameters()).device
+    generator = None
     if seed is not None:
-        torch.manual_seed(seed)
+        generator = torch.Generator(device=device).manual_seed(seed)
+    prompt = torch.tensor(prompt_ids, device=device)
+    timing = {"mask": 0.0, "sample": 0.0, "model": 0.0}
     texts: list[str] = []
     was_training = model.training
     model.eval()
@@ -113,31 +175,21 @@ def sample_texts(
     try:
         while len(texts) + stats.hit_limit < n:
             b = min(batch_size, n - len(texts) - stats.hit_limit)
-            ids = torch.tensor([prompt_ids] * b, device=device)
-            mask = GrammarMask(ll_tok, grammar, b, ids.shape[1], tokenizer.eos_token_id)
-            out = model.generate(
-                input_ids=ids, attention_mask=torch.ones_like(ids),
-                logits_processor=LogitsProcessorList([mask]),
-                do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                top_p=top_p if temperature > 0 else None, top_k=None,
-                max_new_tokens=max_record_tokens + 1, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-            new = out[:, ids.shape[1]:]
-            for i in range(b):
-                row = new[i].tolist()
-                if row and row[-1] == tokenizer.eos_token_id and not mask.done[i]:
-                    mask.done[i] = True  # the final EOS is sampled after the last processor call
-                if not mask.complete(i):
+            matchers = GrammarMatchers(ll_tok, grammar, b)
+            # one step more than the record budget: the EOS that closes the longest record
+            for ids in _decode_batch(model, matchers, prompt, b, max_new_tokens=max_record_tokens + 1,
+                                     eos=tokenizer.eos_token_id, temperature=temperature, top_p=top_p,
+                                     generator=generator, timing=timing):
+                if ids is None:
                     stats.hit_limit += 1
                     continue
-                body = row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
-                stats.tokens += len(body) + 1
-                texts.append(tokenizer.decode(body))
+                stats.tokens += len(ids) + 1
+                texts.append(tokenizer.decode(ids))
             bar.update(b)
     finally:
         bar.close()
         model.train(was_training)
     stats.emitted = len(texts)
     stats.seconds = time.perf_counter() - t0
+    stats.extra.update({f"{k}_seconds": v for k, v in timing.items()})
     return texts, stats

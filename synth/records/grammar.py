@@ -39,9 +39,10 @@ _PY_DOUBLE = r'([^"\\\x00-\x1f\x7f]|' + _PY_ESCAPE + ")"
 
 
 def _string_regex(style: str, n: int) -> str:
+    """1 to ``n`` characters: never empty, since an empty string written to CSV reads back as missing."""
     if style == "json":
-        return f'/"{_JSON_CHAR}{{0,{n}}}"/'
-    return f"/'{_PY_SINGLE}{{0,{n}}}'/ | /\"{_PY_DOUBLE}{{0,{n}}}\"/"
+        return f'/"{_JSON_CHAR}{{1,{n}}}"/'
+    return f"/'{_PY_SINGLE}{{1,{n}}}'/ | /\"{_PY_DOUBLE}{{1,{n}}}\"/"
 
 
 def _quoted(style: str, value: str) -> str:

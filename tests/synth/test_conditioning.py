@@ -72,3 +72,20 @@ def test_declared_public_weights_cost_nothing(tmp_path):
     assert [s["stage"] for s in card["privacy"]["stages"]] == ["train"]
     assert any("distribution of rating" in f for f in card["declared_public"])
     assert (result["synthetic"]["rating"] == 2).all()
+
+
+def test_user_level_histogram_counts_one_row_per_user(tmp_path):
+    """One user with 1,000 rows of rating 5 moves the histogram by one count, like any other user."""
+    from synth.pipeline import conditioning_distribution
+    from trainer import PrivacyLedger
+
+    frame = pd.DataFrame({"rating": pd.array([5] * 1000 + [1] * 99, dtype="Int64"), "title": "t",
+                          "user": ["heavy"] * 1000 + [f"u{i}" for i in range(99)]})
+    config = build_config({
+        "data": {"path": "unused.csv"}, "spec": {**SPEC, "privacy_unit": "user"}, "model": {"model": "scratch"},
+        "train": {"target_epsilon": 4.0, "privacy_unit": "user", "seed": 0},
+        "generate": {"conditioning_noise": 1e-6}, "output": {"dir": str(tmp_path / "run")}})
+    ledger = PrivacyLedger(delta=1e-4, privacy_unit="user")
+    dist = conditioning_distribution(config, frame, frame["user"].tolist(), ledger)
+    np.testing.assert_allclose(dist.weights, [0.99, 0, 0, 0, 0.01], atol=1e-6)
+    assert [e.stage for e in ledger.events] == ["conditioning_histogram"]

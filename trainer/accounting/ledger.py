@@ -25,6 +25,9 @@ class PrivacyEvent:
     sample_rate: float
     steps: int = 0
     details: dict[str, Any] = field(default_factory=dict)  # C, clipping mode, ...
+    # δ spent outside the Gaussian mechanism's privacy curve (e.g. partition selection: the
+    # chance a value only one row holds is released); added to the run's δ, not accounted for by ε
+    extra_delta: float = 0.0
 
 
 @dataclass
@@ -43,11 +46,21 @@ class PrivacyLedger:
         self.events = [e if isinstance(e, PrivacyEvent) else PrivacyEvent(**e) for e in self.events]
 
     # ------------------------------------------------------------------ recording
-    def record(self, stage: str, *, noise_multiplier: float, sample_rate: float, steps: int = 1, **details) -> None:
-        """Add ``steps`` of a (subsampled) Gaussian mechanism; merges with the same stage's last event."""
+    def record(self, stage: str, *, noise_multiplier: float, sample_rate: float, steps: int = 1,
+               extra_delta: float = 0.0, **details) -> None:
+        """Add ``steps`` of a (subsampled) Gaussian mechanism; merges with the same stage's last event.
+
+        ``extra_delta`` is δ the mechanism spends beside its Gaussian part (it comes out of the
+        run's δ before the accountant computes ε); it refuses to push the total past δ/2.
+        """
+        if extra_delta < 0 or self.extra_delta + extra_delta > self.delta / 2:
+            raise ConfigError(f"stage {stage!r}: extra δ {extra_delta:.3g} on top of {self.extra_delta:.3g} would "
+                              f"leave the accountant less than half of δ={self.delta:.3g}")
         last = self.events[-1] if self.events else None
         if (
             last is not None
+            and extra_delta == 0
+            and last.extra_delta == 0
             and last.stage == stage
             and last.noise_multiplier == noise_multiplier
             and last.sample_rate == sample_rate
@@ -55,14 +68,28 @@ class PrivacyLedger:
         ):
             last.steps += steps
         else:
-            self.events.append(PrivacyEvent(stage, float(noise_multiplier), float(sample_rate), steps, details))
+            self.events.append(PrivacyEvent(stage, float(noise_multiplier), float(sample_rate), steps, details,
+                                            float(extra_delta)))
 
     @property
     def history(self) -> list[tuple[float, float, int]]:
         return [(e.noise_multiplier, e.sample_rate, e.steps) for e in self.events]
 
+    @property
+    def extra_delta(self) -> float:
+        return sum(e.extra_delta for e in self.events)
+
+    @property
+    def accountant_delta(self) -> float:
+        """The part of δ left to the accountant: δ minus every stage's ``extra_delta``."""
+        return self.delta - self.extra_delta
+
     def epsilon(self, delta: float | None = None) -> float:
-        return epsilon(self.history, delta=self.delta if delta is None else delta, accountant=self.accountant)
+        """ε of the whole run at its δ (or at ``delta``): the accountant's ε at δ − extra δ."""
+        total = self.delta if delta is None else delta
+        if total <= self.extra_delta:
+            return math.inf
+        return epsilon(self.history, delta=total - self.extra_delta, accountant=self.accountant)
 
     def steps(self, stage: str = "train") -> int:
         return sum(e.steps for e in self.events if e.stage == stage)

@@ -1,0 +1,81 @@
+"""The constrained decoder: the sampler's law, every record parses, seeds reproduce, finished rows
+leave the batch, records that cannot close are dropped and counted."""
+
+from __future__ import annotations
+
+import lark
+import pytest
+import torch
+
+from synth.records.constrained import sample_next, sample_texts
+from synth.records.generator import ModelChoice, RecordGenerator
+from synth.spec import DatasetSpec
+
+
+def test_sampler_follows_softmax_with_temperature_and_top_p():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.2, 0.0])).repeat(40_000, 1)  # last token masked (-inf)
+    g = torch.Generator().manual_seed(0)
+    freq = torch.bincount(sample_next(logits, temperature=1.0, top_p=1.0, generator=g), minlength=4) / 40_000
+    torch.testing.assert_close(freq, torch.tensor([0.5, 0.3, 0.2, 0.0]), atol=0.01, rtol=0)
+    # temperature 2: p ∝ sqrt(p)
+    expect = torch.tensor([0.5, 0.3, 0.2]).sqrt()
+    freq = torch.bincount(sample_next(logits, temperature=2.0, top_p=1.0, generator=g), minlength=4)[:3] / 40_000
+    torch.testing.assert_close(freq, expect / expect.sum(), atol=0.01, rtol=0)
+    # top-p 0.7 keeps {0.5, 0.3} (0.5 < 0.7), renormalised to 5/8, 3/8
+    freq = torch.bincount(sample_next(logits, temperature=1.0, top_p=0.7, generator=g), minlength=4) / 40_000
+    torch.testing.assert_close(freq, torch.tensor([0.625, 0.375, 0.0, 0.0]), atol=0.01, rtol=0)
+    # top-p below the largest probability keeps the most likely token only; T = 0 is greedy
+    assert sample_next(logits[:100], temperature=1.0, top_p=0.1, generator=g).eq(0).all()
+    assert sample_next(logits[:100], temperature=0.0, top_p=1.0, generator=None).eq(0).all()
+
+
+SPEC = DatasetSpec.from_dict({"serialization": "json", "columns": [
+    {"name": "t", "max_chars": 12}, {"name": "r", "type": "integer", "min": 1, "max": 5},
+    {"name": "c", "type": "categorical", "categories": ["yes", "no"]}]})
+
+
+@pytest.fixture(scope="module")
+def generator():
+    torch.manual_seed(0)
+    return RecordGenerator(SPEC, ModelChoice(model="scratch"))
+
+
+def test_every_record_parses_and_a_seed_reproduces(generator):
+    parser = lark.Lark(generator.grammar, parser="lalr")
+    args = dict(batch_size=7, max_record_tokens=generator.max_record_tokens(), temperature=1.0, progress=False)
+    texts, stats = sample_texts(generator.model, generator.tokenizer, generator.grammar, generator._prompt_ids(), 17,
+                                seed=5, **args)
+    assert len(texts) == stats.emitted == 17 and stats.hit_limit == 0
+    for t in texts:
+        parser.parse(t)
+    assert stats.tokens == sum(len(generator.tokenizer.encode(t)) + 1 for t in texts)  # + EOS each
+    again, _ = sample_texts(generator.model, generator.tokenizer, generator.grammar, generator._prompt_ids(), 17,
+                            seed=5, **args)
+    assert again == texts
+    other, _ = sample_texts(generator.model, generator.tokenizer, generator.grammar, generator._prompt_ids(), 17,
+                            seed=6, **args)
+    assert other != texts
+
+
+def test_records_that_cannot_close_are_dropped_and_counted(generator):
+    # 10 tokens cannot hold '{"t": "x", "r": 1, "c": "no"}' (byte-level: one token per byte)
+    texts, stats = sample_texts(generator.model, generator.tokenizer, generator.grammar, generator._prompt_ids(), 5,
+                                batch_size=5, max_record_tokens=10, seed=0, progress=False)
+    assert texts == [] and stats.hit_limit == 5 and stats.emitted == 0
+
+
+def test_a_row_leaves_the_batch_when_it_finishes(generator, monkeypatch):
+    """The model sees one row less after each EOS: batch sizes of the decoding steps never grow."""
+    sizes = []
+    forward = generator.model.forward
+
+    def spy(*args, **kwargs):
+        sizes.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(generator.model, "forward", spy)
+    sample_texts(generator.model, generator.tokenizer, generator.grammar, generator._prompt_ids(), 6, batch_size=6,
+                 max_record_tokens=generator.max_record_tokens(), seed=2, progress=False)
+    assert sizes[0] == 1  # the shared prompt runs once
+    steps = sizes[1:]
+    assert steps[0] == 6 and all(a >= b for a, b in zip(steps[:-1], steps[1:], strict=True)) and steps[-1] < 6
