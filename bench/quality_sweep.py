@@ -34,14 +34,14 @@ FIGURE = ROOT / "docs" / "quality_sweep.png"
 # name: (expected_batch_size, steps, learning_rate, target ε or None for σ = 0, lora_rank)
 CONFIGS = {
     "zero-shot": None,
-    "demo (B24 T8 lr3e-3)": (24, 8, 3e-3, 8.0, 8),
+    "old demo (B24 T8 lr3e-3)": (24, 8, 3e-3, 8.0, 8),
     "B24 T8 lr1e-2": (24, 8, 1e-2, 8.0, 8),
     "B24 T8 lr3e-2": (24, 8, 3e-2, 8.0, 8),
     "B48 T8 lr1e-2": (48, 8, 1e-2, 8.0, 8),
     "B24 T16 lr1e-2": (24, 16, 1e-2, 8.0, 8),
-    "B96 T4 lr3e-2": (96, 4, 3e-2, 8.0, 8),
+    "B16 T16 lr1e-2": (16, 16, 1e-2, 8.0, 8),
+    "B24 T12 lr1e-2 (new demo)": (24, 12, 1e-2, 8.0, 8),
     "non-private B24 T8 lr3e-3": (24, 8, 3e-3, None, 8),
-    "non-private B24 T8 lr1e-2": (24, 8, 1e-2, None, 8),
 }
 
 
