@@ -105,6 +105,14 @@ class DatasetSpec:
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    def body(self) -> "DatasetSpec":
+        """The generated part of a record: every column but the conditioning ones (which sit in the
+        prompt).  A user grammar describes records of this spec."""
+        if not self.conditioning:
+            return self
+        return DatasetSpec(columns=[c for c in self.columns if c.name not in self.conditioning],
+                           serialization=self.serialization)
+
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)
 

@@ -108,9 +108,7 @@ class RecordGenerator:
                  _built=None):
         self.spec = spec
         self.choice = choice or ModelChoice()
-        body = [c for c in spec.columns if c.name not in spec.conditioning]
-        # the generated part of a record: every column but the conditioning ones
-        self.body_spec = DatasetSpec(columns=body, serialization=spec.serialization) if spec.conditioning else spec
+        self.body_spec = spec.body()  # the generated part of a record: every column but the conditioning ones
         self.grammar = grammar or derive_grammar(self.body_spec)
         self.conditioning: ConditioningDistribution | None = None
         self.model, self.tokenizer, self.model_description = _built or build_model(self.choice)

@@ -25,7 +25,7 @@ def load_user_grammar(path: str | Path) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 
-def check_private_records(grammar: str, texts: list[str], *, source: str, skip: bool) -> list[int]:
+def check_private_records(grammar: str, texts: list[str], *, source: str, skip: bool, note: str = "") -> list[int]:
     """Indices of private records that do not parse.  Aborts with the count and three examples,
     unless ``skip`` (then the caller drops them and the count is reported)."""
     parser = RecordGrammar.from_text(grammar)
@@ -33,7 +33,8 @@ def check_private_records(grammar: str, texts: list[str], *, source: str, skip: 
     if bad and not skip:
         examples = "\n".join(f"  row {i + 1}: {texts[i][:160]}" for i in bad[:3])
         raise DataError(
-            f"{source}: {len(bad)} of {len(texts)} records do not parse under the grammar, e.g.\n{examples}\n"
+            f"{source}: {len(bad)} of {len(texts)} records do not parse under the grammar{note}, e.g.\n"
+            f"{examples}\n"
             "Fix the grammar or the data, or pass --data.skip_unparseable true to train without them."
         )
     return bad

@@ -3,6 +3,7 @@ declared public distribution), generated records carry values from that distribu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -89,3 +90,23 @@ def test_user_level_histogram_counts_one_row_per_user(tmp_path):
     dist = conditioning_distribution(config, frame, frame["user"].tolist(), ledger)
     np.testing.assert_allclose(dist.weights, [0.99, 0, 0, 0, 0.01], atol=1e-6)
     assert [e.stage for e in ledger.events] == ["conditioning_histogram"]
+
+
+def test_a_user_grammar_describes_the_generated_columns_only(tmp_path):
+    from synth.loading import DataError
+
+    body = tmp_path / "body.lark"
+    body.write_text('start: "{\\"title\\": " TITLE "}"\nTITLE: /"[^"\\\\\\x00-\\x1f]{1,40}"/\n')
+    config = _config(tmp_path, grammar=str(body), conditioning_weights={"4": 1.0})
+    result = run(config, progress=False)
+    rows = result["synthetic"]
+    assert len(rows) + result["report"]["hit_limit"] == 12 and (rows["rating"] == 4).all()
+    assert result["card"]["generation"]["rejected_by_spec"] == 0
+    # a grammar of whole records (conditioning column included) does not describe what is generated
+    whole = tmp_path / "whole.lark"
+    whole.write_text('start: "{\\"rating\\": " INT ", \\"title\\": " TITLE "}"\n'
+                     'TITLE: /"[^"\\\\\\x00-\\x1f]{1,40}"/\n%import common.INT\n')
+    config = _config(tmp_path, grammar=str(whole), conditioning_weights={"4": 1.0})
+    with pytest.raises(DataError, match="conditioning columns"):
+        run(dataclasses.replace(config, output=dataclasses.replace(config.output, dir=str(tmp_path / "run2"))),
+            progress=False)
