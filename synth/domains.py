@@ -77,9 +77,13 @@ def _noisy(counts: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nda
     return counts + rng.normal(0.0, sigma, size=counts.shape)
 
 
-def _bin_threshold(sigma: float, n_bins: int) -> float:
-    """Noisy count an empty bin exceeds with probability ≤ 5 % over the whole grid (post-processing)."""
-    return sigma * NormalDist().inv_cdf(1 - 0.05 / n_bins)
+def _bins_above_noise(x: np.ndarray, edges: np.ndarray, sigma: float,
+                      rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Indices of the bins [edges[i], edges[i+1]) whose Gaussian-noised count of ``x`` exceeds the
+    count an empty bin reaches with probability ≤ 5 % over the whole grid (post-processing)."""
+    counts = np.bincount(np.searchsorted(edges, x, side="right") - 1, minlength=len(edges) - 1).astype(float)
+    threshold = sigma * NormalDist().inv_cdf(1 - 0.05 / len(counts))
+    return np.flatnonzero(_noisy(counts, sigma, rng) > threshold), threshold
 
 
 def estimate_categories(values: pd.Series, sigma: float, selection_delta: float,
@@ -99,9 +103,7 @@ def estimate_range(values: pd.Series, integer: bool, sigma: float,
     """[left edge of the lowest, right edge of the highest] bin whose noisy count clears the threshold."""
     edges = _number_edges()
     x = np.clip(pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float), edges[0], edges[-1] - 1e-9)
-    counts = np.bincount(np.searchsorted(edges, x, side="right") - 1, minlength=len(edges) - 1).astype(float)
-    threshold = _bin_threshold(sigma, len(counts))
-    passed = np.flatnonzero(_noisy(counts, sigma, rng) > threshold)
+    passed, threshold = _bins_above_noise(x, edges, sigma, rng)
     if not len(passed):
         return None, threshold
     lo, hi = float(edges[passed[0]]), float(edges[passed[-1] + 1])
@@ -114,9 +116,7 @@ def estimate_max_chars(values: pd.Series, sigma: float, rng: np.random.Generator
     """The right edge of the longest length bin whose noisy count clears the threshold."""
     edges = _length_edges()
     lengths = np.clip(values.dropna().astype(str).str.len().to_numpy(dtype=float), 1, edges[-1] - 1)
-    counts = np.bincount(np.searchsorted(edges, lengths, side="right") - 1, minlength=len(edges) - 1).astype(float)
-    threshold = _bin_threshold(sigma, len(counts))
-    passed = np.flatnonzero(_noisy(counts, sigma, rng) > threshold)
+    passed, threshold = _bins_above_noise(lengths, edges, sigma, rng)
     if not len(passed):
         return None, threshold
     return int(edges[passed[-1] + 1]) - 1, threshold

@@ -36,11 +36,11 @@ def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerato
 
         grammar = load_user_grammar(config.spec.grammar)
         # the grammar constrains what is generated: with conditioning columns, the other columns only
-        bad = check_private_records(grammar, frame_to_texts(frame, config.spec.body()), source=config.data.path,
-                                    skip=config.data.skip_unparseable,
-                                    note=f" (records of {config.spec.body().names}: the conditioning columns "
-                                         f"{config.spec.conditioning} sit in the prompt, not in the record)"
-                                    if config.spec.conditioning else "")
+        body = config.spec.body()
+        note = (f" (records of {body.names}: the conditioning columns {config.spec.conditioning} sit in the "
+                "prompt, not in the record)") if config.spec.conditioning else ""
+        bad = check_private_records(grammar, frame_to_texts(frame, body), source=config.data.path,
+                                    skip=config.data.skip_unparseable, note=note)
         frame = frame.drop(index=frame.index[bad])
     units = None
     if config.spec.privacy_unit != "example":
