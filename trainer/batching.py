@@ -25,6 +25,8 @@ def collate(
     """Right-pad the rows of ``units`` (lists of example indices) into one micro-batch."""
     rows = [examples[i] for unit in units for i in unit]
     width = max(len(r["input_ids"]) for r in rows)
+    if width == len(rows):  # one pad token more: a (B, T) batch with T == B would leave the row dimension ambiguous
+        width += 1
     ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     attn = torch.zeros((len(rows), width), dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.float32)

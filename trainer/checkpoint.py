@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -53,6 +54,29 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
         if (m := _NAME.match(p.name)) and (p / "trainer_state.json").exists()
     ]
     return max(found)[1] if found else None
+
+
+def prune_checkpoints(directory: str | Path, *, keep: int) -> list[Path]:
+    """Remove all but the newest ``keep`` complete checkpoints; returns what was removed."""
+    directory = Path(directory)
+    found = sorted((int(m.group(1)), p) for p in directory.iterdir()
+                   if (m := _NAME.match(p.name)) and (p / "trainer_state.json").exists())
+    removed = [p for _, p in found[: max(0, len(found) - keep)]]
+    for p in removed:
+        shutil.rmtree(p, ignore_errors=True)
+    return removed
+
+
+def remove_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Remove half-written checkpoint folders a killed run left behind (``.checkpoint-N.tmp-*``,
+    ``.checkpoint-N.old-*``).  Call it only while holding the folder's lock (trainer.io.folder_lock)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if re.match(r"^\.checkpoint-\d+\.(tmp|old)-", p.name)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
 
 
 def load_checkpoint(path: str | Path, *, params: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer):

@@ -101,6 +101,9 @@ class DPEngine:
         self._group_of_module: dict[str, int] = {}
         self._params: dict[str, nn.Parameter] = {}
         self._attached = False
+        self._units_seen: set = set()
+        self._batch_norms = [(n, m) for n, m in model.named_modules()
+                             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.attach()
 
     # ------------------------------------------------------------------ set-up
@@ -160,17 +163,28 @@ class DPEngine:
         def dp_forward(*args, **kwargs):
             if engine._plan is None or not torch.is_grad_enabled():
                 return original(*args, **kwargs)
+            engine._plan.observe(name, next((a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), None))
             return rule.forward(module, engine._open_call(name, original), *args, **kwargs)
 
         module.forward = dp_forward
 
     # ------------------------------------------------------------- micro-batch
     @contextlib.contextmanager
-    def micro_batch(self, n_rows: int, unit_index: Tensor | None = None):
-        """Capture one micro-batch of ``n_rows`` rows; ``unit_index`` maps rows to privacy units."""
+    def micro_batch(self, n_rows: int, unit_index: Tensor | None = None, *, unit_ids=None):
+        """Capture one micro-batch of ``n_rows`` rows; ``unit_index`` maps rows to privacy units.
+
+        ``unit_ids`` names each unit of this micro-batch (one hashable per unit, in unit_index
+        order): required with ``unit_index`` (a unit of several rows must not be split over two
+        micro-batches of one logical batch: it would be clipped twice), optional otherwise.  A
+        logical batch starts when every trainable gradient is None (after
+        ``optimizer.zero_grad(set_to_none=True)``) or at ``new_logical_batch()``.
+        """
         if self._plan is not None:
             raise RuntimeError("micro_batch() is already open; finish that backward first")
-        self._plan = UnitPlan(n_rows, unit_index)
+        self._check_row_mixing_modules()
+        plan = UnitPlan(n_rows, unit_index)
+        self._check_unit_ids(plan, unit_index, unit_ids)
+        self._plan = plan
         for g in self._groups.values():
             g.expected = g.received = 0
             g.reps.clear()
@@ -184,6 +198,44 @@ class DPEngine:
                 g.reps.clear()
                 g.norm_sq = None
 
+    def new_logical_batch(self) -> None:
+        """Forget the units seen so far: the next micro-batches belong to a new logical batch."""
+        self._units_seen.clear()
+
+    def _check_unit_ids(self, plan: UnitPlan, unit_index, unit_ids) -> None:
+        if unit_ids is None:
+            if unit_index is not None:
+                raise ConfigError("micro_batch(unit_index=...) needs unit_ids (one id per unit) so that the engine can "
+                                  "refuse a unit split over two micro-batches of one logical batch")
+            return
+        unit_ids = list(unit_ids)
+        if len(unit_ids) != plan.n_units:
+            raise ConfigError(f"unit_ids has {len(unit_ids)} entries for the micro-batch's {plan.n_units} units")
+        if all(p.grad is None for p in self._params.values()):
+            self._units_seen.clear()  # gradients are empty: a new logical batch
+        seen_here: set = set()
+        repeated = [u for u in unit_ids if u in self._units_seen or u in seen_here or seen_here.add(u)]
+        if repeated:
+            raise PrivacyViolationError(
+                f"unit {repeated[0]!r} already contributed to this logical batch: a unit split over two micro-batches "
+                "(or given twice) would be clipped twice and move the sum by more than C. Put all of a unit's rows "
+                "in one micro-batch; call engine.new_logical_batch() (or zero the gradients with set_to_none=True) "
+                "when a new step begins"
+            )
+        self._units_seen.update(unit_ids)
+
+    def _check_row_mixing_modules(self) -> None:
+        """Frozen modules whose output for one row depends on other rows (BatchNorm on batch
+        statistics) break per-unit clipping: one unit moves every row's gradient."""
+        mixing = [name for name, m in self._batch_norms if m.training or not m.track_running_stats]
+        if mixing:
+            raise UnsupportedLayerError(
+                f"these BatchNorm modules normalise with the batch's statistics, which mixes the rows of a "
+                f"micro-batch (one unit would move every other row's gradient): {', '.join(mixing[:10])}. Put them "
+                "in eval mode (module.eval(): running statistics, fixed during training) after model.train(), "
+                "or replace them with GroupNorm / LayerNorm."
+            )
+
     def _open_call(self, module_name: str, original) -> "_Call":
         gid = self._group_of_module[module_name]
         self._groups[gid].expected += 1
@@ -191,7 +243,13 @@ class DPEngine:
 
     # ------------------------------------------------------- backward delivery
     def _deliver(self, gid: int, reps: dict[str, object]) -> None:
+        self._plan.check_layout()  # every forward of the micro-batch is done once backward delivers
         group = self._groups[gid]
+        if group.received >= group.expected:
+            raise PrivacyViolationError(
+                f"a second backward reached {group.params[0]!r} in one engine.micro_batch() block: its rows would "
+                "be counted twice. Call backward once per micro-batch (sum the losses first)."
+            )
         group.reps.extend(reps.items())
         group.received += 1
         if group.received == group.expected:
@@ -321,7 +379,8 @@ def _group_norm_sq(reps: list[tuple[str, object]]) -> Tensor:
             for b in uses[i + 1 :]:
                 term = term + 2 * G.inner(a, b)
             total = term if total is None else total + term.to(total)
-    return total
+    # cross terms of uses that cancel can leave -1e-16: a norm² below 0 would make sqrt NaN
+    return total.clamp(min=0)
 
 
 def _maybe_densify(rep):
@@ -362,11 +421,14 @@ def _plan_modules(model: nn.Module) -> _ModulePlan:
     first_name: dict[int, str] = {}
     modules, rules, module_params, local_names = {}, {}, {}, {}
     seen_modules: set[int] = set()
-    unsupported = []
+    unsupported, low_precision = [], []
     for mod_name, module in model.named_modules(remove_duplicate=False):
         own = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
         if not own:
             continue
+        for n, p in own:
+            if p.dtype not in (torch.float32, torch.float64):
+                low_precision.append((f"{mod_name}.{n}" if mod_name else n, p.dtype))
         rule = rule_for(module)
         if rule is None or any(n not in rule.handles for n, _ in own):
             for n, _ in own:
@@ -384,6 +446,15 @@ def _plan_modules(model: nn.Module) -> _ModulePlan:
             local[n] = canonical
         modules[mod_name], rules[mod_name], module_params[mod_name] = module, rule, names
         local_names[mod_name] = local
+    if low_precision:
+        listing = "\n".join(f"  - {p} ({str(d).replace('torch.', '')})" for p, d in low_precision[:10])
+        more = f"\n  ... and {len(low_precision) - 10} more" if len(low_precision) > 10 else ""
+        raise UnsupportedLayerError(
+            "these trainable parameters are not fp32: their clipped sums would be accumulated in low precision, "
+            f"and the rounding breaks the bound of C on one unit's influence:\n{listing}{more}\n"
+            "Load the model in fp32 (model.float(), or from_pretrained(..., dtype=torch.float32)); for bf16 "
+            "speed keep fp32 parameters and compute in bf16 (TrainConfig(dtype='bf16'), autocast)."
+        )
     if unsupported:
         listing = "\n".join(f"  - {p} (in a {t})" for p, t in unsupported)
         raise UnsupportedLayerError(

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import DPSynthError
+
+
+class FolderInUseError(DPSynthError, RuntimeError):
+    """Another process is running in this folder."""
 
 
 def _read_umask() -> int:
@@ -53,3 +60,38 @@ def atomic_directory(path: str | Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def folder_lock(path: str | Path, *, what: str = "run"):
+    """Hold an exclusive lock on folder ``path`` (created if needed) while the block runs.
+
+    A second process that asks for the same folder gets FolderInUseError at once, naming the
+    holder's pid.  The lock is the kernel's (flock): it is released when the holder exits, however
+    it exits, so a killed run never leaves the folder locked.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    lock_file = path / ".lock"
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = lock_file.read_text().strip() or "unknown"
+            raise FolderInUseError(
+                f"{path} is in use by another dpsynth {what} (pid {holder}); wait for it to finish, or use "
+                "another output folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            yield path
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

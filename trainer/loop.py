@@ -22,12 +22,13 @@ from typing import Hashable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .accounting import PrivacyLedger, calibrate_noise_multiplier
+from .accounting import PrivacyLedger, calibrate_noise_multiplier, epsilon
 from .batching import collate, per_row_loss
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, remove_stale_temporaries, save_checkpoint
 from .config import TrainConfig
 from .engine import DPEngine
-from .errors import ConfigError
+from .io import folder_lock
+from .errors import BudgetExceededError, ConfigError
 from .noise import make_generators, privatize_gradients
 from .sampling import PoissonSampler, check_sampler, micro_batches
 
@@ -74,6 +75,7 @@ class DPTrainer:
         if (config.privacy_unit == "user") != (units is not None):
             raise ConfigError("privacy_unit='user' needs units (one per example), and only then")
         self.model, self.examples, self.config = model, examples, config
+        self.units = list(units) if units is not None else None
         self.pad_token_id = pad_token_id
         self.output_dir = Path(output_dir) if output_dir is not None else None
         n_units = len(examples) if units is None else len(set(units))
@@ -92,6 +94,10 @@ class DPTrainer:
         if self.ledger.delta != self.delta or self.ledger.accountant != config.accountant:
             raise ConfigError("the given ledger's δ or accountant differs from this run's")
         self.noise_multiplier = self._noise_multiplier()
+        if config.non_private:
+            self.ledger.add_caveat("non_private")
+        if config.seed is not None:
+            self.ledger.add_caveat("insecure_seed")
         self.engine = DPEngine(
             model,
             max_grad_norm=config.max_grad_norm,
@@ -111,7 +117,7 @@ class DPTrainer:
         if c.noise_multiplier is not None:
             return float(c.noise_multiplier)
         prior = [h for e, h in zip(self.ledger.events, self.ledger.history, strict=True) if e.stage != "train"]
-        return calibrate_noise_multiplier(
+        sigma = calibrate_noise_multiplier(
             target_epsilon=c.target_epsilon,
             delta=self.ledger.accountant_delta,
             sample_rate=self.sample_rate,
@@ -119,16 +125,28 @@ class DPTrainer:
             accountant=c.accountant,
             prior=prior,
         )
+        planned = epsilon([*prior, (sigma, self.sample_rate, c.steps)], delta=self.ledger.accountant_delta,
+                          accountant=c.accountant)
+        if planned > c.target_epsilon:  # calibration errs on the safe side; this is the last guard
+            raise BudgetExceededError(f"calibrated σ={sigma} would spend ε={planned:.4f} > target {c.target_epsilon}")
+        return sigma
 
     # ------------------------------------------------------------------- steps
     def train(self, *, resume: bool = True, max_steps: int | None = None) -> TrainResult:
         """Run (or continue) training up to ``config.steps``; ``max_steps`` stops early (tests, crashes)."""
-        if resume and self.output_dir is not None:
-            self._resume()
+        with folder_lock(self.output_dir) if self.output_dir is not None else nullcontext():
+            return self._train(resume=resume, max_steps=max_steps)
+
+    def _train(self, *, resume: bool, max_steps: int | None) -> TrainResult:
+        if self.output_dir is not None:
+            remove_stale_temporaries(self.output_dir)
+            if resume:
+                self._resume()
         check_sampler(self.sampler, privacy_unit=self.config.privacy_unit, sample_rate=self.sample_rate)
         c = self.config
         end = c.steps if max_steps is None else min(c.steps, self.step + max_steps)
         losses, tokens, t0, start = [], 0, time.perf_counter(), self.step
+        last_save = time.monotonic()
         bar = _progress(total=c.steps, initial=self.step, enabled=c.progress)
         eps = self.ledger.epsilon()
         self.model.train()
@@ -142,11 +160,17 @@ class DPTrainer:
             rate = tokens / max(1e-9, time.perf_counter() - t0)
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", eps=f"{eps:.2f}", tok_s=f"{rate:.0f}")
-            if self.output_dir is not None and c.checkpoint_every and self.step % c.checkpoint_every == 0:
+            due = (c.checkpoint_every and self.step % c.checkpoint_every == 0) or (
+                c.checkpoint_minutes and time.monotonic() - last_save >= 60 * c.checkpoint_minutes)
+            if self.output_dir is not None and due and self.step < c.steps:
                 self.save()
+                last_save = time.monotonic()
         bar.close()
         if self.output_dir is not None and self.step == c.steps:
             self.save()
+        if c.target_epsilon is not None and self.ledger.epsilon() > c.target_epsilon:
+            raise BudgetExceededError(f"the run spent ε={self.ledger.epsilon():.4f}, more than the target "
+                                      f"{c.target_epsilon}: refusing to hand on the model")
         return TrainResult(self.ledger, self.step, losses, tokens / max(1e-9, time.perf_counter() - t0))
 
     def _train_step(self) -> tuple[float, int]:
@@ -157,7 +181,7 @@ class DPTrainer:
         for units in micro_batches(batch, c.physical_batch_size):  # 2) clipped sums, per micro-batch
             mb = collate(self.examples, units, pad_token_id=self.pad_token_id, user_level=c.privacy_unit == "user")
             dev = _device(self.model)
-            with self.engine.micro_batch(mb.input_ids.shape[0], mb.unit_index):
+            with self.engine.micro_batch(mb.input_ids.shape[0], mb.unit_index, unit_ids=self._unit_ids(units)):
                 with autocast:
                     out = self.model(input_ids=mb.input_ids.to(dev), attention_mask=mb.attention_mask.to(dev))
                 logits = out.logits if hasattr(out, "logits") else out
@@ -177,6 +201,7 @@ class DPTrainer:
                 group["lr"] = c.learning_rate * min(1.0, (self.step + 1) / c.warmup_steps)
         self.optimizer.step()  # 4) step, and pay for it
         self.optimizer.zero_grad(set_to_none=True)
+        self.engine.new_logical_batch()
         self.ledger.record(
             "train",
             noise_multiplier=self.noise_multiplier,
@@ -189,15 +214,23 @@ class DPTrainer:
         mean = torch.cat(losses).mean().item() if losses else math.nan
         return mean, n_tokens
 
+    def _unit_ids(self, units: list[list[int]]) -> list:
+        """Each unit's identity (its user, or its example), for the engine's split-unit check."""
+        if self.units is None:
+            return [rows[0] for rows in units]
+        return [self.units[rows[0]] for rows in units]
+
     # ------------------------------------------------------------ checkpoints
     def save(self) -> Path:
         state = {"config": asdict(self.config), "noise_multiplier": self.noise_multiplier}
         if self.config.seed is not None:  # only seeded (test) runs keep their generator states
             state.update({f"noise_rng_{i}": g.get_state() for i, g in enumerate(self.noise_gens)})
             state["sampler_rng"] = self.sampler.state_dict()["generator"]
-        return save_checkpoint(
+        path = save_checkpoint(
             self.output_dir, step=self.step, params=self.params, optimizer=self.optimizer, ledger=self.ledger, state=state
         )
+        prune_checkpoints(self.output_dir, keep=self.config.keep_checkpoints)
+        return path
 
     def _resume(self) -> None:
         path = latest_checkpoint(self.output_dir)
@@ -229,4 +262,4 @@ def _device(model: nn.Module) -> torch.device:
 def _progress(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc="DP training", unit="step")
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="DP training (loss: not DP, for your eyes only)", unit="step")

@@ -3,29 +3,33 @@
 from __future__ import annotations
 
 import os
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Sequence
 
 import torch
 from torch import nn
 
+from .seeds import stream_seed
 
-def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
-    """A torch.Generator seeded from the OS's secure random source, or from ``seed`` (tests only)."""
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu", *, purpose: str) -> torch.Generator:
+    """A torch.Generator on its own stream: the OS's secure random source, or derived from
+    ``seed`` and ``purpose`` (an insecure, reproducible run: see trainer.seeds)."""
     gen = torch.Generator(device=device)
-    gen.manual_seed(secrets.randbits(63) if seed is None else int(seed))
+    gen.manual_seed(stream_seed(seed, purpose))
     return gen
 
 
-def make_generators(seed: int | None, device: torch.device | str = "cpu", n: int | None = None) -> list[torch.Generator]:
+def make_generators(seed: int | None, device: torch.device | str = "cpu", n: int | None = None, *,
+                    purpose: str = "noise") -> list[torch.Generator]:
     """Independent generators, one per noise worker: several CPU threads, one on an accelerator.
 
-    Each gets its own secure seed (or ``seed + i`` in tests), so their streams are independent.
+    Each gets its own secure seed (or one derived from ``seed`` for ``purpose:i``), so their
+    streams are independent of each other and of the sampler's.
     """
     if n is None:
         n = 1 if torch.device(device).type != "cpu" else max(1, min(4, os.cpu_count() or 1))
-    return [make_generator(None if seed is None else seed + i, device) for i in range(n)]
+    return [make_generator(seed, device, purpose=f"{purpose}:{i}") for i in range(n)]
 
 
 @torch.no_grad()

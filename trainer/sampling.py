@@ -59,7 +59,7 @@ class PoissonSampler:
             self._rows = [torch.tensor(r) for r in groups.values()]
             self.n_units = len(self._rows)
         self.seeded = seed is not None
-        self._gen = make_generator(seed)
+        self._gen = make_generator(seed, purpose="sampler")
 
     @property
     def expected_batch_size(self) -> float:

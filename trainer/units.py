@@ -9,12 +9,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .errors import UnsupportedLayerError
+
 
 class UnitPlan:
     """Rows -> units for one micro-batch.  ``unit_index[b]`` is the unit of row b (0..U-1)."""
 
     def __init__(self, n_rows: int, unit_index: Tensor | None = None, device=None):
         self.n_rows = n_rows
+        self._seen: list[tuple[str, tuple[int, ...], bool]] = []  # (module, input shape, integer input)
+        self._layout_checked = False
         if unit_index is None:
             self.n_units, self._slots, self.unit_index = n_rows, None, None
             return
@@ -32,6 +36,40 @@ class UnitPlan:
         slots = torch.full((self.n_units, width), n_rows, dtype=torch.long, device=unit_index.device)
         slots[unit_index[order], rank] = order
         self._slots = slots
+
+    def observe(self, module_name: str, t: Tensor | None) -> None:
+        """Record the shape of a hooked module's input (checked once backward starts)."""
+        if t is not None:
+            self._seen.append((module_name, tuple(t.shape), not t.is_floating_point()))
+
+    def check_layout(self) -> None:
+        """Refuse a micro-batch whose row dimension is not certain.
+
+        Rules take dimension 0 as the rows.  When dimension 1 (a sequence-first layout's batch
+        dimension, or the sequence of a batch-first one) also has ``n_rows`` entries, a
+        sequence-first tensor or 1-D position ids would be clipped per position instead of per
+        row, and nothing in the shapes tells the two apart; so the micro-batch is refused.
+        DPTrainer pads such batches by one token so this never happens there.
+        """
+        if self._layout_checked:
+            return
+        self._layout_checked = True
+        if self.n_rows <= 1:
+            return
+        for name, shape, integer in self._seen:
+            feature_dims = 0 if integer else 1  # a float input's last dimension holds features
+            if len(shape) - feature_dims >= 2 and shape[1] == self.n_rows:
+                raise UnsupportedLayerError(
+                    f"module '{name}' ran on a tensor of shape {shape} in a micro-batch of {self.n_rows} rows: its "
+                    f"dimension 1 also has {self.n_rows} entries, so it is not certain which dimension holds the "
+                    "rows (a sequence-first layout, or a sequence as long as the batch). Keep the batch dimension "
+                    "first and make the sequence length differ from the number of rows (pad one token)."
+                )
+            if not integer and len(shape) < 2:
+                raise UnsupportedLayerError(
+                    f"module '{name}' ran on a 1-D tensor of shape {shape}: no batch dimension. Keep the rows in "
+                    "dimension 0 of every input."
+                )
 
     @property
     def identity(self) -> bool:

@@ -52,18 +52,19 @@ def _canaries(m, vocab, length, seed):
     return [{"input_ids": torch.randint(1, vocab, (length,), generator=g).tolist()} for _ in range(m)]
 
 
-def _audit(noise_multiplier=None, target_epsilon=None, seed=0):
+def _audit(noise_multiplier=None, target_epsilon=None, seed=0, non_private=False):
     m, vocab = 400, 128
     model = tiny_llama(vocab=vocab, dtype=torch.float32, seed=seed)
-    config = TrainConfig(noise_multiplier=noise_multiplier, target_epsilon=target_epsilon, expected_batch_size=50,
-                         physical_batch_size=50, steps=120, learning_rate=1e-2, max_grad_norm=1.0, seed=seed,
+    config = TrainConfig(noise_multiplier=noise_multiplier, target_epsilon=target_epsilon, non_private=non_private,
+                         expected_batch_size=50,
+                         physical_batch_size=50, steps=120, learning_rate=1e-2, max_grad_norm=1.0, seed=seed, insecure_seed=True,
                          progress=False)
     return run_audit(model, [], _canaries(m, vocab, 10, seed), config, seed=seed)
 
 
 @pytest.mark.slow
 def test_audit_has_power_without_noise():
-    result = _audit(noise_multiplier=0.0)
+    result = _audit(non_private=True)
     assert math.isinf(result.claimed_epsilon)
     assert result.auc > 0.9
     assert result.epsilon_lower > 1.0, result.summary()

@@ -29,7 +29,7 @@ def _config(tmp_path, **spec_extra):
     return build_config({
         "data": {"path": str(data)}, "spec": {**SPEC, **spec_extra}, "model": {"model": "scratch"},
         "train": {"target_epsilon": 4.0, "steps": 3, "expected_batch_size": 32, "physical_batch_size": 16,
-                  "progress": False, "seed": 0},
+                  "progress": False, "seed": 0, "insecure_seed": True},
         "generate": {"n": 12, "seed": 1}, "output": {"dir": str(tmp_path / "run")}})
 
 
@@ -84,7 +84,7 @@ def test_user_level_histogram_counts_one_row_per_user(tmp_path):
                           "user": ["heavy"] * 1000 + [f"u{i}" for i in range(99)]})
     config = build_config({
         "data": {"path": "unused.csv"}, "spec": {**SPEC, "privacy_unit": "user"}, "model": {"model": "scratch"},
-        "train": {"target_epsilon": 4.0, "privacy_unit": "user", "seed": 0},
+        "train": {"target_epsilon": 4.0, "privacy_unit": "user", "seed": 0, "insecure_seed": True},
         "generate": {"conditioning_noise": 1e-6}, "output": {"dir": str(tmp_path / "run")}})
     ledger = PrivacyLedger(delta=1e-4, privacy_unit="user")
     dist = conditioning_distribution(config, frame, frame["user"].tolist(), ledger)

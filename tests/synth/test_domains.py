@@ -90,7 +90,7 @@ def _config(tmp_path, data, estimate: bool, name: str):
         "data": {"path": str(data)}, "spec": {"serialization": "json", "columns": columns, "estimate_noise": 3.0},
         "model": {"model": "scratch"},
         "train": {"target_epsilon": 4.0, "steps": 2, "expected_batch_size": 32, "physical_batch_size": 16,
-                  "progress": False, "seed": 0},
+                  "progress": False, "seed": 0, "insecure_seed": True},
         "generate": {"n": 8, "batch_size": 8, "seed": 1}, "output": {"dir": str(tmp_path / name)}})
 
 

@@ -33,7 +33,7 @@ def _config(tmp_path, model: dict, **generate):
         "spec": SPEC,
         "model": model,
         "train": {"target_epsilon": 8.0, "steps": 3, "expected_batch_size": 32, "physical_batch_size": 16,
-                  "progress": False, "seed": 0},
+                  "progress": False, "seed": 0, "insecure_seed": True},
         "generate": {"n": 12, "batch_size": 12, "seed": 0, **generate},
         "output": {"dir": str(tmp_path / "run"), "format": "parquet"},
     })

@@ -15,10 +15,11 @@ def engine_grads(model, loss_fn, x, micro, **engine_kw):
     try:
         for units in micro:
             rows = [r for u in units for r in u]
-            unit_index = None
+            unit_index, unit_ids = None, None
             if any(len(u) > 1 for u in units):
                 unit_index = torch.tensor([i for i, u in enumerate(units) for _ in u])
-            with eng.micro_batch(len(rows), unit_index):
+                unit_ids = [tuple(u) for u in units]
+            with eng.micro_batch(len(rows), unit_index, unit_ids=unit_ids):
                 loss_fn(model, x[rows]).sum().backward()
         return {n: p.grad.detach().clone() for n, p in eng.trainable_parameters.items()}, eng.groups
     finally:

@@ -45,7 +45,7 @@ def test_noise_is_added_once_per_logical_batch_not_per_micro_batch():
 
     examples = [{"input_ids": list(range(1, 9))} for _ in range(64)]
     cfg = TrainConfig(noise_multiplier=2.0, max_grad_norm=1e-9, expected_batch_size=32, physical_batch_size=4,
-                      steps=1, seed=3, progress=False)
+                      steps=1, seed=3, insecure_seed=True, progress=False)
     trainer = DPTrainer(model, examples, cfg)
     trainer.optimizer.register_step_pre_hook(grab)
     trainer.train()

@@ -17,6 +17,13 @@ ACCOUNTANTS = ("prv", "rdp")
 # Above this noise multiplier the noise swamps any clipped gradient sum a run could have:
 # calibration refuses rather than train a model that cannot learn.
 MAX_NOISE_MULTIPLIER = 50.0
+# Below this one the noise is negligible and the PRV accountant needs tens of GB (σ = 0.05:
+# 114 s); calibration never goes lower (it then spends less than the target).
+MIN_NOISE_MULTIPLIER = 0.2
+# Outside these the accountants lose precision (PRV fails below δ ≈ 1e-13) or a run promises
+# nothing.  A run without noise must say so: TrainConfig(non_private=True).
+MIN_DELTA = 1e-12
+MAX_EPSILON = 100.0
 History = Sequence[tuple[float, float, int]]  # (noise_multiplier, sample_rate, steps)
 
 
@@ -62,6 +69,8 @@ def calibrate_noise_multiplier(
     If even σ = ``max_noise_multiplier`` is not enough, BudgetExceededError says the smallest
     ε these steps can reach and the most steps that fit the target.
     """
+    if not math.isfinite(target_epsilon) or not 0 < target_epsilon <= MAX_EPSILON:
+        raise ConfigError(f"target ε must be in (0, {MAX_EPSILON:g}], got {target_epsilon}")
     spent = epsilon(prior, delta=delta, accountant=accountant)
     if spent >= target_epsilon:
         raise BudgetExceededError(
@@ -84,7 +93,9 @@ def calibrate_noise_multiplier(
             f"σ={max_noise_multiplier:g} spends ε={floor:.3g}. Ask for ε ≥ {floor:.3g}, or at most "
             f"{fit_lo} steps, or a lower sampling rate (smaller expected batch)."
         )
-    lo, hi = 0.0, 1.0
+    if eps_at(MIN_NOISE_MULTIPLIER) <= target_epsilon:
+        return MIN_NOISE_MULTIPLIER
+    lo, hi = MIN_NOISE_MULTIPLIER, 1.0
     while eps_at(hi) > target_epsilon:
         lo, hi = hi, hi * 2
     while hi - lo > 1e-4 * hi:

@@ -18,6 +18,13 @@ from ..errors import ConfigError
 from .accountants import ACCOUNTANTS, epsilon
 
 
+CAVEATS = {
+    "non_private": "a stage was trained WITHOUT noise (non_private = true): there is no DP guarantee",
+    "insecure_seed": "the run used a fixed seed (insecure_seed = true): anyone who knows the seed can recompute "
+                     "the noise, and for them there is no DP guarantee",
+}
+
+
 @dataclass
 class PrivacyEvent:
     stage: str  # e.g. "train", "histogram:rating"
@@ -37,6 +44,9 @@ class PrivacyLedger:
     privacy_unit: str = "example"
     events: list[PrivacyEvent] = field(default_factory=list)
     declared_public: list[str] = field(default_factory=list)  # what was not paid for, and why
+    # what weakens or voids the guarantee, stated on every card: "non_private" (a stage ran without
+    # noise), "insecure_seed" (the noise can be recomputed from a seed)
+    caveats: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if self.accountant not in ACCOUNTANTS:
@@ -46,6 +56,12 @@ class PrivacyLedger:
         self.events = [e if isinstance(e, PrivacyEvent) else PrivacyEvent(**e) for e in self.events]
 
     # ------------------------------------------------------------------ recording
+    def add_caveat(self, caveat: str) -> None:
+        if caveat not in CAVEATS:
+            raise ConfigError(f"unknown caveat {caveat!r}; one of {', '.join(CAVEATS)}")
+        if caveat not in self.caveats:
+            self.caveats.append(caveat)
+
     def record(self, stage: str, *, noise_multiplier: float, sample_rate: float, steps: int = 1,
                extra_delta: float = 0.0, **details) -> None:
         """Add ``steps`` of a (subsampled) Gaussian mechanism; merges with the same stage's last event.

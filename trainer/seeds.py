@@ -1,0 +1,27 @@
+"""Independent random streams, one per purpose, from one optional seed.
+
+With no seed every stream starts from the OS's secure random source.  With a seed
+(an explicit, insecure switch: whoever knows it can recompute all the noise), each
+purpose ("sampler", "noise:0", "histogram", ...) gets its own seed derived by
+SHA-256, so no two mechanisms ever share a stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+
+def stream_seed(seed: int | None, purpose: str) -> int:
+    """A 63-bit seed for ``purpose``: secure random when ``seed`` is None, else derived from it."""
+    if seed is None:
+        return secrets.randbits(63)
+    digest = hashlib.sha256(f"dpsynth:{int(seed)}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def numpy_rng(seed: int | None, purpose: str):
+    """A numpy Generator on its own stream (secure random when ``seed`` is None)."""
+    import numpy as np
+
+    return np.random.default_rng(secrets.randbits(128) if seed is None else stream_seed(seed, purpose))
