@@ -63,9 +63,12 @@ def build_model(choice: ModelChoice):
     if choice.model == "smollm2":
         model, tok, name = load_smollm2(), TextTokenizer.hf(load_smollm2_tokenizer(), "SmolLM2-135M-Instruct"), "SmolLM2-135M-Instruct (GGUF, offline)"
     else:
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(choice.model)
+        # fp32 whatever dtype the checkpoint was saved in: DP sums clipped gradients in the
+        # parameters' dtype, and bf16 rounding would break the bound on one record's influence
+        model = AutoModelForCausalLM.from_pretrained(choice.model, dtype=torch.float32)
         tok = TextTokenizer.hf(AutoTokenizer.from_pretrained(choice.model), choice.model)
         name = choice.model
     if choice.finetune == "lora":
@@ -96,9 +99,10 @@ def _load_trained(choice: ModelChoice, folder: Path):
 
         base, tok, _ = build_model(ModelChoice(**{**asdict(choice), "finetune": "full"}))
         return PeftModel.from_pretrained(base, folder), tok, None
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    return AutoModelForCausalLM.from_pretrained(folder), TextTokenizer.hf(AutoTokenizer.from_pretrained(folder), str(folder)), None
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), TextTokenizer.hf(AutoTokenizer.from_pretrained(folder), str(folder)), None
 
 
 class RecordGenerator:
