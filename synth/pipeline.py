@@ -235,7 +235,9 @@ def audit(config: SynthConfig, *, canaries: int = 500, seed: int | None = None):
     generator = RecordGenerator(config.spec, config.model)
     rng = np.random.default_rng(seed)
     canary_examples = generator.examples(make_canaries(config.spec, canaries, rng))
-    train_config = dataclasses.replace(config.train, seed=seed if seed is not None else config.train.seed)
+    # the audited model is never exported: a seed here only makes the audit reproducible
+    train_seed = seed if seed is not None else config.train.seed
+    train_config = dataclasses.replace(config.train, seed=train_seed, insecure_seed=train_seed is not None)
     result = run_audit(generator.model, generator.examples(frame), canary_examples, train_config,
                        pad_token_id=generator.tokenizer.pad_token_id, seed=seed)
     atomic_write_text(Path(config.output.dir) / "audit.json", json.dumps(result.to_dict(), indent=2, default=str))

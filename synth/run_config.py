@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -16,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from trainer import TrainConfig
+from trainer.config import check_field_types
 from trainer.errors import ConfigError, nearest_key_hint
 
 from .records.generator import ModelChoice
 from .spec import DatasetSpec
+
+
+INVALID_ROWS = ("error", "drop", "clip")
 
 
 @dataclass
@@ -27,6 +32,12 @@ class DataSection:
     path: str = field(default="", metadata={"help": "The private data set: .csv, .jsonl or .parquet."})
     spec: str | None = field(default=None, metadata={"help": "Spec file (YAML/TOML); or give [spec] inline in the config."})
     skip_unparseable: bool = field(default=False, metadata={"help": "Drop private records the grammar rejects (counted) instead of aborting."})
+    invalid_rows: str = field(default="error", metadata={"help": "Private rows outside the spec's declared domain (a value out of range or not in the category list, a text longer than max_chars, inf): error (abort, showing three), drop (train without them) or clip (truncate texts, clamp numbers; drop what cannot be clipped). Counted in the run folder's private report."})
+
+    def __post_init__(self):
+        check_field_types(self, "data")
+        if self.invalid_rows not in INVALID_ROWS:
+            raise ConfigError(f"data.invalid_rows must be one of {', '.join(INVALID_ROWS)}, got {self.invalid_rows!r}")
 
 
 @dataclass
@@ -38,12 +49,34 @@ class GenerateSection:
     seed: int | None = field(default=None, metadata={"help": "Seed for sampling (None: random)."})
     conditioning_noise: float = field(default=10.0, metadata={"help": "σ of the DP histogram of conditioning values (paid from the budget; unused when spec.conditioning_weights is declared)."})
 
+    def __post_init__(self):
+        check_field_types(self, "generate")
+        if self.n < 1:
+            raise ConfigError(f"generate.n must be >= 1, got {self.n}")
+        if self.batch_size < 1:
+            raise ConfigError(f"generate.batch_size must be >= 1, got {self.batch_size}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ConfigError(f"generate.temperature must be a finite number >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"generate.top_p must be in (0, 1], got {self.top_p}")
+        if not (math.isfinite(self.conditioning_noise) and self.conditioning_noise > 0):
+            raise ConfigError(f"generate.conditioning_noise must be a finite number > 0, got {self.conditioning_noise}")
+
 
 @dataclass
 class OutputSection:
     dir: str = field(default="runs/synth", metadata={"help": "Run folder: checkpoints, generator, reports; the export goes to <dir>/export."})
     format: str = field(default="csv", metadata={"help": "Export format: csv, jsonl or parquet."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing export folder."})
+
+    def __post_init__(self):
+        from .export import FORMATS
+
+        check_field_types(self, "output")
+        if self.format not in FORMATS:
+            raise ConfigError(f"output.format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if not self.dir:
+            raise ConfigError("output.dir must name a folder")
 
 
 SECTIONS = {"data": DataSection, "model": ModelChoice, "train": TrainConfig, "generate": GenerateSection, "output": OutputSection}

@@ -9,10 +9,12 @@ domain is measured with DP and paid from the budget (synth/domains.py).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from trainer.config import check_field_types
 from trainer.errors import ConfigError, nearest_key_hint
 
 ColumnType = Literal["text", "categorical", "integer", "float"]
@@ -31,6 +33,12 @@ class ColumnSpec:
     estimate: bool = field(default=False, metadata={"help": "Measure this column's undeclared domain with DP, paid from the budget: the category list (categorical), [min, max] (integer/float) or max_chars (text)."})
 
     def __post_init__(self):
+        check_field_types(self, f"column {self.name!r}")
+        if self.categories is not None and not all(isinstance(c, str) for c in self.categories):
+            raise ConfigError(f"column {self.name!r}: categories must be strings (quote them), got {self.categories!r}")
+        for bound in (self.min, self.max):
+            if bound is not None and not math.isfinite(bound):
+                raise ConfigError(f"column {self.name!r}: min and max must be finite numbers, got {bound}")
         if self.type not in COLUMN_TYPES:
             raise ConfigError(f"column {self.name!r}: type must be one of {', '.join(COLUMN_TYPES)}, got {self.type!r}")
         if self.categories is not None and self.type != "categorical":
@@ -68,7 +76,10 @@ class DatasetSpec:
     estimate_noise: float = field(default=10.0, metadata={"help": "σ of each DP domain estimate (columns with estimate = true), in rows; larger costs less ε but keeps only values held by more rows."})
 
     def __post_init__(self):
+        if not isinstance(self.columns, list) or not all(isinstance(c, (dict, ColumnSpec)) for c in self.columns):
+            raise ConfigError("spec.columns must be a list of tables, e.g. [{ name = \"title\" }]")
         self.columns = [c if isinstance(c, ColumnSpec) else ColumnSpec(**_checked(c, ColumnSpec, "column")) for c in self.columns]
+        check_field_types(self, "spec")
         if not self.columns:
             raise ConfigError("the spec names no columns")
         names = [c.name for c in self.columns]
@@ -96,6 +107,11 @@ class DatasetSpec:
                               "every domain and a DP estimate would spend budget for nothing")
         if any(c.estimate for c in self.columns) and not self.estimate_noise > 0:
             raise ConfigError(f"estimate_noise must be > 0, got {self.estimate_noise}")
+        for c in self.columns:
+            if c.type == "categorical" and c.categories is None and not c.estimate and not self.grammar:
+                raise ConfigError(
+                    f"column {c.name!r} is categorical but declares no categories: declare them (categories = "
+                    "[...]), or set estimate = true to measure the list with DP, or make it a text column")
         if self.serialization not in ("json", "dict"):
             raise ConfigError(f"serialization must be json or dict, got {self.serialization!r}")
         if self.privacy_unit != "example" and self.privacy_unit in names:
@@ -111,7 +127,7 @@ class DatasetSpec:
         if not self.conditioning:
             return self
         return DatasetSpec(columns=[c for c in self.columns if c.name not in self.conditioning],
-                           serialization=self.serialization)
+                           serialization=self.serialization, grammar=self.grammar)
 
     def column(self, name: str) -> ColumnSpec:
         return next(c for c in self.columns if c.name == name)

@@ -47,6 +47,40 @@ class ModelChoice:
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     scratch_size: str = field(default="tiny", metadata={"help": "Size of the from-scratch model: tiny or small."})
 
+    def __post_init__(self):
+        from trainer.config import check_field_types
+        from trainer.errors import ConfigError
+
+        check_field_types(self, "model")
+        if self.finetune not in ("lora", "full"):
+            raise ConfigError(f"model.finetune must be lora or full, got {self.finetune!r}")
+        if self.scratch_size not in SCRATCH_SIZES:
+            raise ConfigError(f"model.scratch_size must be one of {', '.join(SCRATCH_SIZES)}, got {self.scratch_size!r}")
+        if self.lora_rank < 1 or self.lora_alpha < 1:
+            raise ConfigError(f"model.lora_rank and model.lora_alpha must be >= 1, got {self.lora_rank}, {self.lora_alpha}")
+
+    def check_source(self) -> None:
+        """Fail before any work when a user model cannot be found: a local folder must hold a
+        config.json; anything else must load as a hub id (from the local cache when offline)."""
+        from trainer.errors import ConfigError
+
+        if self.model in ("smollm2", "scratch"):
+            return
+        folder = Path(self.model).expanduser()
+        if folder.exists():
+            if not (folder / "config.json").is_file():
+                raise ConfigError(f"model {self.model}: the folder has no config.json (save the model with "
+                                  "save_pretrained)")
+            return
+        try:
+            from transformers import AutoConfig
+
+            AutoConfig.from_pretrained(self.model)
+        except Exception as err:  # transformers raises OSError / ValueError / HF errors here
+            raise ConfigError(f"model {self.model!r} is neither a local folder nor a loadable hub id "
+                              f"({type(err).__name__}: {str(err).splitlines()[0][:160]}); give the path of a "
+                              "folder saved with save_pretrained, or smollm2 / scratch") from None
+
 
 def build_model(choice: ModelChoice):
     """(model, TextTokenizer, description) for the chosen road."""

@@ -29,7 +29,7 @@ def adult_spec(serialization: str = "json") -> DatasetSpec:
            "native-country", "income"]
     num = ["age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week"]
     header = ADULT.read_text().splitlines()[0].split(",")
-    columns = [{"name": c, "type": "integer"} if c in num else {"name": c, "type": "categorical", "max_chars": 40}
+    columns = [{"name": c, "type": "integer"} if c in num else {"name": c, "type": "categorical", "estimate": True}
                for c in header]
     assert {c["name"] for c in columns} == set(cat) | set(num)
     return DatasetSpec.from_dict({"serialization": serialization, "columns": columns})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -40,7 +41,7 @@ def test_train_then_generate(tmp_path, capsys):
     cfg = tmp_path / "run.toml"
     cfg.write_text(CONFIG.format(data=WATER, out=tmp_path / "run"))
     assert main(["train", str(cfg), "--train.steps", "2"]) == 0
-    assert "ε spent = 4.000" in capsys.readouterr().out
+    assert re.search(r"ε spent = (3\.99\d|4\.000) ", capsys.readouterr().out)  # calibrated to within 0.01, never above
     assert main(["generate", str(cfg)]) == 0
     export = tmp_path / "run" / "export"
     rows = pd.read_json(export / "synthetic.jsonl", lines=True)

@@ -86,6 +86,8 @@ COLUMNS = [{"name": "rating", "type": "integer"}, {"name": "title", "type": "cat
 
 def _config(tmp_path, data, estimate: bool, name: str):
     columns = [{**c, "estimate": True} if estimate and c["name"] != "cleaned_review" else c for c in COLUMNS]
+    if not estimate:  # a categorical column needs its list declared or estimated: here, free text
+        columns = [{**c, "type": "text"} if c.get("type") == "categorical" else c for c in columns]
     return build_config({
         "data": {"path": str(data)}, "spec": {"serialization": "json", "columns": columns, "estimate_noise": 3.0},
         "model": {"model": "scratch"},
