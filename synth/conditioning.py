@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.errors import ConfigError
+from trainer.seeds import numpy_rng
 
 from .spec import DatasetSpec
 
@@ -95,7 +95,7 @@ def dp_histogram(frame: pd.DataFrame, spec: DatasetSpec, noise_multiplier: float
         i = index.get(tuple(plain_value(v) for v in row))
         if i is not None:
             counts[i] += 1
-    rng = np.random.default_rng(seed if seed is not None else secrets.randbits(128))
+    rng = numpy_rng(seed, "conditioning_histogram")
     noisy = np.clip(counts + rng.normal(0.0, noise_multiplier, size=len(cells)), 0, None)
     weights = noisy / noisy.sum() if noisy.sum() > 0 else np.full(len(cells), 1 / len(cells))
     return ConditioningDistribution(list(spec.conditioning), cells, weights.tolist(), "DP histogram", noise_multiplier)

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import secrets
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from trainer.seeds import numpy_rng
 
 from .spec import ColumnSpec, DatasetSpec
 
@@ -135,7 +136,7 @@ def one_row_per_unit(frame: pd.DataFrame, units: list | None, rng: np.random.Gen
 def estimate_domains(frame: pd.DataFrame, spec: DatasetSpec, *, noise_multiplier: float, selection_delta: float,
                      units: list | None = None, seed: int | None = None) -> list[DomainEstimate]:
     """One DP estimate per ``estimate = true`` column (``selection_delta`` per categorical column)."""
-    rng = np.random.default_rng(seed if seed is not None else secrets.randbits(128))
+    rng = numpy_rng(seed, "domains")
     rows = one_row_per_unit(frame, units, rng)
     out = []
     for col in spec.columns:
@@ -163,6 +164,12 @@ def apply_estimates(spec: DatasetSpec, estimates: list[DomainEstimate]) -> Datas
         if e is None:
             return col
         changes: dict[str, Any] = {"estimate": False}
+        if e.value is None and e.kind == "categories":
+            from trainer.errors import ConfigError
+
+            raise ConfigError(f"the DP estimate of {col.name!r}'s category list released no value (no value is "
+                              f"held by enough rows to clear the noise, threshold {e.threshold:.1f}): declare the "
+                              "categories, make it a text column, or lower spec.estimate_noise")
         if e.value is not None:
             if e.kind == "categories":
                 changes["categories"] = list(e.value)

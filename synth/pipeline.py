@@ -7,29 +7,79 @@ shareable synthetic data with its card.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from trainer import PrivacyLedger
-from trainer.io import atomic_write_text
+from trainer.io import atomic_write_text, folder_lock
 
 from .export import export, privacy_block
 from .loading import load_table, typed_frame
 from .records.generator import RecordGenerator
 from .records.serialize import frame_to_texts
 from .run_config import SynthConfig
+from .validation import check_domain
 
 
 def load_private(config: SynthConfig) -> pd.DataFrame:
     return typed_frame(load_table(config.data.path), config.spec, source=config.data.path)
 
 
+def _read_private(config: SynthConfig) -> tuple[pd.DataFrame, list[str]]:
+    """The typed private frame, and the data file's columns that the spec leaves out (warned)."""
+    raw = load_table(config.data.path)
+    kept = set(config.spec.names) | {config.spec.privacy_unit}
+    left_out = [str(c) for c in raw.columns if c not in kept]
+    if left_out:
+        print(f"dpsynth: warning: {config.data.path}: columns {left_out} are not in the spec and will not be "
+              "synthesised (the card lists them)", file=sys.stderr)
+    return typed_frame(raw, config.spec, source=config.data.path), left_out
+
+
 def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerator, pd.DataFrame]:
     """DP-train a generator on the private data (resuming from checkpoints in the run folder)."""
-    frame = load_private(config)
+    with _run_folder(config):
+        return _train(config, progress=progress)
+
+
+@contextlib.contextmanager
+def _run_folder(config: SynthConfig, *, fresh: bool = True):
+    """Check the run folder can be written, hold its lock, and (``overwrite``, ``fresh``) clear this
+    run's own artefacts first: a second runner on the same folder is refused."""
+    from trainer.errors import ConfigError
+
+    run_dir = Path(config.output.dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"output.dir {run_dir}: cannot write there ({err.strerror or err}); choose another "
+                          "folder") from None
+    with folder_lock(run_dir):
+        if fresh and config.output.overwrite:
+            for name in RUN_ARTEFACTS:
+                target = run_dir / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        yield run_dir
+
+
+def _train(config: SynthConfig, *, progress: bool) -> tuple[RecordGenerator, pd.DataFrame]:
+    config.model.check_source()
+    frame, left_out = _read_private(config)
+    data_report: dict = {"note": "NOT differentially private: statistics of the private data, do not publish",
+                         "rows_read": len(frame), "columns_not_synthesised": left_out}
     grammar = None
     if config.spec.grammar:
         from .records.user_grammar import check_private_records, load_user_grammar
@@ -42,25 +92,37 @@ def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerato
         bad = check_private_records(grammar, frame_to_texts(frame, body), source=config.data.path,
                                     skip=config.data.skip_unparseable, note=note)
         frame = frame.drop(index=frame.index[bad])
-    units = None
-    if config.spec.privacy_unit != "example":
-        units = frame[config.spec.privacy_unit].tolist()
+        data_report["rejected_by_grammar"] = len(bad)
     run_dir = Path(config.output.dir)
-    train_config = dataclasses.replace(config.train, progress=progress and config.train.progress)
-    ledger = PrivacyLedger(delta=config.train.resolve_delta(len(set(units)) if units else len(frame)),
-                           accountant=config.train.accountant, privacy_unit=config.train.privacy_unit,
-                           declared_public=config.spec.public_facts())
+    n_units = frame[config.spec.privacy_unit].nunique() if config.spec.privacy_unit != "example" else len(frame)
+    ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=config.train.accountant,
+                           privacy_unit=config.train.privacy_unit, declared_public=config.spec.public_facts())
+    # δ is fixed here, from the rows read, and the trainer keeps it whatever the checks below drop
+    train_config = dataclasses.replace(config.train, progress=progress and config.train.progress, delta=ledger.delta)
     spec = config.spec
-    if any(c.estimate for c in spec.columns):
+    estimated = {c.name for c in spec.columns if c.estimate}
+    if estimated:
         from .domains import apply_estimates
 
-        spec = apply_estimates(spec, domain_estimates(config, frame, units, ledger))
+        spec = apply_estimates(spec, domain_estimates(config, frame, _units(config, frame), ledger))
+    frame, domain = check_domain(frame, spec, policy=config.data.invalid_rows, estimated=estimated,
+                                 source=config.data.path)
+    data_report["domain"] = domain.to_dict()
+    atomic_write_text(run_dir / "data_report.json", json.dumps(data_report, indent=2, sort_keys=True))
+    if domain.invalid or data_report.get("rejected_by_grammar"):
+        print(f"dpsynth: {domain.summary()}; rejected by the grammar: {data_report.get('rejected_by_grammar', 0)}",
+              file=sys.stderr)
+    units = _units(config, frame)
     generator = RecordGenerator(spec, config.model, grammar=grammar)
     if config.spec.conditioning:
         generator.conditioning = conditioning_distribution(config, frame, units, ledger)
     generator.fit(frame, train_config, units=units, output_dir=run_dir / "checkpoints", ledger=ledger)
     generator.save_pretrained(run_dir / "generator")
     return generator, frame
+
+
+def _units(config: SynthConfig, frame: pd.DataFrame) -> list | None:
+    return frame[config.spec.privacy_unit].tolist() if config.spec.privacy_unit != "example" else None
 
 
 # the share of δ that partition selection of category lists may spend (split over those columns)
@@ -113,11 +175,11 @@ def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, units: l
             raise ConfigError(f"{saved} was measured for columns {dist.columns} with σ={dist.noise_multiplier}; "
                               "this config differs: pass --overwrite to start afresh")
     else:
-        import numpy as np
+        from trainer.seeds import numpy_rng
 
         from .domains import one_row_per_unit
 
-        rows = one_row_per_unit(frame, units, np.random.default_rng(config.train.seed))  # a user moves one count
+        rows = one_row_per_unit(frame, units, numpy_rng(config.train.seed, "conditioning_rows"))  # a user moves one count
         dist = dp_histogram(rows, spec, sigma, seed=config.train.seed)
         atomic_write_text(saved, json.dumps(dist.to_dict(), indent=2))
     ledger.record("conditioning_histogram", noise_multiplier=sigma, sample_rate=1.0, steps=1,
@@ -127,10 +189,19 @@ def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, units: l
 
 def generate_and_export(config: SynthConfig, generator: RecordGenerator, private: pd.DataFrame | None, *,
                         progress: bool = True) -> dict:
+    from trainer.errors import DPSynthError
+
     g = config.generate
     synthetic, stats = generator.sample(g.n, batch_size=g.batch_size, temperature=g.temperature, top_p=g.top_p,
                                         seed=g.seed, progress=progress)
+    rejected = stats.extra.get("unparseable_by_spec", 0)
+    if len(synthetic) == 0:
+        raise DPSynthError(f"none of the {g.n} requested records could be used (did not close within the token "
+                           f"budget: {stats.hit_limit}; rejected by the spec: {rejected}): nothing was exported")
     ledger = generator.ledger
+    run_dir = Path(config.output.dir)
+    data_report = run_dir / "data_report.json"
+    left_out = json.loads(data_report.read_text()).get("columns_not_synthesised", []) if data_report.is_file() else []
     card = {
         "privacy": privacy_block(ledger, max_examples_per_user=config.train.max_examples_per_user
                                  if config.train.privacy_unit == "user" else None),
@@ -138,22 +209,23 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
         "paid_for": [e.stage for e in ledger.events],
         "estimated_with_dp": [e.details["result"] for e in ledger.events if e.stage.startswith("domain:")],
         "model": generator.model_description,
-        "spec": {"columns": [c.name for c in config.spec.columns], "serialization": config.spec.serialization},
+        "spec": {"columns": generator.spec.names, "serialization": generator.spec.serialization,
+                 "columns_not_synthesised": left_out},
+        "data_checks": {"invalid_rows": config.data.invalid_rows},
         "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
-                       "rejected_by_spec": stats.extra.get("unparseable_by_spec", 0),
-                       "temperature": g.temperature, "top_p": g.top_p},
+                       "rejected_by_spec": rejected, "temperature": g.temperature, "top_p": g.top_p},
         "seed": g.seed,
     }
     if generator.conditioning is not None:
         card["conditioning"] = generator.conditioning.to_dict()
-    run_dir = Path(config.output.dir)
     out = export(synthetic, run_dir / "export", fmt=config.output.format, card=card, overwrite=config.output.overwrite)
     # not DP: computed from the private rows; stays in the run folder, out of the export
     if private is None:
         private = load_private(config)
-    private_texts = set(frame_to_texts(private, config.spec))
-    dupes = sum(t in private_texts for t in frame_to_texts(synthetic, config.spec))
+    private_texts = set(frame_to_texts(private, generator.spec))
+    dupes = sum(t in private_texts for t in frame_to_texts(synthetic, generator.spec))
     report = {"exact_copies_of_training_rows": dupes, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
+              "rejected_by_spec": rejected,
               "tokens_per_second": stats.tokens_per_second, "note": "NOT differentially private: do not publish"}
     atomic_write_text(run_dir / "private_report.json", json.dumps(report, indent=2, sort_keys=True))
     return {"export": str(out), "epsilon": card["privacy"]["epsilon"], "delta": ledger.delta, "rows": len(synthetic),
@@ -167,14 +239,15 @@ def generate(config: SynthConfig, *, progress: bool = True) -> dict:
     saved = Path(config.output.dir) / "generator"
     if not saved.is_dir():
         raise ConfigError(f"no trained generator in {saved}; run `dpsynth train` with this config first")
-    generator = RecordGenerator.from_pretrained(saved)
-    if generator.ledger is None:
-        raise ConfigError(f"{saved} has no privacy ledger: refusing to export data without a stated guarantee")
-    return generate_and_export(config, generator, None, progress=progress)
+    with _run_folder(config, fresh=False):
+        generator = RecordGenerator.from_pretrained(saved)
+        if generator.ledger is None:
+            raise ConfigError(f"{saved} has no privacy ledger: refusing to export data without a stated guarantee")
+        return generate_and_export(config, generator, None, progress=progress)
 
 
 RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json", "evaluation", "conditioning.json",
-                 "domains.json")
+                 "domains.json", "data_report.json")
 
 
 def run(config: SynthConfig, *, progress: bool = True) -> dict:
@@ -185,20 +258,14 @@ def run(config: SynthConfig, *, progress: bool = True) -> dict:
         from trainer.errors import ConfigError
 
         raise ConfigError(f"output folder {run_dir / 'export'} exists; pass --overwrite to replace it")
-    if config.output.overwrite:
-        import shutil
-
-        for name in RUN_ARTEFACTS:
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    generator, private = train(config, progress=progress)
-    result = generate_and_export(config, generator, private, progress=progress)
-    if config.evaluation is not None:
-        result["evaluation"] = evaluate_run(config, generator.grammar, private, result["synthetic"], result["card"])
-    return result
+    with _run_folder(config):
+        generator, private = _train(config, progress=progress)
+        result = generate_and_export(config, generator, private, progress=progress)
+        if config.evaluation is not None:
+            # scored against the data file as it is, not the rows as clipped or filtered for training
+            result["evaluation"] = evaluate_run(config, generator.grammar, load_private(config), result["synthetic"],
+                                                result["card"])
+        return result
 
 
 def evaluate_run(config: SynthConfig, grammar_text: str, private: pd.DataFrame, synthetic: pd.DataFrame,

@@ -23,7 +23,6 @@ from trainer.errors import ConfigError, nearest_key_hint
 from .records.generator import ModelChoice
 from .spec import DatasetSpec
 
-
 INVALID_ROWS = ("error", "drop", "clip")
 
 

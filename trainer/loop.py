@@ -24,11 +24,17 @@ from torch import nn
 
 from .accounting import PrivacyLedger, calibrate_noise_multiplier, epsilon
 from .batching import collate, per_row_loss
-from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, remove_stale_temporaries, save_checkpoint
+from .checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .engine import DPEngine
-from .io import folder_lock
 from .errors import BudgetExceededError, ConfigError
+from .io import folder_lock
 from .noise import make_generators, privatize_gradients
 from .sampling import PoissonSampler, check_sampler, micro_batches
 

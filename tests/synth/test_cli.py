@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(not WATER.exists(), reason="shared data not pres
 CONFIG = """
 [data]
 path = "{data}"
+invalid_rows = "clip"
 [spec]
 serialization = "json"
 columns = [{{ name = "title", max_chars = 20 }}, {{ name = "rating", type = "integer", min = 1, max = 5 }}]

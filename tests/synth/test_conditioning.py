@@ -27,7 +27,7 @@ def _config(tmp_path, **spec_extra):
     data = tmp_path / "water.csv"
     pd.read_csv(WATER).head(300).to_csv(data, index=False)
     return build_config({
-        "data": {"path": str(data)}, "spec": {**SPEC, **spec_extra}, "model": {"model": "scratch"},
+        "data": {"path": str(data), "invalid_rows": "clip"}, "spec": {**SPEC, **spec_extra}, "model": {"model": "scratch"},
         "train": {"target_epsilon": 4.0, "steps": 3, "expected_batch_size": 32, "physical_batch_size": 16,
                   "progress": False, "seed": 0, "insecure_seed": True},
         "generate": {"n": 12, "seed": 1}, "output": {"dir": str(tmp_path / "run")}})

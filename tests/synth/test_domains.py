@@ -89,7 +89,7 @@ def _config(tmp_path, data, estimate: bool, name: str):
     if not estimate:  # a categorical column needs its list declared or estimated: here, free text
         columns = [{**c, "type": "text"} if c.get("type") == "categorical" else c for c in columns]
     return build_config({
-        "data": {"path": str(data)}, "spec": {"serialization": "json", "columns": columns, "estimate_noise": 3.0},
+        "data": {"path": str(data), "invalid_rows": "clip"}, "spec": {"serialization": "json", "columns": columns, "estimate_noise": 3.0},
         "model": {"model": "scratch"},
         "train": {"target_epsilon": 4.0, "steps": 2, "expected_batch_size": 32, "physical_batch_size": 16,
                   "progress": False, "seed": 0, "insecure_seed": True},

@@ -29,7 +29,7 @@ SPEC = {"serialization": "dict", "columns": [
 
 def _config(tmp_path, model: dict, **generate):
     return build_config({
-        "data": {"path": str(WATER)},
+        "data": {"path": str(WATER), "invalid_rows": "clip"},
         "spec": SPEC,
         "model": model,
         "train": {"target_epsilon": 8.0, "steps": 3, "expected_batch_size": 32, "physical_batch_size": 16,

@@ -13,7 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from trainer import ConfigError, DPEngine, DPTrainer, PrivacyViolationError, TrainConfig, UnsupportedLayerError
+from trainer import (
+    ConfigError,
+    DPEngine,
+    DPTrainer,
+    PrivacyViolationError,
+    TrainConfig,
+    UnsupportedLayerError,
+)
 from trainer.batching import collate
 from trainer.noise import make_generators
 from trainer.sampling import PoissonSampler

@@ -17,7 +17,6 @@ from typing import Any
 from ..errors import ConfigError
 from .accountants import ACCOUNTANTS, epsilon
 
-
 CAVEATS = {
     "non_private": "a stage was trained WITHOUT noise (non_private = true): there is no DP guarantee",
     "insecure_seed": "the run used a fixed seed (insecure_seed = true): anyone who knows the seed can recompute "
