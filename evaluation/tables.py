@@ -23,11 +23,20 @@ class DataError(DPSynthError, ValueError):
 
 def load_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder; give the data file itself (.csv, .jsonl or .parquet)")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"{path}: unknown data format {path.suffix!r}; use one of {', '.join(sorted(FORMATS))}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err}); check its permissions") from None
+    if head == b"PAR1" and fmt != "parquet":
+        raise DataError(f"{path} is a Parquet file but is named {path.suffix!r}; rename it to .parquet")
     if fmt in ("csv", "jsonl"):
         _check_utf8(path)
     try:
@@ -41,6 +50,13 @@ def load_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path} is empty") from None
     except pd.errors.ParserError as err:
         raise DataError(f"{path}: {err}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    except Exception as err:
+        if fmt != "parquet":
+            raise
+        # pyarrow's errors (ArrowInvalid, ...): a file named .parquet that is not one, or is damaged
+        raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {str(err)[:160]})") from None
     if len(frame) == 0:
         raise DataError(f"{path} has a header but no rows")
     return frame

@@ -92,9 +92,33 @@ class SynthConfig:
     evaluation: dict[str, Any] | None = None  # an [evaluation] table: score the export after `dpsynth run`
 
 
+# the ε a run targets when the config gives neither target_epsilon nor noise_multiplier
+DEFAULT_TARGET_EPSILON = 8.0
+# (section, key) of every path a config holds: resolved against the config file's folder
+PATH_KEYS = (("data", "path"), ("data", "spec"), ("spec", "grammar"), ("output", "dir"), ("evaluation", "grammar"))
+
+
+def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """The config with every relative path in it made relative to ``base_dir`` (the config's folder),
+    so that `dpsynth run sub/c.toml` reads sub/water.csv whatever the current directory."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for section, key in PATH_KEYS:
+        value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            out[section][key] = str(base_dir / value)
+    model = out.get("model", {}).get("model") if isinstance(out.get("model"), dict) else None
+    if isinstance(model, str) and not Path(model).is_absolute() and (base_dir / model).is_dir():
+        out["model"]["model"] = str(base_dir / model)  # a local model folder (not smollm2, scratch or a hub id)
+    return out
+
+
 def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *, base_dir: Path | None = None) -> SynthConfig:
-    """Validate a config mapping (from a file) plus ``section.field`` overrides into a SynthConfig."""
-    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    """Validate a config mapping (from a file) plus ``section.field`` overrides into a SynthConfig.
+
+    Relative paths in ``raw`` are taken against ``base_dir`` (the config file's folder, when given);
+    paths in ``overrides`` (typed on the command line) against the current directory."""
+    raw = resolve_paths(raw, base_dir) if base_dir is not None else {
+        k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value
@@ -109,14 +133,13 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         for key in values:
             if key not in names:
                 raise ConfigError(f"unknown key {name}.{key}{nearest_key_hint(key, names)}")
-        if name == "train" and "target_epsilon" not in values and "noise_multiplier" not in values:
-            values = {**values, "target_epsilon": 8.0}
+        if name == "train" and not {"target_epsilon", "noise_multiplier", "non_private"} & set(values):
+            values = {**values, "target_epsilon": DEFAULT_TARGET_EPSILON}
         built[name] = cls(**values)
     if "spec" in raw:
         spec = DatasetSpec.from_dict(raw["spec"])
     elif built["data"].spec:
-        path = Path(built["data"].spec)
-        spec = DatasetSpec.from_file(path if path.is_absolute() or base_dir is None else base_dir / path)
+        spec = DatasetSpec.from_file(Path(built["data"].spec))
     else:
         raise ConfigError("no dataset spec: give a [spec] section or data.spec = 'path/to/spec.yaml'")
     if not built["data"].path:
@@ -136,6 +159,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else None
+            if (section, f.name) == ("train", "target_epsilon"):
+                default = f"{DEFAULT_TARGET_EPSILON} unless noise_multiplier or non_private is given"
             kind = _scalar_type(hints[f.name])
             kw = dict(dest=f"{section}.{f.name}", default=argparse.SUPPRESS,
                       help=f"{f.metadata.get('help', '')} (default: {default})")

@@ -47,6 +47,9 @@ class ColumnSpec:
             raise ConfigError(f"column {self.name!r}: min/max are only for integer and float columns")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ConfigError(f"column {self.name!r}: min {self.min} > max {self.max}")
+        if (self.type == "integer" and self.min is not None and self.max is not None
+                and math.ceil(self.min) > math.floor(self.max)):
+            raise ConfigError(f"column {self.name!r}: no integer lies in [{self.min}, {self.max}]")
         if self.max_chars < 1:
             raise ConfigError(f"column {self.name!r}: max_chars must be >= 1")
         if self.estimate and (self.categories is not None or self.min is not None or self.max is not None):
@@ -148,7 +151,11 @@ class DatasetSpec:
     def from_file(cls, path: str | Path) -> "DatasetSpec":
         from .config_files import read_config
 
-        return cls.from_dict(read_config(path))
+        raw = read_config(path)
+        grammar = raw.get("grammar")
+        if isinstance(grammar, str) and not Path(grammar).expanduser().is_absolute():
+            raw["grammar"] = str(Path(path).parent / grammar)  # a spec file's paths are relative to it
+        return cls.from_dict(raw)
 
 
 def _checked(d: dict, cls, what: str) -> dict:

@@ -28,11 +28,11 @@ def run(args) -> int:
 
     config_path = Path(str(files("synth") / "data" / "demo.toml"))
     raw = read_config(config_path)
-    raw["data"]["path"] = str(config_path.parent / raw["data"]["path"])
     overrides = overrides_from(args)
+    overrides.setdefault("output.dir", raw["output"]["dir"])  # the demo writes below the current directory
     if args.overwrite:
         overrides["output.overwrite"] = True
-    config = build_config(raw, overrides)
+    config = build_config(raw, overrides, base_dir=config_path.parent)
     print(f"dpsynth demo: {config.data.path} -> {config.output.dir}/export "
           f"(model {config.model.model} + {config.model.finetune}, target ε={config.train.target_epsilon})")
     report(run_pipeline(config))

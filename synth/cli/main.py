@@ -18,6 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return SUBCOMMANDS[args.command].run(args) or 0
+    except KeyboardInterrupt:
+        print(f"\ndpsynth {args.command}: interrupted. Training resumes from its last checkpoint: run the same "
+              "command again (outputs are written atomically, nothing half-written is kept).", file=sys.stderr)
+        return 130
     except Exception as err:  # a DPSynthError's message says what to do; show it without a traceback
         from trainer.errors import DPSynthError
 

@@ -14,7 +14,8 @@ import re
 
 from ..spec import ColumnSpec, DatasetSpec
 
-_MAX_ENUM = 1000  # enumerate integer ranges up to this many values
+_MAX_ENUM = 1000  # enumerate integer ranges up to this many values as literals; wider ones by a regex
+_LIMIT = 10**18 - 1  # the widest integer the grammar writes (18 digits), for an undeclared bound
 
 
 def rule_name(column: str) -> str:
@@ -49,8 +50,55 @@ def _quoted(style: str, value: str) -> str:
     return json.dumps(value, ensure_ascii=False) if style == "json" else repr(value)
 
 
+def _digit_class(a: int, b: int) -> str:
+    return str(a) if a == b else f"[{a}-{b}]"
+
+
+def _same_length(a: str, b: str) -> list[str]:
+    """Regex alternatives for every digit string of len(a) between a and b (a <= b, same length)."""
+    if a == b:
+        return [a]
+    if len(a) == 1:
+        return [_digit_class(int(a), int(b))]
+    if a[0] == b[0]:
+        return [a[0] + r for r in _same_length(a[1:], b[1:])]
+    n = len(a) - 1
+    out, start, end = [], int(a[0]), int(b[0])
+    if a[1:] != "0" * n:  # a[0] followed by a[1:] .. 99..9
+        out += [a[0] + r for r in _same_length(a[1:], "9" * n)]
+        start += 1
+    if b[1:] != "9" * n:
+        end -= 1
+    if start <= end:
+        out.append(_digit_class(start, end) + ("[0-9]" if n == 1 else f"[0-9]{{{n}}}"))
+    if b[1:] != "9" * n:  # b[0] followed by 00..0 .. b[1:]
+        out += [b[0] + r for r in _same_length("0" * n, b[1:])]
+    return out
+
+
+def _non_negative(lo: int, hi: int) -> list[str]:
+    """Alternatives matching exactly the decimal integers in [lo, hi] (0 <= lo), no leading zeros.
+    Longest first: Python's re (lark) takes the first alternative that matches, not the longest."""
+    out = []
+    for digits in range(len(str(hi)), len(str(lo)) - 1, -1):
+        a, b = max(lo, 10 ** (digits - 1) if digits > 1 else 0), min(hi, 10**digits - 1)
+        if a <= b:
+            out += _same_length(str(a), str(b))
+    return out
+
+
+def int_range_regex(lo: int, hi: int) -> str:
+    """A regex (no slashes) matching exactly the integers in [lo, hi], written as ``str(int)`` writes them."""
+    alts = []
+    if lo < 0:
+        alts += ["-" + r for r in _non_negative(max(1, -hi), -lo)]
+    if hi >= 0:
+        alts += _non_negative(max(0, lo), hi)
+    return "(" + "|".join(alts) + ")"
+
+
 def _int_alts(lo: int, hi: int) -> str:
-    return "|".join(str(v) for v in range(lo, hi + 1))
+    return int_range_regex(lo, hi)[1:-1]
 
 
 def _number(col: ColumnSpec) -> str:
@@ -59,11 +107,13 @@ def _number(col: ColumnSpec) -> str:
     5.0, never 5.5).  Other ranges bound the integer part here and are clamped on parse."""
     has_range = col.min is not None and col.max is not None
     if col.type == "integer":
-        if has_range and col.max - col.min < _MAX_ENUM:
-            return " | ".join(_lit(str(v)) for v in range(math.ceil(col.min), math.floor(col.max) + 1))
-        return r"/-?(0|[1-9][0-9]{0,17})/"
+        lo = -_LIMIT if col.min is None else max(-_LIMIT, math.ceil(col.min))
+        hi = _LIMIT if col.max is None else min(_LIMIT, math.floor(col.max))
+        if hi - lo < _MAX_ENUM:
+            return " | ".join(_lit(str(v)) for v in range(lo, hi + 1))
+        return f"/{int_range_regex(lo, hi)}/"  # any width: the grammar enforces the declared range exactly
     frac = r"\.[0-9]{1,6}"
-    if not has_range or col.max - col.min >= _MAX_ENUM:
+    if not has_range:
         return f"/-?(0|[1-9][0-9]{{0,15}}){frac}/"
     lo, hi = math.floor(col.min), math.floor(col.max)
     if lo < 0:  # negative ranges: bound the integer part only (clamped on parse)
