@@ -91,8 +91,16 @@ def _train(config: SynthConfig, *, progress: bool) -> tuple[RecordGenerator, pd.
                 "prompt, not in the record)") if config.spec.conditioning else ""
         bad = check_private_records(grammar, frame_to_texts(frame, body), source=config.data.path,
                                     skip=config.data.skip_unparseable, note=note)
+        if len(bad) == len(frame):
+            from .loading import DataError
+
+            raise DataError(f"{config.data.path}: every one of the {len(frame)} private rows is rejected by the "
+                            f"grammar {config.spec.grammar}; nothing is left to train on")
         frame = frame.drop(index=frame.index[bad])
         data_report["rejected_by_grammar"] = len(bad)
+        if bad:
+            print(f"dpsynth: {len(bad)} of {data_report['rows_read']} private rows do not parse under the grammar "
+                  "and are left out (data.skip_unparseable)", file=sys.stderr)
     run_dir = Path(config.output.dir)
     n_units = frame[config.spec.privacy_unit].nunique() if config.spec.privacy_unit != "example" else len(frame)
     ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=config.train.accountant,

@@ -82,3 +82,19 @@ def test_config_checks():
         warnings.simplefilter("always")
         TrainConfig(noise_multiplier=1.0, delta=0.01).resolve_delta(1000)
     assert any("1/N" in str(x.message) for x in w)
+
+
+def test_checkpoints_by_default_on_a_time_cadence_keeping_the_last_k(tmp_path, monkeypatch):
+    assert TrainConfig(target_epsilon=4.0).checkpoint_minutes > 0 and TrainConfig(target_epsilon=4.0).checkpoint_every == 0
+    stale = tmp_path / ".checkpoint-3.tmp-abc"  # what a SIGKILL mid-write leaves behind
+    stale.mkdir(parents=True)
+    clock = iter(range(0, 10_000, 120))  # every step "takes" two minutes
+    monkeypatch.setattr("trainer.loop.time.monotonic", lambda: next(clock))
+    cfg = _cfg(checkpoint_every=0, checkpoint_minutes=3.0, keep_checkpoints=2, steps=6)
+    trainer = DPTrainer(tiny_llama(dtype=torch.float32), _examples(), cfg, output_dir=tmp_path)
+    trainer.train(max_steps=5)  # killed after step 5 of 6
+    kept = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("checkpoint-"))
+    assert len(kept) == 2 and latest_checkpoint(tmp_path).name != "checkpoint-0" and not stale.exists()
+    resumed = DPTrainer(tiny_llama(dtype=torch.float32), _examples(), cfg, output_dir=tmp_path)
+    resumed.train()
+    assert resumed.ledger.steps() == 6
