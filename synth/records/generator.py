@@ -175,10 +175,15 @@ class RecordGenerator:
 
     # ------------------------------------------------------------------ fit
     def examples(self, frame: pd.DataFrame, *, max_tokens: int | None = None) -> list[dict[str, Any]]:
-        out = []
-        for record in frame.to_dict("records"):
+        from ..loading import DataError
+
+        out, bound = [], self.max_record_tokens()
+        for i, record in enumerate(frame.to_dict("records")):
             prompt = self._prompt_ids(tuple(record[c] for c in self.spec.conditioning))
             body = self.tokenizer.encode(serialize(record, self.body_spec)) + [self.tokenizer.eos_token_id]
+            if len(body) > bound:  # the domain check keeps rows inside the spec; this bounds each row's cost
+                raise DataError(f"private row {i + 1} is {len(body)} tokens long, more than the {bound} a record of "
+                                "this spec can take: it is outside the spec's domain (check max_chars)")
             ids = prompt + body
             out.append({"input_ids": ids, "loss_mask": [0] * len(prompt) + [1] * len(body)})
         return out

@@ -104,6 +104,7 @@ BAD_INPUTS = [
     ("50 kB cell", None, ROWS + "x" * 50_000 + ",2,a\n", "(50000 characters)"),
     ("data is a folder", _with("data", "path", "."), None, "is a folder"),
     ("parquet named csv", None, "PARQUET", "is a Parquet file but is named '.csv'"),
+    ("output under a file", _with("output", "dir", "data.csv/run"), None, "cannot write there"),
 ]
 
 
@@ -228,3 +229,51 @@ def test_a_non_private_card_says_so_first():
 def test_categorical_without_categories_is_refused():
     with pytest.raises(ConfigError, match="declares no categories"):
         DatasetSpec.from_dict({"columns": [{"name": "c", "type": "categorical"}]})
+
+
+def test_help_shows_the_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert re.search(r"target_epsilon.*\(default: 8\.0 unless noise_multiplier", " ".join(capsys.readouterr().out.split()))
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    (tmp_path / "data.csv").write_text(ROWS)
+    config = _write_config(tmp_path, BASE)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("synth.pipeline._train", interrupted)
+    assert main(["run", config]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "run the same command again" in err and "Traceback" not in err
+
+
+def test_unreadable_data_file_is_a_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    from evaluation.tables import DataError
+
+    path = tmp_path / "data.csv"
+    path.write_text(ROWS)
+    real_open = builtins.open
+
+    def guarded(file, *a, **k):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    with pytest.raises(DataError, match="cannot read the file .Permission denied.; check its permissions"):
+        load_table(path)
+
+
+def test_generate_writes_a_card_that_matches_its_columns(tmp_path, capsys):
+    (tmp_path / "data.csv").write_text(ROWS)
+    config = _write_config(tmp_path, BASE)
+    assert main(["train", config]) == 0
+    assert main(["generate", config]) == 0
+    card = json.loads((tmp_path / "run" / "export" / "dpsynth.json").read_text())
+    frame = pd.read_json(tmp_path / "run" / "export" / "synthetic.jsonl", lines=True)
+    assert card["spec"]["columns"] == list(frame.columns) == ["title", "rating", "kind"] and card["rows"] == len(frame)
