@@ -118,6 +118,12 @@ def render_card(card: dict[str, Any]) -> str:
         lines += ["", "## Columns of the data file not synthesised", "",
                   f"The data file also has {', '.join(f'`{c}`' for c in left_out)} (names from its header); the spec "
                   "leaves them out, so this export has no such columns."]
+    policy = card.get("data_checks", {}).get("invalid_rows")
+    if policy:
+        action = {"error": "would have stopped the run (there were none)", "drop": "were left out of training",
+                  "clip": "were truncated / clamped into the domain (or left out when that was impossible)"}[policy]
+        lines += ["", f"Private rows outside the spec's declared domain {action} (data.invalid_rows = {policy}); "
+                  "how many is not DP and stays in the run folder."]
     gen = card["generation"]
     lines += [
         "",

@@ -61,7 +61,7 @@ class ColumnSpec:
         if self.categories is not None:
             facts.append(f"{self.name}: category list ({len(self.categories)} values)")
         if self.min is not None or self.max is not None:
-            facts.append(f"{self.name}: range [{self.min}, {self.max}]")
+            facts.append(f"{self.name}: range [{_bound(self.min)}, {_bound(self.max)}]")
         if self.type == "text" and not self.estimate:
             facts.append(f"{self.name}: at most {self.max_chars} characters")
         return facts
@@ -156,6 +156,11 @@ class DatasetSpec:
         if isinstance(grammar, str) and not Path(grammar).expanduser().is_absolute():
             raw["grammar"] = str(Path(path).parent / grammar)  # a spec file's paths are relative to it
         return cls.from_dict(raw)
+
+
+def _bound(v: float | None) -> str:
+    """1.0 -> "1" (bounds are stored as floats), 2.5 -> "2.5", None -> "None"."""
+    return str(int(v)) if v is not None and float(v).is_integer() else str(v)
 
 
 def _checked(d: dict, cls, what: str) -> dict:

@@ -262,3 +262,23 @@ def test_the_stated_epsilon_never_exceeds_the_target():
     trainer = DPTrainer(tiny_llama(dtype=torch.float32), [{"input_ids": [1, 2, 3]}] * 16, cfg)
     result = trainer.train()
     assert result.steps == 3 and result.epsilon <= 4.0
+
+
+@pytest.mark.parametrize("clipping", ["flat", "per_layer"])
+def test_removing_one_unit_moves_the_accumulated_sum_by_at_most_c(clipping):
+    """The audit's measurement on fp32 parameters: 32 rows in micro-batches of 16, one row removed."""
+    model = tiny_llama(dtype=torch.float32)
+    ids = torch.randint(1, 97, (32, 10))
+
+    def loss(m, xb):
+        return torch.nn.functional.cross_entropy(m(input_ids=xb).logits[:, :-1].transpose(1, 2), xb[:, 1:],
+                                                 reduction="none").mean(1) * 50  # large: every row clipped
+
+    rows = list(range(32))
+    full = _clipped_sum(model, ids, [rows[:16], rows[16:]], clipping=clipping, loss=loss)
+    for drop in (0, 17, 31):
+        rest = [r for r in rows if r != drop]
+        moved = (full - _clipped_sum(model, ids, [rest[:16], rest[16:]], clipping=clipping, loss=loss)).norm()
+        assert moved <= C * (1 + 1e-5)
+        if clipping == "flat":  # every row clipped: the bound is reached, so the test can fail
+            assert moved > 0.99 * C
