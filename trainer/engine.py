@@ -163,7 +163,8 @@ class DPEngine:
         def dp_forward(*args, **kwargs):
             if engine._plan is None or not torch.is_grad_enabled():
                 return original(*args, **kwargs)
-            engine._plan.observe(name, next((a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), None))
+            engine._plan.observe(name, next((a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)), None),
+                                 layout=rule.layout)
             return rule.forward(module, engine._open_call(name, original), *args, **kwargs)
 
         module.forward = dp_forward
@@ -197,6 +198,10 @@ class DPEngine:
             for g in self._groups.values():
                 g.reps.clear()
                 g.norm_sq = None
+
+    def forget_units(self, unit_ids) -> None:
+        """Un-see units whose micro-batch was refused before it accumulated anything (to retry it)."""
+        self._units_seen.difference_update(unit_ids)
 
     def new_logical_batch(self) -> None:
         """Forget the units seen so far: the next micro-batches belong to a new logical batch."""

@@ -23,6 +23,11 @@ class UnsupportedLayerError(DPSynthError, TypeError):
     """A trainable parameter sits in a module the DP engine cannot clip per sample."""
 
 
+class AmbiguousRowsError(UnsupportedLayerError):
+    """A layer's input has as many entries in dimension 1 as the micro-batch has rows: which
+    dimension holds the rows is not certain.  DPTrainer retries with one zero-weight row more."""
+
+
 class BudgetExceededError(DPSynthError, ValueError):
     """The privacy budget cannot pay for what was asked."""
 

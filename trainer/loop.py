@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Hashable, Mapping, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .accounting import PrivacyLedger, calibrate_noise_multiplier, epsilon
-from .batching import collate, per_row_loss
 from .checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -33,9 +32,10 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .engine import DPEngine
-from .errors import BudgetExceededError, ConfigError
+from .errors import AmbiguousRowsError, BudgetExceededError, ConfigError
 from .io import folder_lock
-from .noise import make_generators, privatize_gradients
+from .noise import make_generator, make_generators, privatize_gradients
+from .objectives import CausalLM, Objective
 from .sampling import PoissonSampler, check_sampler, micro_batches
 
 
@@ -63,6 +63,9 @@ class DPTrainer:
         output_dir: where checkpoints go; None for none.
         ledger: a ledger holding stages already paid for (e.g. DP metadata);
             training is calibrated so that the *total* meets target_epsilon.
+        objective: what a row's loss is (default: ``CausalLM(pad_token_id)``; ``Diffusion`` for UNets).
+        stage: the ledger stage this training records; every other stage in the ledger is prior
+            spend, so several DP models of one run compose in one ledger.
     """
 
     def __init__(
@@ -75,6 +78,8 @@ class DPTrainer:
         pad_token_id: int = 0,
         output_dir: str | Path | None = None,
         ledger: PrivacyLedger | None = None,
+        objective: Objective | None = None,
+        stage: str = "train",
     ):
         if len(examples) == 0:
             raise ConfigError("no training examples")
@@ -83,6 +88,12 @@ class DPTrainer:
         self.model, self.examples, self.config = model, examples, config
         self.units = list(units) if units is not None else None
         self.pad_token_id = pad_token_id
+        self.objective = objective if objective is not None else CausalLM(pad_token_id)
+        self.stage = stage
+        k = self.objective.rows_per_example
+        if k * config.max_examples_per_user > config.physical_batch_size:
+            raise ConfigError(f"a unit takes up to {k * config.max_examples_per_user} rows ({k} per example) but "
+                              f"physical_batch_size is {config.physical_batch_size}: raise it")
         self.output_dir = Path(output_dir) if output_dir is not None else None
         n_units = len(examples) if units is None else len(set(units))
         if config.expected_batch_size > n_units:
@@ -116,13 +127,14 @@ class DPTrainer:
             list(self.params.values()), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         self.noise_gens = make_generators(config.seed, _device(model))
+        self.objective.setup(make_generator(config.seed, purpose="objective"))
         self.step = 0
 
     def _noise_multiplier(self) -> float:
         c = self.config
         if c.noise_multiplier is not None:
             return float(c.noise_multiplier)
-        prior = [h for e, h in zip(self.ledger.events, self.ledger.history, strict=True) if e.stage != "train"]
+        prior = [h for e, h in zip(self.ledger.events, self.ledger.history, strict=True) if e.stage != self.stage]
         sigma = calibrate_noise_multiplier(
             target_epsilon=c.target_epsilon,
             delta=self.ledger.accountant_delta,
@@ -182,19 +194,12 @@ class DPTrainer:
     def _train_step(self) -> tuple[float, int]:
         c = self.config
         batch = self.sampler.sample()  # 1) Poisson batch of units
-        losses, n_tokens = [], 0
-        autocast = torch.autocast(_device(self.model).type, dtype=torch.bfloat16) if c.dtype == "bf16" else nullcontext()
-        for units in micro_batches(batch, c.physical_batch_size):  # 2) clipped sums, per micro-batch
-            mb = collate(self.examples, units, pad_token_id=self.pad_token_id, user_level=c.privacy_unit == "user")
-            dev = _device(self.model)
-            with self.engine.micro_batch(mb.input_ids.shape[0], mb.unit_index, unit_ids=self._unit_ids(units)):
-                with autocast:
-                    out = self.model(input_ids=mb.input_ids.to(dev), attention_mask=mb.attention_mask.to(dev))
-                logits = out.logits if hasattr(out, "logits") else out
-                row_loss = per_row_loss(logits, mb.input_ids.to(dev), mb.loss_mask.to(dev))  # (B,)
-                row_loss.sum().backward()
-            losses.append(row_loss.detach())
-            n_tokens += mb.n_tokens
+        losses, n_items = [], 0
+        per_micro = c.physical_batch_size // self.objective.rows_per_example  # examples per micro-batch
+        for units in micro_batches(batch, per_micro):  # 2) clipped sums, per micro-batch
+            row_loss, items = self._micro_batch(units)
+            losses.append(row_loss)
+            n_items += items
         privatize_gradients(  # 3) noise once per logical batch
             self.params.values(),
             noise_multiplier=self.noise_multiplier,
@@ -209,7 +214,7 @@ class DPTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.engine.new_logical_batch()
         self.ledger.record(
-            "train",
+            self.stage,
             noise_multiplier=self.noise_multiplier,
             sample_rate=self.sample_rate,
             max_grad_norm=c.max_grad_norm,
@@ -218,7 +223,31 @@ class DPTrainer:
             max_examples_per_user=c.max_examples_per_user if c.privacy_unit == "user" else None,
         )
         mean = torch.cat(losses).mean().item() if losses else math.nan
-        return mean, n_tokens
+        return mean, n_items
+
+    def _micro_batch(self, units: list[list[int]]) -> tuple[Tensor, int]:
+        """Forward and backward of one micro-batch; the engine accumulates its clipped sums.
+
+        When the engine finds the row dimension ambiguous (it raises before accumulating
+        anything), the same units run again with one zero-weight row more."""
+        c, dev = self.config, _device(self.model)
+        autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if c.dtype == "bf16" else nullcontext()
+        for ghost_rows in range(3):
+            mb = self.objective.collate(self.examples, units, user_level=c.privacy_unit == "user",
+                                        ghost_rows=ghost_rows)
+            unit_ids = self._unit_ids(units) + [object() for _ in range(ghost_rows)]  # a ghost is its own unit
+            try:
+                with self.engine.micro_batch(mb.n_rows, mb.unit_index, unit_ids=unit_ids):
+                    with autocast:
+                        row_loss = self.objective.row_losses(self.model, mb, dev)  # (rows,)
+                    row_loss.sum().backward()
+            except AmbiguousRowsError:
+                if ghost_rows == 2:
+                    raise
+                self.engine.forget_units(unit_ids)
+                continue
+            return row_loss.detach()[: mb.n_rows - ghost_rows], mb.n_items
+        raise AssertionError("unreachable")
 
     def _unit_ids(self, units: list[list[int]]) -> list:
         """Each unit's identity (its user, or its example), for the engine's split-unit check."""

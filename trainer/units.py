@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .errors import UnsupportedLayerError
+from .errors import AmbiguousRowsError, UnsupportedLayerError
 
 
 class UnitPlan:
@@ -17,7 +17,7 @@ class UnitPlan:
 
     def __init__(self, n_rows: int, unit_index: Tensor | None = None, device=None):
         self.n_rows = n_rows
-        self._seen: list[tuple[str, tuple[int, ...], bool]] = []  # (module, input shape, integer input)
+        self._seen: list[tuple[str, tuple[int, ...], bool, str]] = []  # (module, input shape, integer?, layout)
         self._layout_checked = False
         if unit_index is None:
             self.n_units, self._slots, self.unit_index = n_rows, None, None
@@ -37,10 +37,10 @@ class UnitPlan:
         slots[unit_index[order], rank] = order
         self._slots = slots
 
-    def observe(self, module_name: str, t: Tensor | None) -> None:
+    def observe(self, module_name: str, t: Tensor | None, *, layout: str = "sequence") -> None:
         """Record the shape of a hooked module's input (checked once backward starts)."""
         if t is not None:
-            self._seen.append((module_name, tuple(t.shape), not t.is_floating_point()))
+            self._seen.append((module_name, tuple(t.shape), not t.is_floating_point(), layout))
 
     def check_layout(self) -> None:
         """Refuse a micro-batch whose row dimension is not certain.
@@ -56,10 +56,10 @@ class UnitPlan:
         self._layout_checked = True
         if self.n_rows <= 1:
             return
-        for name, shape, integer in self._seen:
+        for name, shape, integer, layout in self._seen:
             feature_dims = 0 if integer else 1  # a float input's last dimension holds features
-            if len(shape) - feature_dims >= 2 and shape[1] == self.n_rows:
-                raise UnsupportedLayerError(
+            if layout == "sequence" and len(shape) - feature_dims >= 2 and shape[1] == self.n_rows:
+                raise AmbiguousRowsError(
                     f"module '{name}' ran on a tensor of shape {shape} in a micro-batch of {self.n_rows} rows: its "
                     f"dimension 1 also has {self.n_rows} entries, so it is not certain which dimension holds the "
                     "rows (a sequence-first layout, or a sequence as long as the batch). Keep the batch dimension "

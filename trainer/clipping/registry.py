@@ -20,12 +20,18 @@ from torch import nn
 
 from ..errors import ConfigError
 
+LAYOUTS = ("sequence", "channels")
+
 
 @dataclass(frozen=True)
 class LayerRule:
     module_type: type
     handles: tuple[str, ...]  # names of the module's own parameters the rule clips
     forward: Callable
+    # how the rule's input is laid out: "sequence" (B, T, ..., features): dimension 1 may be a
+    # sequence, so B entries there make the rows ambiguous and are refused; "channels" (B, C, H, W):
+    # dimension 1 is channels, as in every PyTorch conv, and is not checked
+    layout: str = "sequence"
 
 
 _RULES: dict[type, LayerRule] = {}
@@ -34,18 +40,20 @@ _RULES: dict[type, LayerRule] = {}
 _FAMILY_RULES: list[tuple[Callable[[nn.Module], bool], LayerRule]] = []
 
 
-def register_layer(module_type: type, *, handles: tuple[str, ...], force: bool = False):
+def register_layer(module_type: type, *, handles: tuple[str, ...], force: bool = False, layout: str = "sequence"):
     """Decorator: register ``forward`` as the DP rule for ``module_type``.
 
     Registering a type twice raises unless ``force=True`` (to override a rule deliberately).
     """
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
 
     def wrap(forward: Callable) -> Callable:
         if module_type in _RULES and not force:
             raise ConfigError(
                 f"a DP rule for {module_type.__name__} is already registered; pass force=True to replace it"
             )
-        _RULES[module_type] = LayerRule(module_type, tuple(handles), forward)
+        _RULES[module_type] = LayerRule(module_type, tuple(handles), forward, layout)
         return forward
 
     return wrap

@@ -41,6 +41,21 @@ def _rms():
     return m
 
 
+def _gn():
+    m = nn.GroupNorm(3, 6)
+    nn.init.normal_(m.weight)
+    nn.init.normal_(m.bias)
+    return m
+
+
+def _images(h, w, channels_last=False):
+    """(B, 6, h, w) images whatever (B, T, d) asks: 6 channels = B, so dimension 1 equals the rows."""
+    def make(b, t, d):
+        x = torch.randn(b, 6, h, w, dtype=torch.float64)
+        return x.to(memory_format=torch.channels_last) if channels_last else x
+    return make
+
+
 def _floats(*shape):
     return torch.randn(*shape, dtype=torch.float64)
 
@@ -60,6 +75,15 @@ CASES = {
     "LayerNorm": (_ln, _floats, 6, "LayerNorm"),
     "RMSNorm": (_rms, _floats, 6, "RMSNorm"),
     "LlamaRMSNorm": (_llama_rms, _floats, 6, None),  # via the *RMSNorm family rule
+    # images: the readout contracts the last (width) dimension, 5 everywhere
+    "Conv2d": (lambda: nn.Conv2d(6, 4, 3, padding=1), _images(5, 5), 5, "Conv2d"),
+    "Conv2d-stride-dilation-no-bias": (lambda: nn.Conv2d(6, 4, 3, stride=2, dilation=2, padding=2, bias=False),
+                                       _images(9, 9), 5, "Conv2d"),
+    "Conv2d-same-reflect-even-kernel": (lambda: nn.Conv2d(6, 4, (3, 2), padding="same", padding_mode="reflect"),
+                                        _images(5, 5), 5, "Conv2d"),
+    "Conv2d-channels-last": (lambda: nn.Conv2d(6, 4, 3, padding=1).to(memory_format=torch.channels_last),
+                             _images(5, 5, channels_last=True), 5, "Conv2d"),
+    "GroupNorm": (_gn, _images(4, 5), 5, "GroupNorm"),
 }
 
 
@@ -81,7 +105,7 @@ def test_layer_matches_oracle(case, clipping, norm_method):
     check_against_oracle(model, row_loss, x, micro, clipping=clipping, norm_method=norm_method)
 
 
-@pytest.mark.parametrize("case", ["Linear", "Embedding", "LayerNorm"])
+@pytest.mark.parametrize("case", ["Linear", "Embedding", "LayerNorm", "Conv2d", "GroupNorm"])
 def test_user_level_units_match_oracle(case):
     """A unit of several rows is clipped as one: the norm of the sum of its rows' gradients."""
     torch.manual_seed(1)
@@ -97,3 +121,14 @@ def test_automatic_clipping_matches_oracle():
     torch.manual_seed(2)
     model = Wrap(nn.Linear(6, 7), 6, 7).double()
     check_against_oracle(model, row_loss, _floats(B, T, 6), [[[i] for i in range(B)]], clipping="flat", automatic=True)
+
+
+def test_grouped_convolution_is_refused_by_name():
+    from trainer import DPEngine, UnsupportedLayerError
+
+    model = Wrap(nn.Conv2d(6, 4, 3, padding=1, groups=2), 6, 5).double()
+    eng = DPEngine(model, max_grad_norm=1.0)
+    with pytest.raises(UnsupportedLayerError, match="'layer' is a grouped convolution"):
+        with eng.micro_batch(2):
+            row_loss(model, torch.randn(2, 6, 5, 5, dtype=torch.float64)).sum().backward()
+    eng.detach()

@@ -1,0 +1,96 @@
+"""nn.Conv2d: a Linear over unfolded input patches, one "token" per output position.
+
+For y = conv(x, W) the weight's per-unit gradient is G_u = sum_p g_p u_p^T, where p runs
+over the output positions, g_p (C_out) is the output gradient there and u_p
+(C_in * kh * kw) the input patch it saw (``F.unfold``): a FactoredGrad whose rows are
+g and cols are u, so the cost model chooses ghost norms (two P x P Gram matrices,
+cheap at 8 x 8 and below) or instantiation (cheaper at 32 x 32) per layer.  The bias
+gradient is sum_p g_p.
+
+Padding is applied before the autograd Function (``F.pad`` with the module's mode, or
+zeros), so the Function always sees an unpadded convolution and autograd handles the
+padding's backward.  ``F.unfold`` and ``reshape`` read any memory layout (channels_last,
+non-contiguous), so no layout can make the per-sample factors silently wrong.
+``groups != 1`` (depthwise / grouped convs) is refused by name.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UnsupportedLayerError
+from ._autocast import acc_dtype, compute_dtype
+from .registry import register_layer
+
+
+class _Conv2dFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, call, stride, dilation):
+        dt = compute_dtype(x)
+        ctx.param_dtype = weight.dtype
+        ctx.weight_trainable = weight.requires_grad
+        ctx.bias_trainable = bias is not None and bias.requires_grad
+        if dt is not None:
+            x, weight = x.to(dt), weight.to(dt)
+            bias = bias.to(dt) if bias is not None else None
+        with torch.autocast(x.device.type, enabled=False):
+            out = F.conv2d(x, weight, bias, stride=stride, padding=0, dilation=dilation)
+        ctx.save_for_backward(x, weight)
+        ctx.call, ctx.stride, ctx.dilation = call, stride, dilation
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        call = ctx.call
+        g = g.to(x.dtype)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.nn.grad.conv2d_input(x.shape, weight, g, stride=ctx.stride, padding=0,
+                                                dilation=ctx.dilation)
+        call.check_rows(x)
+        n, c_out = g.shape[0], g.shape[1]
+        acc = acc_dtype(ctx.param_dtype)
+        reps = {}
+        g3 = g.reshape(n, c_out, -1)  # (B, C_out, P): reshape copies a channels_last gradient as needed
+        if ctx.weight_trainable:
+            patches = F.unfold(x, weight.shape[2:], dilation=ctx.dilation, stride=ctx.stride)  # (B, C_in*k*k, P)
+            reps["weight"] = call.factored(g3.transpose(1, 2), patches.transpose(1, 2), acc_dtype=acc)
+        if ctx.bias_trainable:
+            reps["bias"] = call.dense(g3.sum(2, dtype=acc), acc_dtype=acc)
+        call.deliver(reps)
+        return grad_x, None, None, None, None, None
+
+
+def _padding(module: nn.Conv2d) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) for F.pad, whatever form the module's padding takes."""
+    if module.padding == "valid":
+        return (0, 0, 0, 0)
+    if module.padding == "same":  # stride 1 only (PyTorch's own rule); even kernels pad more on the right
+        pads = []
+        for k, d in zip(reversed(module.kernel_size), reversed(module.dilation), strict=True):
+            total = d * (k - 1)
+            pads += [total // 2, total - total // 2]
+        return tuple(pads)
+    ph, pw = module.padding
+    return (pw, pw, ph, ph)
+
+
+@register_layer(nn.Conv2d, handles=("weight", "bias"), layout="channels")
+def conv2d_forward(module: nn.Conv2d, call, x):
+    if module.groups != 1:
+        raise UnsupportedLayerError(
+            f"module '{call.module_name}' is a grouped convolution (groups={module.groups}): not supported by the "
+            "DP engine yet; freeze it, or use groups=1."
+        )
+    if x.dim() != 4:
+        raise UnsupportedLayerError(
+            f"module '{call.module_name}' (Conv2d) ran on a {x.dim()}-D input; give it (batch, channels, H, W)."
+        )
+    pad = _padding(module)
+    if any(pad):
+        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+        x = F.pad(x, pad, mode=mode)
+    return _Conv2dFn.apply(x, module.weight, module.bias, call, module.stride, module.dilation)
