@@ -119,10 +119,11 @@ class Diffusion:
         picked = [examples[i] for unit in units for i in unit for _ in range(k)]
         picked += [examples[units[0][0]]] * ghost_rows
         x0 = torch.stack([torch.as_tensor(e["pixel_values"]) for e in picked]).float()
-        n = x0.shape[0]
+        n, real = x0.shape[0], x0.shape[0] - ghost_rows
         steps = self.scheduler.config.num_train_timesteps
-        t = torch.randint(0, steps, (n,), generator=self._gen)
-        noise = torch.randn(x0.shape, generator=self._gen)
+        # ghost rows draw nothing (t = 0, no noise): the real rows' draws do not depend on them
+        t = torch.cat([torch.randint(0, steps, (real,), generator=self._gen), torch.zeros(ghost_rows, dtype=torch.long)])
+        noise = torch.cat([torch.randn((real, *x0.shape[1:]), generator=self._gen), torch.zeros_like(x0[real:])])
         inputs = {"noisy": self.scheduler.add_noise(x0, noise, t), "timestep": t}
         if "class_labels" in picked[0]:
             inputs["class_labels"] = torch.tensor([int(e["class_labels"]) for e in picked])
