@@ -7,6 +7,8 @@ non-private training.
 
     python bench/engine_speed.py                       # Llama-style d=512, 6 layers, T=256, V=8192, B=8
     python bench/engine_speed.py --model smollm2-lora  # DP LoRA on SmolLM2-135M-Instruct (offline GGUF)
+    python bench/engine_speed.py --model unet --batch 16 --modes nonprivate,per_layer,flat,opacus_hooks
+                                                       # diffusers UNet2DModel (32, 64, 64), 32 px, attention
 
 Memory on CPU is the process's peak RSS minus its RSS just before the first
 training step (model and inputs already built): the working memory of training
@@ -40,6 +42,14 @@ def _rss_mib() -> float:
 
 def build_model(args):
     torch.manual_seed(0)
+    if args.model == "unet":
+        from diffusers import UNet2DModel
+
+        model = UNet2DModel(sample_size=args.image, in_channels=3, out_channels=3, block_out_channels=(32, 64, 64),
+                            layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
+                            down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
+                            up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+        return model, None
     if args.model == "llama":
         from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -65,13 +75,30 @@ def per_row(logits, ids):
     return nll.view(ids.shape[0], -1).mean(1)
 
 
+def rows_loss(model, batch, args):
+    """Per-row loss: next-token NLL for LMs, ε-prediction MSE for the UNet."""
+    if args.model == "unet":
+        noisy, t, noise = batch
+        return F.mse_loss(model(noisy, t).sample, noise, reduction="none").flatten(1).mean(1)
+    return per_row(model(input_ids=batch).logits, batch)
+
+
+def make_batches(args, vocab, dev, n):
+    gen = torch.Generator().manual_seed(1)
+    if args.model == "unet":
+        shape = (args.batch, 3, args.image, args.image)
+        return [(torch.randn(shape, generator=gen).to(dev), torch.randint(0, 1000, (args.batch,), generator=gen).to(dev),
+                 torch.randn(shape, generator=gen).to(dev)) for _ in range(n)]
+    return [torch.randint(0, vocab, (args.batch, args.seq), generator=gen).to(dev) for _ in range(n)]
+
+
 def make_step(mode, model, args, vocab):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     if mode == "nonprivate":
 
         def step(ids):
-            per_row(model(input_ids=ids).logits, ids).mean().backward()
+            rows_loss(model, ids, args).mean().backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 
@@ -85,10 +112,10 @@ def make_step(mode, model, args, vocab):
         trainable = list(eng.trainable_parameters.values())
 
         def step(ids):
-            with eng.micro_batch(ids.shape[0]):
-                per_row(model(input_ids=ids).logits, ids).sum().backward()
+            with eng.micro_batch(args.batch):
+                rows_loss(model, ids, args).sum().backward()
             privatize_gradients(trainable, noise_multiplier=1.0, max_grad_norm=1.0,
-                                expected_batch_size=ids.shape[0], generator=gen)
+                                expected_batch_size=args.batch, generator=gen)
             opt.step()
             opt.zero_grad(set_to_none=True)
 
@@ -102,7 +129,7 @@ def make_step(mode, model, args, vocab):
                           loss_reduction="sum")
 
         def step(ids):
-            per_row(gsm(input_ids=ids).logits, ids).sum().backward()
+            rows_loss(gsm, ids, args).sum().backward()
             dpo.step()
             dpo.zero_grad(set_to_none=True)
 
@@ -138,10 +165,9 @@ def child(args) -> dict:
     model, vocab = build_model(args)
     dev = ids_device(args)
     model.to(dev).train()
-    if args.model != "llama":
+    if args.model == "smollm2-lora":
         model.config.use_cache = False
-    gen = torch.Generator().manual_seed(1)
-    batches = [torch.randint(0, vocab, (args.batch, args.seq), generator=gen).to(dev) for _ in range(args.warmup + args.steps)]
+    batches = make_batches(args, vocab, dev, args.warmup + args.steps)
     step = make_step(args.mode, model, args, vocab)
     if dev == "cuda":
         torch.cuda.synchronize()
@@ -162,7 +188,8 @@ def child(args) -> dict:
     dt = sorted(times)[len(times) // 2]  # median step: robust to a noisy neighbour on a shared CPU
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mem = (torch.cuda.max_memory_allocated() - base) / 2**20 if dev == "cuda" else peak_rss - base_rss
-    return {"mode": args.mode, "sec_per_step": dt, "tokens_per_s": args.batch * args.seq / dt, "mem_mib": mem,
+    items = args.batch if args.model == "unet" else args.batch * args.seq  # images, or tokens
+    return {"mode": args.mode, "sec_per_step": dt, "tokens_per_s": items / dt, "mem_mib": mem,
             "peak_rss_mib": peak_rss}
 
 
@@ -173,7 +200,8 @@ def _median(xs):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["llama", "smollm2-lora"], default="llama")
+    ap.add_argument("--model", choices=["llama", "smollm2-lora", "unet"], default="llama")
+    ap.add_argument("--image", type=int, default=32, help="image side for --model unet")
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--seq", type=int, default=256)
@@ -210,19 +238,22 @@ def main(argv=None):
         for m, rs in runs.items()
     ]
     base = next((r for r in results if r["mode"] == "nonprivate"), None)
-    shape = f"d={args.d} layers={args.layers} V={args.vocab} " if args.model == "llama" else "LoRA r=8 on q,k,v,o,gate,up,down "
-    print(f"\nmodel={args.model} {shape}T={args.seq} B={args.batch} "
+    shape = {"llama": f"d={args.d} layers={args.layers} V={args.vocab} T={args.seq} ",
+             "smollm2-lora": f"LoRA r=8 on q,k,v,o,gate,up,down T={args.seq} ",
+             "unet": f"UNet2DModel (32, 64, 64) {args.image}px "}[args.model]
+    unit = "img/s" if args.model == "unet" else "tok/s"
+    print(f"\nmodel={args.model} {shape}B={args.batch} "
           f"device={args.device} threads={torch.get_num_threads()} steps={args.steps} rounds={args.rounds}")
-    print(f"{'mode':<14}{'tok/s':>9}{'x nonpriv':>11}{'mem MiB':>10}{'x nonpriv':>11}")
+    print(f"{'mode':<14}{unit:>9}{'x nonpriv':>11}{'mem MiB':>10}{'x nonpriv':>11}")
     for r in results:
         sp = r["tokens_per_s"] / base["tokens_per_s"] if base else float("nan")
         mm = r["mem_mib"] / base["mem_mib"] if base else float("nan")
-        print(f"{r['mode']:<14}{r['tokens_per_s']:>9.0f}{sp:>10.2f}x{r['mem_mib']:>10.0f}{mm:>10.2f}x")
+        print(f"{r['mode']:<14}{r['tokens_per_s']:>9.1f}{sp:>10.2f}x{r['mem_mib']:>10.0f}{mm:>10.2f}x")
     ours = {r["mode"]: r for r in results}
     for a in ("per_layer", "flat"):
         for b in ("opacus_hooks", "opacus_ghost"):
             if a in ours and b in ours:
-                print(f"{a} / {b}: {ours[a]['tokens_per_s'] / ours[b]['tokens_per_s']:.2f}x tokens/s")
+                print(f"{a} / {b}: {ours[a]['tokens_per_s'] / ours[b]['tokens_per_s']:.2f}x {unit}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))
 
