@@ -132,3 +132,16 @@ def test_grouped_convolution_is_refused_by_name():
         with eng.micro_batch(2):
             row_loss(model, torch.randn(2, 6, 5, 5, dtype=torch.float64)).sum().backward()
     eng.detach()
+
+
+@pytest.mark.parametrize("clipping", ["per_layer", "flat"])
+@pytest.mark.parametrize("norm_method", ["ghost", "instantiate"])
+@pytest.mark.parametrize("case", [c for c in sorted(CASES) if c.startswith("Conv2d")])
+def test_conv_factored_path_matches_oracle(case, clipping, norm_method, monkeypatch):
+    """Layers too large for one grouped per-row convolution take the unfold (FactoredGrad) path."""
+    monkeypatch.setattr("trainer.clipping.conv.DENSE_LIMIT", 0)
+    torch.manual_seed(3)
+    make_layer, make_x, d_out, _ = CASES[case]
+    model = Wrap(make_layer(), 6, d_out).double()
+    check_against_oracle(model, row_loss, make_x(B, T, 6), [[[0], [1], [2]], [[3], [4], [5]]],
+                         clipping=clipping, norm_method=norm_method)
