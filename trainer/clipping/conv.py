@@ -14,9 +14,9 @@ over the output positions, g_p (C_out) is the output gradient there and u_p
 
 The bias gradient is sum_p g_p.
 
-Padding is applied before the autograd Function (``F.pad`` with the module's mode, or
-zeros), so the Function always sees an unpadded convolution and autograd handles the
-padding's backward.  ``F.unfold`` and ``reshape`` read any memory layout (channels_last,
+Symmetric zero padding is done by the convolutions themselves; other padding (a
+non-zero mode, or ``same`` with an even kernel) is applied before the autograd Function
+with ``F.pad``, whose backward autograd handles.  ``F.unfold`` and ``reshape`` read any memory layout (channels_last,
 non-contiguous), so no layout can make the per-sample factors silently wrong.
 ``groups != 1`` (depthwise / grouped convs) is refused by name.
 """
@@ -36,7 +36,7 @@ DENSE_LIMIT = 32 * 1024 * 1024  # floats of per-row conv weight gradients held a
 
 class _Conv2dFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, call, stride, dilation):
+    def forward(ctx, x, weight, bias, call, stride, padding, dilation):
         dt = compute_dtype(x)
         ctx.param_dtype = weight.dtype
         ctx.weight_trainable = weight.requires_grad
@@ -45,9 +45,9 @@ class _Conv2dFn(torch.autograd.Function):
             x, weight = x.to(dt), weight.to(dt)
             bias = bias.to(dt) if bias is not None else None
         with torch.autocast(x.device.type, enabled=False):
-            out = F.conv2d(x, weight, bias, stride=stride, padding=0, dilation=dilation)
+            out = F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation)
         ctx.save_for_backward(x, weight)
-        ctx.call, ctx.stride, ctx.dilation = call, stride, dilation
+        ctx.call, ctx.stride, ctx.padding, ctx.dilation = call, stride, padding, dilation
         return out
 
     @staticmethod
@@ -57,7 +57,7 @@ class _Conv2dFn(torch.autograd.Function):
         g = g.to(x.dtype)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.nn.grad.conv2d_input(x.shape, weight, g, stride=ctx.stride, padding=0,
+            grad_x = torch.nn.grad.conv2d_input(x.shape, weight, g, stride=ctx.stride, padding=ctx.padding,
                                                 dilation=ctx.dilation)
         call.check_rows(x)
         n, c_out = g.shape[0], g.shape[1]
@@ -66,24 +66,26 @@ class _Conv2dFn(torch.autograd.Function):
         g3 = g.reshape(n, c_out, -1)  # (B, C_out, P): reshape copies a channels_last gradient as needed
         if ctx.weight_trainable:
             if n * weight.numel() <= DENSE_LIMIT:
-                reps["weight"] = call.dense(_per_row_weight_grads(x, g, weight, ctx.stride, ctx.dilation), acc_dtype=acc)
+                per_row = _per_row_weight_grads(x, g, weight, ctx.stride, ctx.padding, ctx.dilation)
+                reps["weight"] = call.dense(per_row, acc_dtype=acc)
             else:
-                patches = F.unfold(x, weight.shape[2:], dilation=ctx.dilation, stride=ctx.stride)  # (B, C_in*k*k, P)
+                patches = F.unfold(x, weight.shape[2:], dilation=ctx.dilation, padding=ctx.padding,
+                                   stride=ctx.stride)  # (B, C_in*k*k, P)
                 reps["weight"] = call.factored(g3.transpose(1, 2), patches.transpose(1, 2), acc_dtype=acc)
         if ctx.bias_trainable:
             reps["bias"] = call.dense(g3.sum(2, dtype=acc), acc_dtype=acc)
         call.deliver(reps)
-        return grad_x, None, None, None, None, None
+        return grad_x, None, None, None, None, None, None
 
 
-def _per_row_weight_grads(x, g, weight, stride, dilation):
+def _per_row_weight_grads(x, g, weight, stride, padding, dilation):
     """(B, C_out, C_in*kh*kw): each row's weight gradient, from one convolution with groups = B."""
     n, c_in = x.shape[:2]
     c_out = g.shape[1]
     shape_only = torch.empty((n * c_out, c_in, *weight.shape[2:]), dtype=x.dtype, device=x.device)
     _, grad_w, _ = torch.ops.aten.convolution_backward(
         g.reshape(1, n * c_out, *g.shape[2:]), x.reshape(1, n * c_in, *x.shape[2:]), shape_only, None,
-        list(stride), [0, 0], list(dilation), False, [0, 0], n, [False, True, False])
+        list(stride), list(padding), list(dilation), False, [0, 0], n, [False, True, False])
     return grad_w.view(n, c_out, -1)
 
 
@@ -112,8 +114,10 @@ def conv2d_forward(module: nn.Conv2d, call, x):
         raise UnsupportedLayerError(
             f"module '{call.module_name}' (Conv2d) ran on a {x.dim()}-D input; give it (batch, channels, H, W)."
         )
-    pad = _padding(module)
-    if any(pad):
+    left, right, top, bottom = _padding(module)
+    if module.padding_mode == "zeros" and left == right and top == bottom:
+        padding = (top, left)  # symmetric zero padding: done by the convolution itself, no padded copy kept
+    else:
         mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
-        x = F.pad(x, pad, mode=mode)
-    return _Conv2dFn.apply(x, module.weight, module.bias, call, module.stride, module.dilation)
+        x, padding = F.pad(x, (left, right, top, bottom), mode=mode), (0, 0)
+    return _Conv2dFn.apply(x, module.weight, module.bias, call, module.stride, padding, module.dilation)
