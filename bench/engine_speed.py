@@ -61,7 +61,7 @@ def build_model(args):
         return LlamaForCausalLM(cfg), args.vocab
     from peft import LoraConfig, get_peft_model
 
-    from synth.models import load_smollm2
+    from synth.lm.models import load_smollm2
 
     model = load_smollm2()
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -2,7 +2,7 @@
 
 Three ways to sample ``--n`` records of the demo's Water spec, same model, prompt, batch:
 
-1. dpsynth's decoder (synth/records/constrained.py): grammar mask at every token, the
+1. dpsynth's decoder (synth/lm/decoding.py): grammar mask at every token, the
    shared prompt run once, finished rows leave the batch;
 2. the same decoder with the grammar mask switched off, each row forced to stop after
    exactly as many tokens as its record in (1): the cost of constraining is (1) vs (2);
@@ -83,9 +83,10 @@ def main() -> None:
 
     from transformers import LogitsProcessorList
 
-    import synth.records.constrained as constrained
+    import synth.lm.decoding as constrained
     from synth.config_files import read_config
-    from synth.records.generator import ModelChoice, RecordGenerator
+    from synth.lm import ModelChoice
+    from synth.records.generator import RecordGenerator
     from synth.run_config import build_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo.toml")

@@ -1,7 +1,8 @@
 """dpsynth's private generators: records with text fields, decoded under their grammar."""
 
+from .lm import ModelChoice
 from .pipeline import run
-from .records.generator import ModelChoice, RecordGenerator
+from .records.generator import RecordGenerator
 from .run_config import SynthConfig, build_config
 from .spec import ColumnSpec, DatasetSpec
 

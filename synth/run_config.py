@@ -20,7 +20,7 @@ from trainer import TrainConfig
 from trainer.config import check_field_types
 from trainer.errors import ConfigError, nearest_key_hint
 
-from .records.generator import ModelChoice
+from .lm import ModelChoice
 from .spec import DatasetSpec
 
 INVALID_ROWS = ("error", "drop", "clip")

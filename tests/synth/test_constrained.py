@@ -7,8 +7,9 @@ import lark
 import pytest
 import torch
 
-from synth.records.constrained import sample_next, sample_texts
-from synth.records.generator import ModelChoice, RecordGenerator
+from synth.lm import ModelChoice
+from synth.lm.decoding import sample_next, sample_texts
+from synth.records.generator import RecordGenerator
 from synth.spec import DatasetSpec
 
 
@@ -79,3 +80,11 @@ def test_a_row_leaves_the_batch_when_it_finishes(generator, monkeypatch):
     assert sizes[0] == 1  # the shared prompt runs once
     steps = sizes[1:]
     assert steps[0] == 6 and all(a >= b for a, b in zip(steps[:-1], steps[1:], strict=True)) and steps[-1] < 6
+
+
+def test_without_a_grammar_the_decoder_samples_free_text(generator):
+    """The shared decoding loop with grammar=None: any token, rows end at EOS or the budget (counted)."""
+    texts, stats = sample_texts(generator.model, generator.tokenizer, None, generator._prompt_ids(), 6,
+                                batch_size=3, max_record_tokens=12, seed=4, progress=False)
+    assert stats.emitted + stats.hit_limit == 6 and len(texts) == stats.emitted
+    assert all(len(generator.tokenizer.encode(t)) <= 12 for t in texts)

@@ -74,7 +74,7 @@ def test_user_pretrained_model_by_path_with_lora(tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from synth.models import load_smollm2_tokenizer
+    from synth.lm.models import load_smollm2_tokenizer
 
     tok = load_smollm2_tokenizer()
     torch.manual_seed(0)
@@ -109,7 +109,7 @@ def test_no_private_row_in_export_folder(tmp_path):
 def test_smollm2_road_end_to_end(tmp_path):
     """The offline default: SmolLM2-135M-Instruct + LoRA, DP-trained and sampled under the grammar."""
     pytest.importorskip("gguf")
-    from synth.models import smollm2_gguf_path
+    from synth.lm.models import smollm2_gguf_path
 
     try:
         smollm2_gguf_path()

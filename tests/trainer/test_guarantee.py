@@ -59,10 +59,10 @@ def test_low_precision_trainable_parameters_are_refused_by_name():
 
 
 def test_user_model_saved_in_bf16_is_loaded_in_fp32(tmp_path):
-    from synth.records.generator import ModelChoice, build_model
+    from synth.lm import ModelChoice, build_model
 
     tiny_llama(dtype=torch.bfloat16).save_pretrained(tmp_path / "m")
-    from synth.models import load_smollm2_tokenizer
+    from synth.lm.models import load_smollm2_tokenizer
 
     load_smollm2_tokenizer().save_pretrained(tmp_path / "m")
     model, _, _ = build_model(ModelChoice(model=str(tmp_path / "m"), finetune="full"))

@@ -1,11 +1,12 @@
-"""Grammar-constrained batched sampling: every emitted record parses.
+"""Batched sampling over the KV cache, under a grammar (every emitted record parses) or free.
 
 Our own decoding loop over the model's KV cache (transformers ``DynamicCache``):
 
 * the prompt is shared by the whole batch, so it is run once and its cache copied
   to every row;
-* before each step, each row's llguidance matcher writes the tokens its grammar
-  state allows into a bitmask and every other token's logit becomes -inf; EOS is allowed only once the record is complete;
+* with a grammar, before each step each row's llguidance matcher writes the tokens its
+  grammar state allows into a bitmask and every other token's logit becomes -inf; EOS is
+  allowed only once the record is complete (without one, ``FreeText`` allows every token);
 * a row that samples EOS leaves the batch at once (its cache rows are dropped), so
   the batch shrinks as records finish instead of padding to the longest one
   (Hugging Face ``generate`` keeps finished rows: ~2.4x the steps on Water).
@@ -81,6 +82,19 @@ class GrammarMatchers:
         return self.matchers[row].is_accepting()
 
 
+class FreeText:
+    """The matcher interface without a grammar: every token allowed, any point may end."""
+
+    def mask_(self, logits: torch.Tensor, rows: list[int]) -> None:
+        pass
+
+    def consume(self, row: int, token: int) -> None:
+        pass
+
+    def accepting(self, row: int) -> bool:
+        return True
+
+
 def sample_next(logits: torch.Tensor, *, temperature: float, top_p: float,
                 generator: torch.Generator | None) -> torch.Tensor:
     """One token per row: greedy at temperature 0, else from softmax(logits / T) cut to the top-p mass."""
@@ -101,7 +115,7 @@ def sample_next(logits: torch.Tensor, *, temperature: float, top_p: float,
 
 
 @torch.no_grad()
-def _decode_batch(model, matchers: GrammarMatchers, prompt: torch.Tensor, rows: int, *, max_new_tokens: int,
+def _decode_batch(model, matchers: GrammarMatchers | FreeText, prompt: torch.Tensor, rows: int, *, max_new_tokens: int,
                   eos: int, temperature: float, top_p: float, generator: torch.Generator | None,
                   timing: dict) -> list[list[int] | None]:
     """Token ids of each row's record (None: did not close within ``max_new_tokens``)."""
@@ -145,7 +159,7 @@ def _decode_batch(model, matchers: GrammarMatchers, prompt: torch.Tensor, rows: 
 def sample_texts(
     model,
     tokenizer,
-    grammar: str,
+    grammar: str | None,
     prompt_ids: list[int],
     n: int,
     *,
@@ -156,10 +170,12 @@ def sample_texts(
     seed: int | None = None,
     progress: bool = True,
 ) -> tuple[list[str], SampleStats]:
-    """``n`` grammar-constrained completions of ``prompt_ids``; rows that do not close are dropped."""
+    """``n`` completions of ``prompt_ids``, constrained by ``grammar`` (a lark grammar, or None for free
+    text); rows that do not end (EOS, grammar complete) within ``max_record_tokens`` are dropped and
+    counted in ``hit_limit``."""
     from tqdm.auto import tqdm
 
-    ll_tok = tokenizer.llguidance()
+    ll_tok = tokenizer.llguidance() if grammar is not None else None
     stats = SampleStats(requested=n)
     device = next(model.parameters()).device
     generator = None
@@ -175,7 +191,7 @@ def sample_texts(
     try:
         while len(texts) + stats.hit_limit < n:
             b = min(batch_size, n - len(texts) - stats.hit_limit)
-            matchers = GrammarMatchers(ll_tok, grammar, b)
+            matchers = GrammarMatchers(ll_tok, grammar, b) if grammar is not None else FreeText()
             # one step more than the record budget: the EOS that closes the longest record
             for ids in _decode_batch(model, matchers, prompt, b, max_new_tokens=max_record_tokens + 1,
                                      eos=tokenizer.eos_token_id, temperature=temperature, top_p=top_p,
