@@ -212,7 +212,7 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
     left_out = json.loads(data_report.read_text()).get("columns_not_synthesised", []) if data_report.is_file() else []
     card = {
         "privacy": privacy_block(ledger, max_examples_per_user=config.train.max_examples_per_user
-                                 if config.train.privacy_unit == "user" else None),
+                                 if config.train.grouped else None),
         "declared_public": ledger.declared_public,
         "paid_for": [e.stage for e in ledger.events],
         "estimated_with_dp": [e.details["result"] for e in ledger.events if e.stage.startswith("domain:")],

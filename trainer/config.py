@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from .accounting.accountants import MAX_EPSILON, MAX_NOISE_MULTIPLIER, MIN_DELTA, MIN_NOISE_MULTIPLIER
 from .errors import ConfigError
 
+GROUPED_UNITS = ("user", "document")
+
 
 def _f(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
@@ -18,6 +20,8 @@ def _f(default, help: str, **kw):
 
 @dataclass
 class TrainConfig:
+    """Every knob of a DP training run.  ``grouped``: the unit is a group of rows (user, document)."""
+
     # -- privacy --------------------------------------------------------------
     target_epsilon: float | None = _f(None, "Target ε for the whole run; σ is calibrated to reach it. Give this or noise_multiplier.")
     noise_multiplier: float | None = _f(None, "σ: noise std as a multiple of max_grad_norm. Give this or target_epsilon.")
@@ -27,8 +31,8 @@ class TrainConfig:
     automatic_clipping: bool = _f(False, "Normalise every unit's gradient to norm C (AUTO-S) instead of clipping.")
     norm_method: str = _f("auto", "Per-sample norm method per layer: auto (cost model), ghost or instantiate.", choices=("auto", "ghost", "instantiate"))
     accountant: str = _f("prv", "Privacy accountant: prv (Opacus PRV, default) or rdp.", choices=("prv", "rdp"))
-    privacy_unit: str = _f("example", "example, or user (rows grouped by the units given to the trainer).", choices=("example", "user"))
-    max_examples_per_user: int = _f(1, "k: rows a sampled user contributes to one step at most (user-level only).")
+    privacy_unit: str = _f("example", "example; or user or document: rows grouped by the units given to the trainer (a user's rows, a document's chunks), each unit clipped as one.", choices=("example", "user", "document"))
+    max_examples_per_user: int = _f(1, "k: rows a sampled unit contributes to one step at most (user or document level: rows of a user, chunks of a document).")
     non_private: bool = _f(False, "Train WITHOUT differential privacy (σ = 0, ε = ∞): a baseline only; the card then says NOT differentially private.")
     # -- batches and steps ---------------------------------------------------
     expected_batch_size: int = _f(64, "Expected logical batch, in privacy units (Poisson sampling: q = this / N).")
@@ -94,6 +98,11 @@ class TrainConfig:
                               "(tests, debugging; the card will say so)")
         if self.max_examples_per_user > self.physical_batch_size:
             raise ConfigError("max_examples_per_user must be <= physical_batch_size (a user's rows share a micro-batch)")
+
+    @property
+    def grouped(self) -> bool:
+        """True when a privacy unit is a group of rows (a user's rows, a document's chunks)."""
+        return self.privacy_unit in GROUPED_UNITS
 
     def resolve_delta(self, n_units: int) -> float:
         """δ for N units: the configured one (warned if ≥ 1/N) or the default 1/N^1.1."""

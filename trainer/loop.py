@@ -83,8 +83,9 @@ class DPTrainer:
     ):
         if len(examples) == 0:
             raise ConfigError("no training examples")
-        if (config.privacy_unit == "user") != (units is not None):
-            raise ConfigError("privacy_unit='user' needs units (one per example), and only then")
+        if config.grouped != (units is not None):
+            raise ConfigError(f"privacy_unit={config.privacy_unit!r}: units (one per example) are given exactly when "
+                              "the unit is a user or a document")
         self.model, self.examples, self.config = model, examples, config
         self.units = list(units) if units is not None else None
         self.pad_token_id = pad_token_id
@@ -160,7 +161,7 @@ class DPTrainer:
             remove_stale_temporaries(self.output_dir)
             if resume:
                 self._resume()
-        check_sampler(self.sampler, privacy_unit=self.config.privacy_unit, sample_rate=self.sample_rate)
+        check_sampler(self.sampler, grouped=self.config.grouped, sample_rate=self.sample_rate)
         c = self.config
         end = c.steps if max_steps is None else min(c.steps, self.step + max_steps)
         losses, tokens, t0, start = [], 0, time.perf_counter(), self.step
@@ -220,7 +221,7 @@ class DPTrainer:
             max_grad_norm=c.max_grad_norm,
             clipping=c.clipping,
             automatic_clipping=c.automatic_clipping,
-            max_examples_per_user=c.max_examples_per_user if c.privacy_unit == "user" else None,
+            max_examples_per_user=c.max_examples_per_user if c.grouped else None,
         )
         mean = torch.cat(losses).mean().item() if losses else math.nan
         return mean, n_items
@@ -233,7 +234,7 @@ class DPTrainer:
         c, dev = self.config, _device(self.model)
         autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if c.dtype == "bf16" else nullcontext()
         for ghost_rows in range(3):
-            mb = self.objective.collate(self.examples, units, user_level=c.privacy_unit == "user",
+            mb = self.objective.collate(self.examples, units, user_level=c.grouped,
                                         ghost_rows=ghost_rows)
             unit_ids = self._unit_ids(units) + [object() for _ in range(ghost_rows)]  # a ghost is its own unit
             try:

@@ -108,15 +108,16 @@ def micro_batches(batch: list[list[int]], max_rows: int) -> list[list[list[int]]
     return out
 
 
-def check_sampler(sampler, *, privacy_unit: str, sample_rate: float) -> None:
+def check_sampler(sampler, *, grouped: bool, sample_rate: float) -> None:
     """Refuse to train when the sampler is not what the accountant assumes."""
     if getattr(sampler, "mechanism", None) != "poisson":
         raise ConfigError(
             f"the accountant assumes Poisson sampling, but the sampler is {type(sampler).__name__}; "
             "use trainer.PoissonSampler"
         )
-    if sampler.privacy_unit != privacy_unit:
-        raise ConfigError(f"the sampler samples {sampler.privacy_unit}s but the privacy unit is {privacy_unit}")
+    if (sampler.privacy_unit == "user") != grouped:
+        raise ConfigError(f"the sampler samples {sampler.privacy_unit}s but the privacy unit is "
+                          f"{'a group of rows' if grouped else 'one example'}")
     if abs(sampler.sample_rate - sample_rate) > 1e-12:
         raise ConfigError(
             f"the sampler's rate q={sampler.sample_rate} is not the accounted q={sample_rate}"

@@ -117,8 +117,9 @@ def sample_next(logits: torch.Tensor, *, temperature: float, top_p: float,
 @torch.no_grad()
 def _decode_batch(model, matchers: GrammarMatchers | FreeText, prompt: torch.Tensor, rows: int, *, max_new_tokens: int,
                   eos: int, temperature: float, top_p: float, generator: torch.Generator | None,
-                  timing: dict) -> list[list[int] | None]:
-    """Token ids of each row's record (None: did not close within ``max_new_tokens``)."""
+                  timing: dict, keep_unfinished: bool = False) -> tuple[list[list[int] | None], int]:
+    """Token ids of each row's completion (None: did not end within ``max_new_tokens``, unless
+    ``keep_unfinished``: then its tokens so far), and how many rows were cut at the budget."""
     out = model(input_ids=prompt[None], use_cache=True)  # the shared prompt, once
     cache = out.past_key_values
     cache.batch_repeat_interleave(rows)
@@ -126,6 +127,7 @@ def _decode_batch(model, matchers: GrammarMatchers | FreeText, prompt: torch.Ten
     active = list(range(rows))
     tokens: list[list[int]] = [[] for _ in range(rows)]
     finished: list[list[int] | None] = [None] * rows
+    ended = [False] * rows  # sampled EOS (finished[row] stays None if its grammar was not complete)
     for _ in range(max_new_tokens):
         t0 = time.perf_counter()
         matchers.mask_(logits, active)
@@ -138,6 +140,7 @@ def _decode_batch(model, matchers: GrammarMatchers | FreeText, prompt: torch.Ten
         for i, (row, tok) in enumerate(zip(active, nxt, strict=True)):
             if tok == eos:
                 finished[row] = tokens[row] if matchers.accepting(row) else None
+                ended[row] = True
                 continue
             matchers.consume(row, tok)
             tokens[row].append(tok)
@@ -152,7 +155,11 @@ def _decode_batch(model, matchers: GrammarMatchers | FreeText, prompt: torch.Ten
         step_ids = torch.tensor([[nxt[i]] for i in keep], device=prompt.device)
         logits = model(input_ids=step_ids, past_key_values=cache, use_cache=True).logits[:, -1].float()
         timing["model"] += time.perf_counter() - t0
-    return finished
+    cut = [row for row in range(rows) if not ended[row]]
+    if keep_unfinished:
+        for row in cut:
+            finished[row] = tokens[row]
+    return finished, len(cut)
 
 
 @torch.no_grad()
@@ -169,10 +176,12 @@ def sample_texts(
     top_p: float = 1.0,
     seed: int | None = None,
     progress: bool = True,
+    keep_unfinished: bool = False,
 ) -> tuple[list[str], SampleStats]:
     """``n`` completions of ``prompt_ids``, constrained by ``grammar`` (a lark grammar, or None for free
     text); rows that do not end (EOS, grammar complete) within ``max_record_tokens`` are dropped and
-    counted in ``hit_limit``."""
+    counted in ``hit_limit``; with ``keep_unfinished`` (free text) they are kept, cut at the budget,
+    and counted in ``extra["truncated"]``."""
     from tqdm.auto import tqdm
 
     ll_tok = tokenizer.llguidance() if grammar is not None else None
@@ -193,9 +202,12 @@ def sample_texts(
             b = min(batch_size, n - len(texts) - stats.hit_limit)
             matchers = GrammarMatchers(ll_tok, grammar, b) if grammar is not None else FreeText()
             # one step more than the record budget: the EOS that closes the longest record
-            for ids in _decode_batch(model, matchers, prompt, b, max_new_tokens=max_record_tokens + 1,
-                                     eos=tokenizer.eos_token_id, temperature=temperature, top_p=top_p,
-                                     generator=generator, timing=timing):
+            done, cut = _decode_batch(model, matchers, prompt, b, max_new_tokens=max_record_tokens + 1,
+                                      eos=tokenizer.eos_token_id, temperature=temperature, top_p=top_p,
+                                      generator=generator, timing=timing, keep_unfinished=keep_unfinished)
+            if keep_unfinished:
+                stats.extra["truncated"] = stats.extra.get("truncated", 0) + cut
+            for ids in done:
                 if ids is None:
                     stats.hit_limit += 1
                     continue

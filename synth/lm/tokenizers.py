@@ -53,6 +53,17 @@ class TextTokenizer:
             return self.backend.decode(ids)
         return self.backend.decode(ids, skip_special_tokens=True)
 
+    def instruction_ids(self, system: str, task: str, *, plain_suffix: str = "\n") -> list[int]:
+        """The ids of a public instruction prompt: the model's chat template when it has one (an
+        instruct model then answers the task), else BOS + task + ``plain_suffix``."""
+        backend = self.backend
+        if self.kind == "hf" and getattr(backend, "chat_template", None):
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": task}]
+            ids = backend.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # BatchEncoding or list
+        bos = [self.bos_token_id] if self.bos_token_id is not None else []
+        return bos + self.encode(task + plain_suffix)
+
     def llguidance(self):
         """The llguidance view of this tokenizer (built once: ~1 s for a 49k vocabulary)."""
         cached = getattr(self, "_llguidance", None)

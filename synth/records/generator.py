@@ -10,9 +10,7 @@ values are drawn from ``self.conditioning`` (declared public or a DP histogram).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,8 @@ from trainer import DPTrainer, PrivacyLedger, TrainConfig
 from trainer.io import atomic_directory
 
 from ..conditioning import ConditioningDistribution, plain_value
-from ..lm import ModelChoice, SampleStats, build_model, load_trained, sample_texts
+from ..lm import ModelChoice, SampleStats, build_model, sample_texts
+from ..lm.saved import read_generator, write_generator
 from ..spec import DatasetSpec
 from .grammar import derive_grammar
 from .serialize import RecordParseError, parse, serialize, texts_to_frame
@@ -51,21 +50,10 @@ class RecordGenerator:
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "RecordGenerator":
         """Reload what ``save_pretrained`` wrote: spec, grammar, trained weights and the ledger."""
-        directory = Path(directory)
-        meta_path = directory / "dpsynth_config.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{directory} is not a saved dpsynth generator (no dpsynth_config.json)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("kind") != KIND:
-            raise ValueError(f"{meta_path}: kind {meta.get('kind')!r} is not {KIND!r}")
-        spec, choice = DatasetSpec.from_dict(meta["spec"]), ModelChoice(**meta["model"])
-        model, tok, _ = load_trained(choice, directory / "model")
-        gen = cls(spec, choice, grammar=(directory / "grammar.lark").read_text(),
-                  _built=(model, tok, meta["model_description"]))
-        if (directory / "privacy_ledger.json").exists():
-            gen.ledger = PrivacyLedger.load(directory / "privacy_ledger.json")
-        if (directory / "conditioning.json").exists():
-            gen.conditioning = ConditioningDistribution.from_dict(json.loads((directory / "conditioning.json").read_text()))
+        meta, choice, built, ledger, conditioning = read_generator(directory, KIND)
+        gen = cls(DatasetSpec.from_dict(meta["spec"]), choice, grammar=(Path(directory) / "grammar.lark").read_text(),
+                  _built=built)
+        gen.ledger, gen.conditioning = ledger, conditioning
         return gen
 
     # ------------------------------------------------------------------ fit
@@ -92,13 +80,7 @@ class RecordGenerator:
         task = (f"{self.spec.description}\n" if self.spec.description else "") + (
             f"Given {given.rstrip('; ')}, w" if given else "W") + (
             f"rite one record as {kind} with the keys {', '.join(self.body_spec.names)}.")
-        backend = self.tokenizer.backend
-        if self.tokenizer.kind == "hf" and getattr(backend, "chat_template", None):
-            messages = [{"role": "system", "content": "You write data records."}, {"role": "user", "content": task}]
-            ids = backend.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # BatchEncoding or list
-        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-        return bos + self.tokenizer.encode(task + "\n" + PROMPT)
+        return self.tokenizer.instruction_ids("You write data records.", task, plain_suffix="\n" + PROMPT)
 
     def fit(self, frame: pd.DataFrame, config: TrainConfig, *, units=None, output_dir: str | Path | None = None,
             ledger: PrivacyLedger | None = None):
@@ -161,14 +143,5 @@ class RecordGenerator:
     # ---------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path) -> None:
         with atomic_directory(directory) as tmp:
-            self.model.save_pretrained(tmp / "model")
-            if self.tokenizer.kind == "hf":
-                self.tokenizer.backend.save_pretrained(tmp / "model")
+            write_generator(tmp, self, KIND)
             (tmp / "grammar.lark").write_text(self.grammar)
-            meta = {"kind": KIND, "spec": asdict(self.spec), "model": asdict(self.choice),
-                    "model_description": self.model_description}
-            (tmp / "dpsynth_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-            if self.conditioning is not None:
-                (tmp / "conditioning.json").write_text(json.dumps(self.conditioning.to_dict(), indent=2))
-            if self.ledger is not None:
-                self.ledger.save(tmp / "privacy_ledger.json")

@@ -88,3 +88,9 @@ def test_without_a_grammar_the_decoder_samples_free_text(generator):
                                 batch_size=3, max_record_tokens=12, seed=4, progress=False)
     assert stats.emitted + stats.hit_limit == 6 and len(texts) == stats.emitted
     assert all(len(generator.tokenizer.encode(t)) <= 12 for t in texts)
+
+
+def test_free_text_kept_when_cut_at_the_budget_is_counted(generator):
+    texts, stats = sample_texts(generator.model, generator.tokenizer, None, generator._prompt_ids(), 5,
+                                batch_size=5, max_record_tokens=3, seed=1, progress=False, keep_unfinished=True)
+    assert len(texts) == 5 and stats.hit_limit == 0 and 0 <= stats.extra["truncated"] <= 5

@@ -89,14 +89,14 @@ def test_sampler_must_be_the_one_the_accountant_assumes():
     from trainer.sampling import check_sampler
 
     sampler = PoissonSampler(n_rows=100, sample_rate=0.1, seed=0)
-    check_sampler(sampler, privacy_unit="example", sample_rate=0.1)
+    check_sampler(sampler, grouped=False, sample_rate=0.1)
     with pytest.raises(ConfigError, match="is not the accounted q"):
-        check_sampler(sampler, privacy_unit="example", sample_rate=0.2)
-    with pytest.raises(ConfigError, match="privacy unit is user"):
-        check_sampler(sampler, privacy_unit="user", sample_rate=0.1)
+        check_sampler(sampler, grouped=False, sample_rate=0.2)
+    with pytest.raises(ConfigError, match="privacy unit is a group of rows"):
+        check_sampler(sampler, grouped=True, sample_rate=0.1)
 
     class Shuffler:
         mechanism, privacy_unit, sample_rate = "shuffle", "example", 0.1
 
     with pytest.raises(ConfigError, match="assumes Poisson sampling"):
-        check_sampler(Shuffler(), privacy_unit="example", sample_rate=0.1)
+        check_sampler(Shuffler(), grouped=False, sample_rate=0.1)

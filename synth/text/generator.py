@@ -1,0 +1,163 @@
+"""TextGenerator: DP-train a causal LM on a corpus of documents of any length, then sample documents.
+
+A document is tokenised with the model's public tokenizer and split into chunks of at
+most ``chunk_tokens`` tokens, the public prompt (description and the document's labels)
+included: chunk 0 is prompt + the document's first tokens, chunk i > 0 is prompt + the
+last ``overlap_tokens`` of chunk i-1 (context, no loss) + the next tokens; the document's
+EOS closes its last chunk.  Every chunk of a document (or of a user's documents) is a
+row of one privacy unit: DPTrainer samples units with Poisson sampling whatever their
+length, takes at most ``max_chunks_per_unit`` of a sampled unit's chunks per step (at
+random) and clips their summed gradient as one, so one unit moves the update by at most
+C.  How many units have more chunks than that is counted (``chunk_report``).
+
+Generation starts from the prompt of drawn labels (declared public weights or a DP
+histogram, as the records road's conditioning) and samples free text up to
+``max_new_tokens``; a document cut at that budget is kept and counted as truncated.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainer import DPTrainer, PrivacyLedger, TrainConfig
+from trainer.errors import ConfigError
+from trainer.io import atomic_directory
+
+from ..conditioning import ConditioningDistribution, plain_value
+from ..lm import ModelChoice, SampleStats, build_model, sample_texts
+from ..lm.saved import read_generator, write_generator
+from .spec import TextSpec
+
+KIND = "dpsynth.TextGenerator"
+
+
+@dataclass
+class ChunkReport:
+    documents: int
+    units: int
+    chunks: int
+    units_over_bound: int  # units with more chunks than max_chunks_per_unit: each step trains on k of them
+    longest_unit_chunks: int
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class TextGenerator:
+    """fit(frame) with document- or user-level DP, then sample(n) documents."""
+
+    def __init__(self, spec: TextSpec, choice: ModelChoice | None = None, *, _built=None):
+        self.spec = spec
+        self.choice = choice or ModelChoice()
+        self.model, self.tokenizer, self.model_description = _built or build_model(self.choice)
+        self.conditioning: ConditioningDistribution | None = None
+        self.ledger: PrivacyLedger | None = None
+        self.chunk_report: ChunkReport | None = None
+
+    # ---------------------------------------------------------------- prompt
+    def prompt_ids(self, labels: tuple = ()) -> list[int]:
+        """The public prompt of a document with these label values (no loss on it)."""
+        given = "; ".join(f"{n} = {plain_value(v)!r}" for n, v in zip(self.spec.label_names, labels, strict=True))
+        task = (f"{self.spec.description}\n" if self.spec.description else "") + (
+            f"Given {given}, write one document." if given else "Write one document.")
+        return self.tokenizer.instruction_ids("You write documents.", task)
+
+    # --------------------------------------------------------------- chunks
+    def chunk(self, frame: pd.DataFrame) -> tuple[list[dict[str, Any]], list, ChunkReport]:
+        """Training rows (chunks), the unit of each row, and the chunk counts."""
+        spec, eos = self.spec, self.tokenizer.eos_token_id
+        rows, units = [], []
+        per_unit: dict = defaultdict(int)
+        for i, record in enumerate(frame.to_dict("records")):
+            prompt = self.prompt_ids(tuple(record[n] for n in spec.label_names))
+            room = spec.chunk_tokens - len(prompt)
+            if room <= spec.overlap_tokens:
+                raise ConfigError(f"the prompt takes {len(prompt)} of the {spec.chunk_tokens} tokens of a chunk: raise "
+                                  "text.chunk_tokens or shorten text.description")
+            ids = self.tokenizer.encode(str(record[spec.text])) + [eos]
+            unit = i if spec.user_column is None else record[spec.user_column]
+            start = 0
+            while start < len(ids):
+                context = ids[max(0, start - spec.overlap_tokens):start]  # what the previous chunk ended with
+                piece = ids[start:start + room - len(context)]
+                rows.append({"input_ids": prompt + context + piece,
+                             "loss_mask": [0] * (len(prompt) + len(context)) + [1] * len(piece)})
+                units.append(unit)
+                per_unit[unit] += 1
+                start += len(piece)
+        k = spec.max_chunks_per_unit
+        report = ChunkReport(documents=len(frame), units=len(per_unit), chunks=len(rows),
+                             units_over_bound=sum(c > k for c in per_unit.values()),
+                             longest_unit_chunks=max(per_unit.values(), default=0))
+        return rows, units, report
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, frame: pd.DataFrame, config: TrainConfig, *, output_dir: str | Path | None = None,
+            ledger: PrivacyLedger | None = None):
+        """DP-train on the private documents; the unit is the document or the user (spec.privacy_unit)."""
+        import dataclasses
+
+        rows, units, self.chunk_report = self.chunk(frame)
+        unit_kind = "document" if self.spec.user_column is None else "user"
+        if config.privacy_unit != unit_kind or config.max_examples_per_user != self.spec.max_chunks_per_unit:
+            config = dataclasses.replace(config, privacy_unit=unit_kind,
+                                         max_examples_per_user=self.spec.max_chunks_per_unit)
+        trainer = DPTrainer(self.model, rows, config, units=units, pad_token_id=self.tokenizer.pad_token_id,
+                            output_dir=output_dir, ledger=ledger)
+        try:
+            result = trainer.train()
+        finally:
+            trainer.close()
+        self.ledger = trainer.ledger
+        return result
+
+    # --------------------------------------------------------------- sample
+    def sample(self, n: int, *, batch_size: int = 16, max_new_tokens: int = 256, temperature: float = 1.0,
+               top_p: float = 1.0, seed: int | None = None, progress: bool = True) -> tuple[pd.DataFrame, SampleStats]:
+        if self.spec.labels and self.conditioning is None:
+            raise ValueError("a label-conditioned generator needs its label distribution (conditioning)")
+        draws = self.conditioning.sample(n, np.random.default_rng(seed)) if self.spec.labels else [()] * n
+        groups: dict[tuple, int] = defaultdict(int)
+        for d in draws:
+            groups[d] += 1
+        merged = hasattr(self.model, "merge_adapter")
+        if merged:
+            self.model.merge_adapter()
+        out, stats = [], None
+        try:
+            for labels, count in groups.items():
+                texts, part = sample_texts(self.model, self.tokenizer, None, self.prompt_ids(labels), count,
+                                           batch_size=batch_size, max_record_tokens=max_new_tokens - 1,
+                                           temperature=temperature, top_p=top_p, seed=seed, progress=progress,
+                                           keep_unfinished=True)
+                stats = part if stats is None else stats.merge(part)
+                out += [{**dict(zip(self.spec.label_names, map(plain_value, labels), strict=True)),
+                         self.spec.text: t} for t in texts]
+        finally:
+            if merged:
+                self.model.unmerge_adapter()
+        stats = stats or SampleStats()
+        stats.requested, stats.emitted = n, len(out)
+        frame = pd.DataFrame(out, columns=[*self.spec.label_names, self.spec.text])
+        frame[self.spec.text] = frame[self.spec.text].astype("string")
+        return frame, stats
+
+    # ---------------------------------------------------------- persistence
+    def save_pretrained(self, directory: str | Path) -> None:
+        with atomic_directory(directory) as tmp:
+            write_generator(tmp, self, KIND, chunk_report=self.chunk_report.to_dict() if self.chunk_report else None)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "TextGenerator":
+        meta, choice, built, ledger, conditioning = read_generator(directory, KIND)
+        gen = cls(TextSpec.from_dict(meta["spec"]), choice, _built=built)
+        gen.ledger, gen.conditioning = ledger, conditioning
+        if meta.get("chunk_report"):
+            gen.chunk_report = ChunkReport(**meta["chunk_report"])
+        return gen

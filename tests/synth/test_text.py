@@ -1,0 +1,141 @@
+"""Text corpora: a long document is one unit across all of its chunks; label-conditioned training and
+sampling on the drug reviews; a folder of files; clear errors."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from synth.lm import ModelChoice
+from synth.text import TextGenerator, TextSpec, load_corpus
+from trainer import DPEngine, PrivacyLedger, TrainConfig
+from trainer.errors import DPSynthError
+
+from .specs import SHARED
+
+DRUGS = SHARED / "drugs_train.csv"
+RATING = {"name": "rating", "type": "categorical", "categories": ["negative", "neutral", "positive"]}
+
+
+def _scratch(spec: TextSpec) -> TextGenerator:
+    torch.manual_seed(0)
+    return TextGenerator(spec, ModelChoice(model="scratch"))
+
+
+def test_a_5000_token_document_is_one_unit_across_its_chunks_and_micro_batches():
+    """Adding the long document moves the clipped summed gradient by at most C, though its 11 chunks
+    are 11 rows; the other documents run in another micro-batch."""
+    spec = TextSpec(chunk_tokens=512, overlap_tokens=16, max_chunks_per_unit=16)
+    gen = _scratch(spec)
+    words = "the patient number is 0123456789 and the dose was doubled after the second week . ".split()
+    long_doc = " ".join(words[i % len(words)] for i in range(900))  # ~5,000 bytes = tokens (byte-level)
+    short = ["a short review.", "another one, a little longer than that.", "third."]
+    frame = pd.DataFrame({"text": pd.array([long_doc, *short], dtype="string")})
+    rows, units, report = gen.chunk(frame)
+    n_long = units.count(0)
+    assert len(gen.tokenizer.encode(long_doc)) >= 4900 and n_long >= 10 and report.longest_unit_chunks == n_long
+    assert all(len(r["input_ids"]) <= 512 for r in rows)
+    # every token of the document is scored exactly once across its chunks (+ EOS)
+    assert sum(sum(r["loss_mask"]) for r, u in zip(rows, units, strict=True) if u == 0) == len(
+        gen.tokenizer.encode(long_doc)) + 1
+
+    model = gen.model.double()
+
+    def clipped_sum(with_long: bool, clipping: str):
+        eng = DPEngine(model, max_grad_norm=1.0, clipping=clipping)
+        try:
+            groups = ([[i for i, u in enumerate(units) if u == 0]] if with_long else []) + [
+                [i for i, u in enumerate(units) if u != 0]]
+            for idx in groups:  # the long document alone in one micro-batch, the others in another
+                ids = [rows[i]["input_ids"] for i in idx]
+                width = max(map(len, ids)) + (1 if max(map(len, ids)) == len(ids) else 0)
+                x = torch.zeros(len(ids), width, dtype=torch.long)
+                mask = torch.zeros(len(ids), width, dtype=torch.float64)
+                for b, i in enumerate(idx):
+                    x[b, : len(rows[i]["input_ids"])] = torch.tensor(rows[i]["input_ids"])
+                    mask[b, : len(rows[i]["input_ids"])] = torch.tensor(rows[i]["loss_mask"], dtype=torch.float64)
+                unit_of = [units[i] for i in idx]
+                keys = list(dict.fromkeys(unit_of))
+                unit_index = torch.tensor([keys.index(u) for u in unit_of])
+                with eng.micro_batch(len(idx), unit_index, unit_ids=keys):
+                    logits = model(input_ids=x).logits[:, :-1]
+                    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
+                    (nll * mask[:, 1:] * 30).sum().backward()  # scaled: every unit is clipped
+            return torch.cat([p.grad.flatten() for p in eng.trainable_parameters.values()])
+        finally:
+            eng.detach()
+            model.zero_grad(set_to_none=True)
+
+    for clipping in ("flat", "per_layer"):
+        moved = (clipped_sum(True, clipping) - clipped_sum(False, clipping)).norm().item()
+        assert moved <= 1.0 + 1e-6
+        if clipping == "flat":
+            assert moved > 0.99  # the long document's 11 chunks were clipped as ONE unit, to norm C
+
+
+@pytest.mark.skipif(not DRUGS.exists(), reason="shared data not present")
+def test_label_conditioned_training_on_drug_reviews_pays_for_its_histogram(tmp_path):
+    from synth.conditioning import dp_histogram
+
+    spec = TextSpec(text="review", labels=[RATING], chunk_tokens=128, overlap_tokens=16, max_chunks_per_unit=4,
+                    description="A patient's review of a drug.")
+    frame = load_corpus(DRUGS, spec).head(120)
+    gen = _scratch(spec)
+    ledger = PrivacyLedger(delta=1e-4, privacy_unit="document")
+    gen.conditioning = dp_histogram(frame, spec.as_dataset_spec(), 10.0)
+    ledger.record("conditioning_histogram", noise_multiplier=10.0, sample_rate=1.0, steps=1, columns=["rating"])
+    cfg = TrainConfig(target_epsilon=8.0, delta=1e-4, expected_batch_size=16, physical_batch_size=8, steps=2,
+                      progress=False)
+    result = gen.fit(frame, cfg, ledger=ledger)
+    assert [e.stage for e in gen.ledger.events] == ["conditioning_histogram", "train"]
+    assert gen.ledger.privacy_unit == "document" and result.epsilon <= 8.0
+    assert gen.ledger.events[1].details["max_examples_per_user"] == 4
+    report = gen.chunk_report
+    assert report.documents == 120 and report.chunks > 120 and report.units_over_bound > 0  # reviews run long
+    out, stats = gen.sample(6, batch_size=3, max_new_tokens=40, seed=2, progress=False)
+    assert len(out) == 6 and set(out["rating"]) <= {"negative", "neutral", "positive"}
+    assert stats.emitted == 6 and 0 <= stats.extra.get("truncated", 0) <= 6
+    assert stats.tokens <= 6 * 41  # at most max_new_tokens each (+ the EOS of those that ended)
+    # save / reload: the same samples from the same seed, ledger and label distribution kept
+    gen.save_pretrained(tmp_path / "gen")
+    again = TextGenerator.from_pretrained(tmp_path / "gen")
+    assert again.ledger.to_dict() == gen.ledger.to_dict() and again.conditioning == gen.conditioning
+    assert again.chunk_report == report
+    assert list(again.sample(6, batch_size=3, max_new_tokens=40, seed=2, progress=False)[0]["review"]) == list(
+        out["review"])
+
+
+def test_a_folder_of_text_files_is_a_corpus_and_bad_input_names_the_file(tmp_path):
+    (tmp_path / "a.txt").write_text("first document")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.md").write_text("# second\nwith two lines")
+    (tmp_path / "skip.csv").write_text("not,a,document")
+    frame = load_corpus(tmp_path, TextSpec())
+    assert list(frame["text"]) == ["first document", "# second\nwith two lines"]
+    (tmp_path / "bad.txt").write_bytes(b"ok \xff\xfe")
+    with pytest.raises(DPSynthError, match=r"bad\.txt: not UTF-8"):
+        load_corpus(tmp_path, TextSpec())
+    with pytest.raises(DPSynthError, match="no label or user columns"):
+        load_corpus(tmp_path, TextSpec(labels=[RATING]))
+    table = tmp_path / "t.csv"
+    table.write_text("review,rating\ngood,positive\n,negative\n")
+    with pytest.raises(DPSynthError, match=r"row 2, column 'review': the value is missing"):
+        load_corpus(table, TextSpec(text="review", labels=[RATING]))
+    table.write_text("review,stars\ngood,5\n")
+    with pytest.raises(DPSynthError, match=r"\['rating'\] named in the text spec are not in the data"):
+        load_corpus(table, TextSpec(text="review", labels=[RATING]))
+
+
+def test_text_spec_checks():
+    from trainer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs a public domain"):
+        TextSpec(labels=[{"name": "condition", "type": "text"}])
+    with pytest.raises(ConfigError, match="text.chunk_tokens must be an integer"):
+        TextSpec(chunk_tokens=2.5)
+    with pytest.raises(ConfigError, match="unknown text key 'chunk_token'; did you mean 'chunk_tokens'"):
+        TextSpec.from_dict({"chunk_token": 3})
+    assert math.isclose(TextSpec().as_dataset_spec().estimate_noise, 10.0)
