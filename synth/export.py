@@ -132,9 +132,10 @@ def render_card(card: dict[str, Any]) -> str:
         "## How it was made",
         "",
         f"- model: {card['model']}",
-        f"- records requested / emitted: {gen['requested']} / {gen['emitted']} (dropped for not closing within "
+        f"- requested / emitted: {gen['requested']} / {gen['emitted']} (dropped for not closing within "
         f"the token budget: {gen['hit_limit']}; rejected by the spec after decoding: {gen.get('rejected_by_spec', 0)})",
-        f"- every record was decoded under the record grammar (`grammar.lark` in the run folder); seed: {card.get('seed')}",
+        f"- {gen.get('decoding') or 'every record was decoded under the record grammar (`grammar.lark` in the run folder)'}"
+        f"; seed: {card.get('seed')}",
         "",
         "Post-processing of DP output (sampling, parsing, this export) does not weaken the guarantee. "
         "Statistics computed from the private data without DP (such as exact-match counts against the "

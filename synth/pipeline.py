@@ -7,23 +7,21 @@ shareable synthetic data with its card.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from trainer import PrivacyLedger
-from trainer.io import atomic_write_text, folder_lock
+from trainer.io import atomic_write_text
 
 from .export import export, privacy_block
 from .loading import load_table, typed_frame
 from .records.generator import RecordGenerator
 from .records.serialize import frame_to_texts
+from .run import conditioning_distribution, domain_estimates, run_folder
 from .run_config import SynthConfig
 from .validation import check_domain
 
@@ -45,34 +43,8 @@ def _read_private(config: SynthConfig) -> tuple[pd.DataFrame, list[str]]:
 
 def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerator, pd.DataFrame]:
     """DP-train a generator on the private data (resuming from checkpoints in the run folder)."""
-    with _run_folder(config):
+    with run_folder(config):
         return _train(config, progress=progress)
-
-
-@contextlib.contextmanager
-def _run_folder(config: SynthConfig, *, fresh: bool = True):
-    """Check the run folder can be written, hold its lock, and (``overwrite``, ``fresh``) clear this
-    run's own artefacts first: a second runner on the same folder is refused."""
-    from trainer.errors import ConfigError
-
-    run_dir = Path(config.output.dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ConfigError(f"output.dir {run_dir}: cannot write there ({err.strerror or err}); choose another "
-                          "folder") from None
-    with folder_lock(run_dir):
-        if fresh and config.output.overwrite:
-            for name in RUN_ARTEFACTS:
-                target = run_dir / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
-        yield run_dir
 
 
 def _train(config: SynthConfig, *, progress: bool) -> tuple[RecordGenerator, pd.DataFrame]:
@@ -133,68 +105,6 @@ def _units(config: SynthConfig, frame: pd.DataFrame) -> list | None:
     return frame[config.spec.privacy_unit].tolist() if config.spec.privacy_unit != "example" else None
 
 
-# the share of δ that partition selection of category lists may spend (split over those columns)
-SELECTION_DELTA_SHARE = 0.1
-
-
-def domain_estimates(config: SynthConfig, frame: pd.DataFrame, units: list | None, ledger: PrivacyLedger):
-    """DP estimates of the domains of ``estimate = true`` columns, each paid for in ``ledger``.
-    Kept in the run folder so that a resumed run re-uses them instead of releasing them again."""
-    from trainer.errors import ConfigError
-
-    from .domains import DomainEstimate, estimate_domains
-
-    spec = config.spec
-    wanted = [c.name for c in spec.columns if c.estimate]
-    n_categorical = sum(spec.column(c).type == "categorical" for c in wanted)
-    selection_delta = ledger.delta * SELECTION_DELTA_SHARE / max(1, n_categorical)
-    saved = Path(config.output.dir) / "domains.json"
-    if saved.is_file():
-        estimates = [DomainEstimate(**d) for d in json.loads(saved.read_text())]
-        if [e.column for e in estimates] != wanted or any(e.noise_multiplier != spec.estimate_noise for e in estimates):
-            raise ConfigError(f"{saved} holds estimates of {[e.column for e in estimates]}; this config asks for "
-                              f"{wanted} with σ={spec.estimate_noise}: pass --overwrite to start afresh")
-    else:
-        estimates = estimate_domains(frame, spec, noise_multiplier=spec.estimate_noise,
-                                     selection_delta=selection_delta, units=units, seed=config.train.seed)
-        atomic_write_text(saved, json.dumps([e.to_dict() for e in estimates], indent=2))
-    for e in estimates:
-        ledger.record(f"domain:{e.column}", noise_multiplier=e.noise_multiplier, sample_rate=1.0, steps=1,
-                      extra_delta=e.selection_delta, estimate=e.kind, result=e.describe())
-    return estimates
-
-
-def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, units: list | None, ledger: PrivacyLedger):
-    """Declared public weights, or a DP histogram paid for in ``ledger`` (user level: of one row per
-    user, so a user moves one count).  The histogram is kept in the run folder so that a resumed run
-    re-uses it (a fresh one would be a second, unpaid release)."""
-    from trainer.errors import ConfigError
-
-    from .conditioning import ConditioningDistribution, declared, dp_histogram
-
-    spec = config.spec
-    if spec.conditioning_weights is not None:
-        return declared(spec)
-    sigma = config.generate.conditioning_noise
-    saved = Path(config.output.dir) / "conditioning.json"
-    if saved.is_file():
-        dist = ConditioningDistribution.from_dict(json.loads(saved.read_text()))
-        if dist.columns != list(spec.conditioning) or dist.noise_multiplier != sigma:
-            raise ConfigError(f"{saved} was measured for columns {dist.columns} with σ={dist.noise_multiplier}; "
-                              "this config differs: pass --overwrite to start afresh")
-    else:
-        from trainer.seeds import numpy_rng
-
-        from .domains import one_row_per_unit
-
-        rows = one_row_per_unit(frame, units, numpy_rng(config.train.seed, "conditioning_rows"))  # a user moves one count
-        dist = dp_histogram(rows, spec, sigma, seed=config.train.seed)
-        atomic_write_text(saved, json.dumps(dist.to_dict(), indent=2))
-    ledger.record("conditioning_histogram", noise_multiplier=sigma, sample_rate=1.0, steps=1,
-                  columns=list(spec.conditioning))
-    return dist
-
-
 def generate_and_export(config: SynthConfig, generator: RecordGenerator, private: pd.DataFrame | None, *,
                         progress: bool = True) -> dict:
     from trainer.errors import DPSynthError
@@ -247,15 +157,11 @@ def generate(config: SynthConfig, *, progress: bool = True) -> dict:
     saved = Path(config.output.dir) / "generator"
     if not saved.is_dir():
         raise ConfigError(f"no trained generator in {saved}; run `dpsynth train` with this config first")
-    with _run_folder(config, fresh=False):
+    with run_folder(config, fresh=False):
         generator = RecordGenerator.from_pretrained(saved)
         if generator.ledger is None:
             raise ConfigError(f"{saved} has no privacy ledger: refusing to export data without a stated guarantee")
         return generate_and_export(config, generator, None, progress=progress)
-
-
-RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json", "evaluation", "conditioning.json",
-                 "domains.json", "data_report.json")
 
 
 def run(config: SynthConfig, *, progress: bool = True) -> dict:
@@ -266,7 +172,7 @@ def run(config: SynthConfig, *, progress: bool = True) -> dict:
         from trainer.errors import ConfigError
 
         raise ConfigError(f"output folder {run_dir / 'export'} exists; pass --overwrite to replace it")
-    with _run_folder(config):
+    with run_folder(config):
         generator, private = _train(config, progress=progress)
         result = generate_and_export(config, generator, private, progress=progress)
         if config.evaluation is not None:

@@ -22,6 +22,7 @@ from trainer.errors import ConfigError, nearest_key_hint
 
 from .lm import ModelChoice
 from .spec import DatasetSpec
+from .text.spec import TextSpec
 
 INVALID_ROWS = ("error", "drop", "clip")
 
@@ -47,6 +48,7 @@ class GenerateSection:
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
     seed: int | None = field(default=None, metadata={"help": "Seed for sampling (None: random)."})
     conditioning_noise: float = field(default=10.0, metadata={"help": "σ of the DP histogram of conditioning values (paid from the budget; unused when spec.conditioning_weights is declared)."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest generated document, in tokens (text runs; a document cut there is kept and counted)."})
 
     def __post_init__(self):
         check_field_types(self, "generate")
@@ -56,6 +58,8 @@ class GenerateSection:
             raise ConfigError(f"generate.batch_size must be >= 1, got {self.batch_size}")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise ConfigError(f"generate.temperature must be a finite number >= 0, got {self.temperature}")
+        if self.max_new_tokens < 2:
+            raise ConfigError(f"generate.max_new_tokens must be >= 2, got {self.max_new_tokens}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"generate.top_p must be in (0, 1], got {self.top_p}")
         if not (math.isfinite(self.conditioning_noise) and self.conditioning_noise > 0):
@@ -90,6 +94,11 @@ class SynthConfig:
     generate: GenerateSection
     output: OutputSection
     evaluation: dict[str, Any] | None = None  # an [evaluation] table: score the export after `dpsynth run`
+    text: TextSpec | None = None  # a [text] table: a corpus of documents (then spec is its labels + text)
+
+    @property
+    def kind(self) -> str:
+        return "text" if self.text is not None else "records"
 
 
 # the ε a run targets when the config gives neither target_epsilon nor noise_multiplier
@@ -122,7 +131,7 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value
-    valid = [*SECTIONS, "spec", "evaluation"]
+    valid = [*SECTIONS, "spec", "evaluation", "text"]
     for key in raw:
         if key not in valid:
             raise ConfigError(f"unknown config section {key!r}{nearest_key_hint(key, valid)}")
@@ -136,7 +145,13 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         if name == "train" and not {"target_epsilon", "noise_multiplier", "non_private"} & set(values):
             values = {**values, "target_epsilon": DEFAULT_TARGET_EPSILON}
         built[name] = cls(**values)
-    if "spec" in raw:
+    text = None
+    if "text" in raw:
+        if "spec" in raw or built["data"].spec:
+            raise ConfigError("give [spec] (records) or [text] (a corpus of documents), not both")
+        text = TextSpec.from_dict(raw["text"])
+        spec = text.as_dataset_spec()
+    elif "spec" in raw:
         spec = DatasetSpec.from_dict(raw["spec"])
     elif built["data"].spec:
         spec = DatasetSpec.from_file(Path(built["data"].spec))
@@ -149,7 +164,9 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         from evaluation import EvalSpec
 
         EvalSpec.from_dict({"spec": {"columns": spec.names}, "evaluation": evaluation})  # unknown keys fail now
-    return SynthConfig(spec=spec, evaluation=evaluation, **built)
+    if text is not None and evaluation is not None:
+        raise ConfigError("[evaluation] scores records; text runs are not scored by `dpsynth run` yet")
+    return SynthConfig(spec=spec, evaluation=evaluation, text=text, **built)
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

@@ -15,8 +15,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..pipeline import generate
-    from .run import load, report
+    from .run import load, pipeline_for, report
 
-    report(generate(load(args)))
+    config = load(args)
+    report(pipeline_for(config).generate(config))
     return 0

@@ -24,11 +24,18 @@ def load(args):
     return build_config(read_config(args.config), overrides, base_dir=args.config.parent)
 
 
-def run(args) -> int:
-    from ..pipeline import run as run_pipeline
+def pipeline_for(config):
+    """The library functions (train, generate, run) for the config's kind: records or text."""
+    if config.kind == "text":
+        from ..text import pipeline
+    else:
+        from .. import pipeline
+    return pipeline
 
-    result = run_pipeline(load(args))
-    report(result)
+
+def run(args) -> int:
+    config = load(args)
+    report(pipeline_for(config).run(config))
     return 0
 
 

@@ -14,11 +14,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..pipeline import train
-    from .run import load
+    from .run import load, pipeline_for
 
     config = load(args)
-    generator, _ = train(config)
+    generator, _ = pipeline_for(config).train(config)
     ledger = generator.ledger
     print(f"\ngenerator saved to {config.output.dir}/generator")
     print(f"ε spent = {ledger.epsilon():.3f} at δ = {ledger.delta:.2e} ({ledger.steps()} steps, accountant {ledger.accountant})")

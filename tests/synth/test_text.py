@@ -139,3 +139,49 @@ def test_text_spec_checks():
     with pytest.raises(ConfigError, match="unknown text key 'chunk_token'; did you mean 'chunk_tokens'"):
         TextSpec.from_dict({"chunk_token": 3})
     assert math.isclose(TextSpec().as_dataset_spec().estimate_noise, 10.0)
+
+
+@pytest.mark.skipif(not DRUGS.exists(), reason="shared data not present")
+def test_dpsynth_run_with_a_text_config_exports_documents_with_their_card(tmp_path, capsys):
+    import json
+
+    from synth.cli.main import main
+
+    pd.read_csv(DRUGS).head(60).to_csv(tmp_path / "reviews.csv", index=False)
+    (tmp_path / "run.toml").write_text("""
+[data]
+path = "reviews.csv"
+[text]
+text = "review"
+labels = [{ name = "rating", type = "categorical", categories = ["negative", "neutral", "positive"] }]
+chunk_tokens = 96
+max_chunks_per_unit = 3
+[model]
+model = "scratch"
+[train]
+target_epsilon = 6.0
+steps = 2
+expected_batch_size = 12
+physical_batch_size = 6
+progress = false
+[generate]
+n = 5
+max_new_tokens = 24
+[output]
+dir = "run"
+format = "jsonl"
+""")
+    assert main(["run", str(tmp_path / "run.toml")]) == 0
+    err = capsys.readouterr().err
+    assert "units have more than 3 chunks" in err
+    export = tmp_path / "run" / "export"
+    card = json.loads((export / "dpsynth.json").read_text())
+    docs = pd.read_json(export / "synthetic.jsonl", lines=True)
+    assert len(docs) == card["rows"] == 5 and list(docs.columns) == ["rating", "review"]
+    assert [s["stage"] for s in card["privacy"]["stages"]] == ["conditioning_histogram", "train"]
+    assert card["privacy"]["privacy_unit"] == "document" and card["privacy"]["epsilon"] <= 6.0
+    readme = (export / "README.md").read_text()
+    assert "one **document**" in readme and "contributes at most 3 chunks per step" in readme
+    assert "free text, at most 24 tokens a document" in readme
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["chunks"]["documents"] == 60 and "chunks" not in card  # chunk counts are not DP: run folder only

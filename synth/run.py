@@ -1,0 +1,109 @@
+"""What every pipeline shares: the run folder (one runner at a time, overwrite) and the releases
+that are paid once and kept there (DP domain estimates, the conditioning histogram), so that a
+resumed run re-uses them instead of paying for them again."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from trainer import PrivacyLedger
+from trainer.io import atomic_write_text, folder_lock
+
+from .run_config import SynthConfig
+
+RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json", "evaluation", "conditioning.json",
+                 "domains.json", "data_report.json")
+
+
+@contextlib.contextmanager
+def run_folder(config: SynthConfig, *, fresh: bool = True):
+    """Check the run folder can be written, hold its lock, and (``overwrite``, ``fresh``) clear this
+    run's own artefacts first: a second runner on the same folder is refused."""
+    from trainer.errors import ConfigError
+
+    run_dir = Path(config.output.dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"output.dir {run_dir}: cannot write there ({err.strerror or err}); choose another "
+                          "folder") from None
+    with folder_lock(run_dir):
+        if fresh and config.output.overwrite:
+            for name in RUN_ARTEFACTS:
+                target = run_dir / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        yield run_dir
+
+
+# the share of δ that partition selection of category lists may spend (split over those columns)
+SELECTION_DELTA_SHARE = 0.1
+
+
+def domain_estimates(config: SynthConfig, frame: pd.DataFrame, units: list | None, ledger: PrivacyLedger):
+    """DP estimates of the domains of ``estimate = true`` columns, each paid for in ``ledger``.
+    Kept in the run folder so that a resumed run re-uses them instead of releasing them again."""
+    from trainer.errors import ConfigError
+
+    from .domains import DomainEstimate, estimate_domains
+
+    spec = config.spec
+    wanted = [c.name for c in spec.columns if c.estimate]
+    n_categorical = sum(spec.column(c).type == "categorical" for c in wanted)
+    selection_delta = ledger.delta * SELECTION_DELTA_SHARE / max(1, n_categorical)
+    saved = Path(config.output.dir) / "domains.json"
+    if saved.is_file():
+        estimates = [DomainEstimate(**d) for d in json.loads(saved.read_text())]
+        if [e.column for e in estimates] != wanted or any(e.noise_multiplier != spec.estimate_noise for e in estimates):
+            raise ConfigError(f"{saved} holds estimates of {[e.column for e in estimates]}; this config asks for "
+                              f"{wanted} with σ={spec.estimate_noise}: pass --overwrite to start afresh")
+    else:
+        estimates = estimate_domains(frame, spec, noise_multiplier=spec.estimate_noise,
+                                     selection_delta=selection_delta, units=units, seed=config.train.seed)
+        atomic_write_text(saved, json.dumps([e.to_dict() for e in estimates], indent=2))
+    for e in estimates:
+        ledger.record(f"domain:{e.column}", noise_multiplier=e.noise_multiplier, sample_rate=1.0, steps=1,
+                      extra_delta=e.selection_delta, estimate=e.kind, result=e.describe())
+    return estimates
+
+
+def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, units: list | None, ledger: PrivacyLedger):
+    """Declared public weights, or a DP histogram paid for in ``ledger`` (user level: of one row per
+    user, so a user moves one count).  The histogram is kept in the run folder so that a resumed run
+    re-uses it (a fresh one would be a second, unpaid release)."""
+    from trainer.errors import ConfigError
+
+    from .conditioning import ConditioningDistribution, declared, dp_histogram
+
+    spec = config.spec
+    if spec.conditioning_weights is not None:
+        return declared(spec)
+    sigma = config.generate.conditioning_noise
+    saved = Path(config.output.dir) / "conditioning.json"
+    if saved.is_file():
+        dist = ConditioningDistribution.from_dict(json.loads(saved.read_text()))
+        if dist.columns != list(spec.conditioning) or dist.noise_multiplier != sigma:
+            raise ConfigError(f"{saved} was measured for columns {dist.columns} with σ={dist.noise_multiplier}; "
+                              "this config differs: pass --overwrite to start afresh")
+    else:
+        from trainer.seeds import numpy_rng
+
+        from .domains import one_row_per_unit
+
+        rows = one_row_per_unit(frame, units, numpy_rng(config.train.seed, "conditioning_rows"))  # a user moves one count
+        dist = dp_histogram(rows, spec, sigma, seed=config.train.seed)
+        atomic_write_text(saved, json.dumps(dist.to_dict(), indent=2))
+    ledger.record("conditioning_histogram", noise_multiplier=sigma, sample_rate=1.0, steps=1,
+                  columns=list(spec.conditioning))
+    return dist

@@ -1,0 +1,128 @@
+"""train -> generate -> export for a corpus of documents: the library functions behind `dpsynth run`
+with a ``[text]`` config.
+
+The run folder is the records road's (``synth.run``): one runner at a time, checkpoints that
+resume, the label histogram paid once and kept.  The export holds only synthetic documents
+and the card; statistics of the private corpus (chunk counts, copies of training documents)
+go to the run folder's reports, never to the export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from trainer import PrivacyLedger
+from trainer.errors import ConfigError, DPSynthError
+from trainer.io import atomic_write_text
+
+from ..export import export, privacy_block
+from ..run import conditioning_distribution, run_folder
+from ..run_config import SynthConfig
+from ..validation import check_domain
+from .corpus import load_corpus
+from .generator import TextGenerator
+
+
+def _public_facts(config: SynthConfig) -> list[str]:
+    spec = config.text
+    facts = [f for c in spec.labels for f in c.public_facts()]
+    if spec.description:
+        facts.append(f"prompt description: {spec.description!r}")
+    if spec.label_weights is not None:
+        facts.append(f"distribution of {spec.label_names[0]}: {spec.label_weights}")
+    return facts
+
+
+def train(config: SynthConfig, *, progress: bool = True) -> tuple[TextGenerator, pd.DataFrame]:
+    with run_folder(config):
+        return _train(config, progress=progress)
+
+
+def _train(config: SynthConfig, *, progress: bool) -> tuple[TextGenerator, pd.DataFrame]:
+    config.model.check_source()
+    spec, run_dir = config.text, Path(config.output.dir)
+    frame = load_corpus(config.data.path, spec)
+    n_read = len(frame)
+    frame, domain = check_domain(frame, config.spec, policy=config.data.invalid_rows, source=config.data.path)
+    users = frame[spec.user_column].tolist() if spec.user_column else None
+    n_units = len(set(users)) if users else len(frame)
+    ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=config.train.accountant,
+                           privacy_unit="user" if users else "document", declared_public=_public_facts(config))
+    train_config = dataclasses.replace(config.train, progress=progress and config.train.progress, delta=ledger.delta)
+    generator = TextGenerator(spec, config.model)
+    if spec.labels:  # one row per document is one per unit; at user level one row per user (in the histogram)
+        generator.conditioning = conditioning_distribution(config, frame, users, ledger)
+    generator.fit(frame, train_config, output_dir=run_dir / "checkpoints", ledger=ledger)
+    report = {"note": "NOT differentially private: statistics of the private corpus, do not publish",
+              "documents_read": n_read, "domain": domain.to_dict(), "chunks": generator.chunk_report.to_dict()}
+    atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=2, sort_keys=True))
+    c = generator.chunk_report
+    if c.units_over_bound:
+        print(f"dpsynth: {c.units_over_bound} of {c.units} units have more than {spec.max_chunks_per_unit} chunks "
+              f"(longest: {c.longest_unit_chunks}); each step trains on {spec.max_chunks_per_unit} of them, drawn at "
+              "random (not DP: kept in the run folder)", file=sys.stderr)
+    generator.save_pretrained(run_dir / "generator")
+    return generator, frame
+
+
+def generate_and_export(config: SynthConfig, generator: TextGenerator, private: pd.DataFrame | None, *,
+                        progress: bool = True) -> dict:
+    g, spec, run_dir = config.generate, config.text, Path(config.output.dir)
+    synthetic, stats = generator.sample(g.n, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
+                                        temperature=g.temperature, top_p=g.top_p, seed=g.seed, progress=progress)
+    if len(synthetic) == 0:
+        raise DPSynthError(f"none of the {g.n} requested documents was generated: nothing was exported")
+    ledger = generator.ledger
+    truncated = stats.extra.get("truncated", 0)
+    card = {
+        "privacy": privacy_block(ledger, max_examples_per_user=spec.max_chunks_per_unit),
+        "declared_public": ledger.declared_public,
+        "paid_for": [e.stage for e in ledger.events],
+        "model": generator.model_description,
+        "spec": {"columns": list(synthetic.columns), "text": spec.text, "labels": spec.label_names,
+                 "chunk_tokens": spec.chunk_tokens, "max_chunks_per_unit": spec.max_chunks_per_unit},
+        "data_checks": {"invalid_rows": config.data.invalid_rows},
+        "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": 0,
+                       "truncated": truncated, "max_new_tokens": g.max_new_tokens, "temperature": g.temperature,
+                       "top_p": g.top_p, "decoding": f"free text, at most {g.max_new_tokens} tokens a document "
+                       f"({truncated} cut at that length)"},
+        "seed": g.seed,
+    }
+    if generator.conditioning is not None:
+        card["conditioning"] = generator.conditioning.to_dict()
+    out = export(synthetic, run_dir / "export", fmt=config.output.format, card=card, overwrite=config.output.overwrite)
+    if private is None:
+        private = load_corpus(config.data.path, spec)
+    copies = int(synthetic[spec.text].isin(set(private[spec.text])).sum())  # not DP: stays in the run folder
+    report = {"exact_copies_of_training_documents": copies, "emitted": stats.emitted, "truncated": truncated,
+              "tokens_per_second": stats.tokens_per_second, "note": "NOT differentially private: do not publish"}
+    atomic_write_text(run_dir / "private_report.json", json.dumps(report, indent=2, sort_keys=True))
+    return {"export": str(out), "epsilon": card["privacy"]["epsilon"], "delta": ledger.delta, "rows": len(synthetic),
+            "report": {**report, "hit_limit": 0, "rejected_by_spec": 0,
+                       "exact_copies_of_training_rows": copies},
+            "sample": synthetic.head(5), "synthetic": synthetic, "card": card}
+
+
+def generate(config: SynthConfig, *, progress: bool = True) -> dict:
+    saved = Path(config.output.dir) / "generator"
+    if not saved.is_dir():
+        raise ConfigError(f"no trained generator in {saved}; run `dpsynth train` with this config first")
+    with run_folder(config, fresh=False):
+        generator = TextGenerator.from_pretrained(saved)
+        if generator.ledger is None:
+            raise ConfigError(f"{saved} has no privacy ledger: refusing to export data without a stated guarantee")
+        return generate_and_export(config, generator, None, progress=progress)
+
+
+def run(config: SynthConfig, *, progress: bool = True) -> dict:
+    run_dir = Path(config.output.dir)
+    if (run_dir / "export").exists() and not config.output.overwrite:
+        raise ConfigError(f"output folder {run_dir / 'export'} exists; pass --overwrite to replace it")
+    with run_folder(config):
+        generator, private = _train(config, progress=progress)
+        return generate_and_export(config, generator, private, progress=progress)
