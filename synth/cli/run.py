@@ -42,12 +42,18 @@ def run(args) -> int:
 def report(result: dict) -> None:
     import pandas as pd
 
-    print(f"\nwrote {result['rows']} synthetic records to {result['export']}/ (card: README.md, dpsynth.json)")
+    text = "truncated" in result["report"]
+    print(f"\nwrote {result['rows']} synthetic {'documents' if text else 'records'} to {result['export']}/ "
+          "(card: README.md, dpsynth.json)")
     print(f"ε spent = {result['epsilon']:.3f} at δ = {result['delta']:.2e}")
     r = result["report"]
-    print(f"dropped: {r['hit_limit']} did not close within the token budget, {r.get('rejected_by_spec', 0)} rejected "
-          f"by the spec; exact copies of training rows: {r['exact_copies_of_training_rows']} (not DP, kept in the "
-          "run folder's private_report.json)")
+    if text:
+        print(f"cut at max_new_tokens: {r['truncated']}; exact copies of training documents: "
+              f"{r['exact_copies_of_training_rows']} (not DP, kept in the run folder's private_report.json)")
+    else:
+        print(f"dropped: {r['hit_limit']} did not close within the token budget, {r.get('rejected_by_spec', 0)} "
+              f"rejected by the spec; exact copies of training rows: {r['exact_copies_of_training_rows']} (not DP, "
+              "kept in the run folder's private_report.json)")
     with pd.option_context("display.max_colwidth", 60, "display.width", 160):
         print(result["sample"].to_string(index=False))
     if "evaluation" in result:
