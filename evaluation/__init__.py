@@ -7,6 +7,7 @@ from .metrics.base import MetricRecord
 from .report import EvaluationReport
 from .spec import EvalSpec
 from .tables import DataError, load_table
+from .text import evaluate_text
 
 __all__ = [
     "DataError",
@@ -18,6 +19,7 @@ __all__ = [
     "ParsedRecord",
     "RecordGrammar",
     "evaluate",
+    "evaluate_text",
     "load_card",
     "load_table",
 ]

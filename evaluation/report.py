@@ -30,10 +30,18 @@ MEANINGS = {
     "memorisation/exact_copy_share": "share of synthetic records identical to a real record",
     "memorisation/nearest_similarity_mean": "mean over synthetic records of the highest cosine similarity to a real record",
     "memorisation/real_holdout_nearest_similarity_mean": "the same for held-out real records vs the other real records: what a new record looks like",
+    "mauve": "MAUVE between held-out real and synthetic document embeddings (1 = indistinguishable)",
+    "memorisation/longest_common_substring_chars": "mean over synthetic documents of the longest substring (characters) shared with any private document",
+    "memorisation/heldout_longest_common_substring_chars": "the same for held-out real documents: what unseen text shares by chance",
+    "memorisation/8gram_overlap": "share of the synthetic documents' word 8-grams found in the private corpus",
+    "memorisation/heldout_8gram_overlap": "the same for held-out real documents",
 }
 
 
 def meaning(name: str) -> str:
+    parts = name.split("/")
+    if parts[0] == "utility" and len(parts) == 3:  # per-label utility: utility/<label>/tstr_accuracy
+        name = f"utility/{parts[2]}"
     key = max((k for k in MEANINGS if name.startswith(k)), key=len, default=None)
     return MEANINGS[key] if key else ""
 
@@ -75,10 +83,11 @@ class EvaluationReport:
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
-        head = [f"real: {self.info['real']['records']} records ({self.info['real']['parseable']} parse), "
+        head = [self.info.get("headline") or (
+                f"real: {self.info['real']['records']} records ({self.info['real']['parseable']} parse), "
                 f"synthetic: {self.info['synthetic']['records']} ({self.info['synthetic']['parseable']} parse); "
                 f"grammar: {self.info['grammar']['algorithm']}; encoder: {self.info['encoder']}; "
-                f"{self.info['seconds']} s"]
+                f"{self.info['seconds']} s")]
         if "privacy" in self.info:
             p = self.info["privacy"]
             head.append(f"synthetic data card: (ε = {p['epsilon']}, δ = {p['delta']})-DP, unit: {p['privacy_unit']}")
@@ -144,6 +153,14 @@ def render_html(report: EvaluationReport) -> str:
     plots = "".join(
         f'<figure><img alt="{e(name)}" src="data:image/png;base64,{_plot(name, dist)}"></figure>'
         for name, dist in report.distributions.items())
+    if "headline" in info:
+        intro = e(info["headline"])
+    else:
+        intro = (f"Real: {e(str(info['real']['source']))}: {info['real']['records']} records, "
+                 f"{info['real']['parseable']} parse. Synthetic: {e(str(info['synthetic']['source']))}: "
+                 f"{info['synthetic']['records']} records, {info['synthetic']['parseable']} parse. Grammar parser: "
+                 f"{e(info['grammar']['algorithm'])}. Encoder: {e(info['encoder'])}. Records embedded as: "
+                 f"{e(info['record_text'])}. Took {info['seconds']} s.")
     privacy = ""
     if "privacy" in info:
         p = info["privacy"]
@@ -156,10 +173,7 @@ def render_html(report: EvaluationReport) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}}figure{{display:inline-block;margin:4px}}
 .warn{{color:#a00}}.note{{background:#fff6d5;padding:6px}}</style></head><body>
 <h1>Synthetic data evaluation</h1>
-<p>Real: {e(str(info['real']['source']))}: {info['real']['records']} records, {info['real']['parseable']} parse.
-Synthetic: {e(str(info['synthetic']['source']))}: {info['synthetic']['records']} records,
-{info['synthetic']['parseable']} parse. Grammar parser: {e(info['grammar']['algorithm'])}.
-Encoder: {e(info['encoder'])}. Records embedded as: {e(info['record_text'])}. Took {info['seconds']} s.</p>
+<p>{intro}</p>
 {privacy}{warning}<p class=note>{e(info['not_private'])}</p>
 <h2>Metrics</h2>
 <table><tr><th>metric</th><th>value</th><th>better</th><th>n real / synthetic</th><th>what it measures</th></tr>

@@ -13,7 +13,11 @@ from pathlib import Path
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score synthetic records against the real ones (CFG-PR, KND, AM, KNN-P/R, FID, "
                                         "TSTR, memorisation)")
-    p.add_argument("--real", type=Path, required=True, help="the real data: .csv, .jsonl or .parquet")
+    p.add_argument("--real", type=Path, required=True,
+                   help="the real data: .csv, .jsonl or .parquet (for a text corpus: the private training documents)")
+    p.add_argument("--heldout", type=Path, default=None,
+                   help="text corpora: held-out real documents the generator never saw (distribution and utility "
+                        "metrics; memorisation is measured against --real)")
     p.add_argument("--synthetic", type=Path, required=True, help="the synthetic data: .csv, .jsonl or .parquet")
     p.add_argument("--spec", type=Path, required=True,
                    help="evaluation spec (YAML/TOML): its [evaluation] table, or a dpsynth run config "
@@ -34,6 +38,8 @@ def run(args) -> int:
     from ..config_files import read_config
 
     raw = read_config(args.spec)
+    if "text" in raw:
+        return _run_text(args, raw)
     spec = EvalSpec.from_dict(raw)
     if args.label:
         spec.label = args.label
@@ -50,6 +56,29 @@ def run(args) -> int:
     encoder = Encoder(args.encoder or spec.encoder, cache_dir=args.cache_dir)
     report = evaluate(real, synthetic, spec, grammar, encoder, card=load_card(args.synthetic),
                       sources=(str(args.real), str(args.synthetic)))
+    paths = report.save(args.out)
+    print(report.summary())
+    print(f"\nreport: {paths['json']} and {paths['html']}")
+    return 0
+
+
+def _run_text(args, raw) -> int:
+    """A text run config as --spec: score a synthetic corpus (MAUVE, k-NN P/R, FID, lengths, labels, TSTR per
+    label, memorisation) against held-out and private documents."""
+    from evaluation import Encoder, evaluate_text, load_table
+    from trainer.errors import ConfigError
+
+    if args.heldout is None:
+        raise ConfigError("a text corpus is scored against held-out real documents: give --heldout FILE")
+    if args.out.resolve() == args.synthetic.resolve().parent or (args.out / "dpsynth.json").exists():
+        raise ConfigError(f"{args.out} is an export folder: the report holds non-DP statistics of the real data, "
+                          "write it elsewhere (--out)")
+    text = raw["text"]
+    labels = [label["name"] for label in text.get("labels", [])]
+    report = evaluate_text(load_table(args.real), load_table(args.heldout), load_table(args.synthetic),
+                           text=text.get("text", "text"), labels=labels,
+                           encoder=Encoder(args.encoder, cache_dir=args.cache_dir),
+                           sources=(str(args.real), str(args.heldout), str(args.synthetic)))
     paths = report.save(args.out)
     print(report.summary())
     print(f"\nreport: {paths['json']} and {paths['html']}")

@@ -185,3 +185,13 @@ format = "jsonl"
     assert "free text, at most 24 tokens a document" in readme
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["chunks"]["documents"] == 60 and "chunks" not in card  # chunk counts are not DP: run folder only
+    # scored against held-out reviews; never written into the export folder
+    pd.read_csv(SHARED / "drugs_test.csv").head(40).to_csv(tmp_path / "heldout.csv", index=False)
+    args = ["evaluate", "--real", str(tmp_path / "reviews.csv"), "--synthetic", str(export / "synthetic.jsonl"),
+            "--spec", str(tmp_path / "run.toml")]
+    assert main(args + ["--out", str(export)]) == 2  # refused: the export folder
+    assert main(args + ["--out", str(tmp_path / "eval")]) == 2  # refused: no held-out set
+    assert main(args + ["--heldout", str(tmp_path / "heldout.csv"), "--out", str(tmp_path / "eval")]) == 0
+    scored = json.loads((tmp_path / "eval" / "report.json").read_text())
+    names = {m["name"] for m in scored["metrics"]}
+    assert {"mauve", "utility/rating/tstr_accuracy", "memorisation/8gram_overlap"} <= names
