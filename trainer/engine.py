@@ -218,16 +218,20 @@ class DPEngine:
             raise ConfigError(f"unit_ids has {len(unit_ids)} entries for the micro-batch's {plan.n_units} units")
         if all(p.grad is None for p in self._params.values()):
             self._units_seen.clear()  # gradients are empty: a new logical batch
-        seen_here: set = set()
-        repeated = [u for u in unit_ids if u in self._units_seen or u in seen_here or seen_here.add(u)]
-        if repeated:
-            raise PrivacyViolationError(
-                f"unit {repeated[0]!r} already contributed to this logical batch: a unit split over two micro-batches "
-                "(or given twice) would be clipped twice and move the sum by more than C. Put all of a unit's rows "
-                "in one micro-batch; call engine.new_logical_batch() (or zero the gradients with set_to_none=True) "
-                "when a new step begins"
-            )
-        self._units_seen.update(unit_ids)
+        here: set = set()
+        for unit in unit_ids:
+            if unit in self._units_seen or unit in here:
+                break
+            here.add(unit)
+        else:
+            self._units_seen.update(here)
+            return
+        raise PrivacyViolationError(
+            f"unit {unit!r} already contributed to this logical batch: a unit split over two micro-batches "
+            "(or given twice) would be clipped twice and move the sum by more than C. Put all of a unit's rows "
+            "in one micro-batch; call engine.new_logical_batch() (or zero the gradients with set_to_none=True) "
+            "when a new step begins"
+        )
 
     def _check_row_mixing_modules(self) -> None:
         """Frozen modules whose output for one row depends on other rows (BatchNorm on batch

@@ -103,6 +103,10 @@ class TextGenerator:
         """DP-train on the private documents; the unit is the document or the user (spec.privacy_unit)."""
         import dataclasses
 
+        if self.spec.max_chunks_per_unit > config.physical_batch_size:
+            raise ConfigError(f"text.max_chunks_per_unit = {self.spec.max_chunks_per_unit} chunks of a unit share one "
+                              f"micro-batch, but train.physical_batch_size is {config.physical_batch_size}: raise it "
+                              "or lower max_chunks_per_unit")
         rows, units, self.chunk_report = self.chunk(frame)
         unit_kind = "document" if self.spec.user_column is None else "user"
         if config.privacy_unit != unit_kind or config.max_examples_per_user != self.spec.max_chunks_per_unit:
