@@ -21,8 +21,14 @@ from .export import export, privacy_block
 from .loading import load_table, typed_frame
 from .records.generator import RecordGenerator
 from .records.serialize import frame_to_texts
-from .run import conditioning_distribution, domain_estimates, run_folder
 from .run_config import SynthConfig
+from .run_folder import (
+    conditioning_distribution,
+    domain_estimates,
+    generator_fingerprint,
+    resumable_sample,
+    run_folder,
+)
 from .validation import check_domain
 
 
@@ -110,8 +116,13 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
     from trainer.errors import DPSynthError
 
     g = config.generate
-    synthetic, stats = generator.sample(g.n, batch_size=g.batch_size, temperature=g.temperature, top_p=g.top_p,
-                                        seed=g.seed, progress=progress)
+
+    def sample(count: int, seed: int | None):
+        return generator.sample(count, batch_size=g.batch_size, temperature=g.temperature, top_p=g.top_p,
+                                seed=seed, progress=progress)
+
+    synthetic, stats = resumable_sample(config, sample, fingerprint=generator_fingerprint(config))
+    stats.requested = g.n
     rejected = stats.extra.get("unparseable_by_spec", 0)
     if len(synthetic) == 0:
         raise DPSynthError(f"none of the {g.n} requested records could be used (did not close within the token "

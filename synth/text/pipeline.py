@@ -1,7 +1,7 @@
 """train -> generate -> export for a corpus of documents: the library functions behind `dpsynth run`
 with a ``[text]`` config.
 
-The run folder is the records road's (``synth.run``): one runner at a time, checkpoints that
+The run folder is the records road's (``synth.run_folder``): one runner at a time, checkpoints that
 resume, the label histogram paid once and kept.  The export holds only synthetic documents
 and the card; statistics of the private corpus (chunk counts, copies of training documents)
 go to the run folder's reports, never to the export.
@@ -21,8 +21,8 @@ from trainer.errors import ConfigError, DPSynthError
 from trainer.io import atomic_write_text
 
 from ..export import export, privacy_block
-from ..run import conditioning_distribution, run_folder
 from ..run_config import SynthConfig
+from ..run_folder import conditioning_distribution, generator_fingerprint, resumable_sample, run_folder
 from ..validation import check_domain
 from .corpus import load_corpus
 from .generator import TextGenerator
@@ -73,8 +73,13 @@ def _train(config: SynthConfig, *, progress: bool) -> tuple[TextGenerator, pd.Da
 def generate_and_export(config: SynthConfig, generator: TextGenerator, private: pd.DataFrame | None, *,
                         progress: bool = True) -> dict:
     g, spec, run_dir = config.generate, config.text, Path(config.output.dir)
-    synthetic, stats = generator.sample(g.n, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
-                                        temperature=g.temperature, top_p=g.top_p, seed=g.seed, progress=progress)
+
+    def sample(count: int, seed: int | None):
+        return generator.sample(count, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
+                                temperature=g.temperature, top_p=g.top_p, seed=seed, progress=progress)
+
+    synthetic, stats = resumable_sample(config, sample, fingerprint=generator_fingerprint(config))
+    stats.requested = g.n
     if len(synthetic) == 0:
         raise DPSynthError(f"none of the {g.n} requested documents was generated: nothing was exported")
     ledger = generator.ledger

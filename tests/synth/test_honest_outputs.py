@@ -277,3 +277,32 @@ def test_generate_writes_a_card_that_matches_its_columns(tmp_path, capsys):
     card = json.loads((tmp_path / "run" / "export" / "dpsynth.json").read_text())
     frame = pd.read_json(tmp_path / "run" / "export" / "synthetic.jsonl", lines=True)
     assert card["spec"]["columns"] == list(frame.columns) == ["title", "rating", "kind"] and card["rows"] == len(frame)
+
+
+def test_an_interrupted_generation_resumes_with_the_next_part(tmp_path, monkeypatch, capsys):
+    from synth.records.generator import RecordGenerator
+
+    monkeypatch.setattr("synth.run_folder.GENERATION_PART", 4)
+    (tmp_path / "data.csv").write_text(ROWS)
+    raw = json.loads(json.dumps(BASE))
+    raw["generate"] = {"n": 10, "batch_size": 4, "seed": 5}
+    config = _write_config(tmp_path, raw)
+    real_sample, calls, interrupted = RecordGenerator.sample, [], []
+
+    def flaky(self, n, **kw):
+        calls.append(n)
+        if len(calls) == 2 and not interrupted:
+            interrupted.append(True)
+            raise KeyboardInterrupt  # Ctrl-C while the second part is being generated
+        return real_sample(self, n, **kw)
+
+    monkeypatch.setattr(RecordGenerator, "sample", flaky)
+    assert main(["run", config]) == 130
+    parts = sorted(p.name for p in (tmp_path / "run" / "generation").glob("part-*.parquet"))
+    assert parts == ["part-00000.parquet"] and not (tmp_path / "run" / "export").exists()
+    calls.clear()
+    assert main(["run", config]) == 0  # training resumes from its final checkpoint, generation from part 1
+    assert calls == [4, 2]
+    card = json.loads((tmp_path / "run" / "export" / "dpsynth.json").read_text())
+    frame = pd.read_json(tmp_path / "run" / "export" / "synthetic.jsonl", lines=True)
+    assert card["generation"]["requested"] == 10 and len(frame) == card["rows"] == card["generation"]["emitted"]

@@ -17,8 +17,8 @@ from trainer.io import atomic_write_text, folder_lock
 
 from .run_config import SynthConfig
 
-RUN_ARTEFACTS = ("checkpoints", "generator", "export", "private_report.json", "evaluation", "conditioning.json",
-                 "domains.json", "data_report.json")
+RUN_ARTEFACTS = ("checkpoints", "generator", "generation", "export", "private_report.json", "evaluation",
+                 "conditioning.json", "domains.json", "data_report.json")
 
 
 @contextlib.contextmanager
@@ -107,3 +107,58 @@ def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, units: l
     ledger.record("conditioning_histogram", noise_multiplier=sigma, sample_rate=1.0, steps=1,
                   columns=list(spec.conditioning))
     return dist
+
+
+# records / documents sampled per saved part of a resumable generation
+GENERATION_PART = 100
+
+
+def resumable_sample(config: SynthConfig, sample, *, fingerprint: dict) -> tuple[pd.DataFrame, object]:
+    """``config.generate.n`` synthetic rows from ``sample(count, seed) -> (frame, SampleStats)``, written
+    as they come in parts of GENERATION_PART to ``<run>/generation/``: an interrupted generation resumes
+    with the next missing part.  ``fingerprint`` (the generator's ledger and the sampling settings)
+    must match the saved parts', else they are from another generator and are started afresh.
+    With a seed, part i uses its own derived seed, so a resumed run gives the same rows."""
+    import dataclasses
+
+    from trainer.seeds import stream_seed
+
+    from .lm.decoding import SampleStats
+
+    g = config.generate
+    folder = Path(config.output.dir) / "generation"
+    manifest = folder / "manifest.json"
+    want = json.dumps({**fingerprint, "n": g.n, "part": GENERATION_PART}, sort_keys=True, default=str)
+    if manifest.is_file() and manifest.read_text() != want:
+        shutil.rmtree(folder)  # parts of another generator or other settings: not ours to resume
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(manifest, want)
+    frames, stats = [], None
+    for i, start in enumerate(range(0, g.n, GENERATION_PART)):
+        count = min(GENERATION_PART, g.n - start)
+        rows_path, stats_path = folder / f"part-{i:05d}.parquet", folder / f"part-{i:05d}.stats.json"
+        if rows_path.is_file() and stats_path.is_file():
+            part = pd.read_parquet(rows_path)  # Parquet keeps the spec's dtypes (Int64, string)
+            part_stats = SampleStats(**json.loads(stats_path.read_text()))
+        else:
+            part, part_stats = sample(count, None if g.seed is None else stream_seed(g.seed, f"generate:{i}"))
+            tmp = rows_path.with_name(f".{rows_path.name}.tmp-{os.getpid()}")
+            part.to_parquet(tmp, index=False)
+            os.replace(tmp, rows_path)
+            atomic_write_text(stats_path, json.dumps(dataclasses.asdict(part_stats)))  # after the rows: a pair
+        frames.append(part)
+        stats = part_stats if stats is None else stats.merge(part_stats)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), stats
+
+
+def generator_fingerprint(config: SynthConfig) -> dict:
+    """What identifies the saved generator and the sampling settings (for resumable_sample)."""
+    import dataclasses
+    import hashlib
+
+    saved = Path(config.output.dir) / "generator"
+    # contents, not times: a resumed run that re-saves the same trained weights keeps its parts
+    files = sorted((str(p.relative_to(saved)), hashlib.sha256(p.read_bytes()).hexdigest())
+                   for p in saved.rglob("*") if p.is_file()) if saved.is_dir() else []
+    settings = {k: v for k, v in dataclasses.asdict(config.generate).items() if k != "n"}
+    return {"generator_files": files, "generate": settings}
