@@ -150,7 +150,8 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         if "spec" in raw or built["data"].spec:
             raise ConfigError("give [spec] (records) or [text] (a corpus of documents), not both")
         text = TextSpec.from_dict(raw["text"])
-        spec = text.as_dataset_spec()
+        # with estimated label lists the conditioning spec is only known after the estimates (text pipeline)
+        spec = text.domain_spec() if text.estimated_labels else text.as_dataset_spec()
     elif "spec" in raw:
         spec = DatasetSpec.from_dict(raw["spec"])
     elif built["data"].spec:

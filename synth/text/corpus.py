@@ -29,7 +29,7 @@ def load_corpus(path: str | Path, spec: TextSpec) -> pd.DataFrame:
     if missing:
         raise DataError(f"{path}: column(s) {missing} named in the text spec are not in the data; the data has: "
                         f"{list(raw.columns)}")
-    frame = typed_frame(raw, spec.as_dataset_spec(), source=str(path))  # labels typed, missing values named by row
+    frame = typed_frame(raw, spec.domain_spec(), source=str(path))  # labels typed, missing values named by row
     empty = frame[spec.text].str.strip() == ""
     if empty.any():
         row = int(empty.idxmax())

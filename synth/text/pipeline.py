@@ -22,7 +22,13 @@ from trainer.io import atomic_write_text
 
 from ..export import export, privacy_block
 from ..run_config import SynthConfig
-from ..run_folder import conditioning_distribution, generator_fingerprint, resumable_sample, run_folder
+from ..run_folder import (
+    conditioning_distribution,
+    domain_estimates,
+    generator_fingerprint,
+    resumable_sample,
+    run_folder,
+)
 from ..validation import check_domain
 from .corpus import load_corpus
 from .generator import TextGenerator
@@ -30,7 +36,7 @@ from .generator import TextGenerator
 
 def _public_facts(config: SynthConfig) -> list[str]:
     spec = config.text
-    facts = [f for c in spec.labels for f in c.public_facts()]
+    facts = [f for c in spec.labels if not c.estimate for f in c.public_facts()]
     if spec.description:
         facts.append(f"prompt description: {spec.description!r}")
     if spec.label_weights is not None:
@@ -48,11 +54,20 @@ def _train(config: SynthConfig, *, progress: bool) -> tuple[TextGenerator, pd.Da
     spec, run_dir = config.text, Path(config.output.dir)
     frame = load_corpus(config.data.path, spec)
     n_read = len(frame)
-    frame, domain = check_domain(frame, config.spec, policy=config.data.invalid_rows, source=config.data.path)
     users = frame[spec.user_column].tolist() if spec.user_column else None
     n_units = len(set(users)) if users else len(frame)
     ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=config.train.accountant,
                            privacy_unit="user" if users else "document", declared_public=_public_facts(config))
+    estimated = set(spec.estimated_labels)
+    if estimated:  # undeclared label lists: measured with DP (paid, kept in the run folder), then fixed
+        from ..domains import apply_estimates
+
+        found = apply_estimates(spec.domain_spec(), domain_estimates(config, frame, users, ledger))
+        spec = spec.with_labels([found.column(n) for n in spec.label_names])
+        config = dataclasses.replace(config, text=spec, spec=spec.as_dataset_spec())
+    frame, domain = check_domain(frame, config.spec, policy=config.data.invalid_rows, estimated=estimated,
+                                 source=config.data.path)
+    users = frame[spec.user_column].tolist() if spec.user_column else None
     train_config = dataclasses.replace(config.train, progress=progress and config.train.progress, delta=ledger.delta)
     generator = TextGenerator(spec, config.model)
     if spec.labels:  # one row per document is one per unit; at user level one row per user (in the histogram)
@@ -88,6 +103,7 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
         "privacy": privacy_block(ledger, max_examples_per_user=spec.max_chunks_per_unit),
         "declared_public": ledger.declared_public,
         "paid_for": [e.stage for e in ledger.events],
+        "estimated_with_dp": [e.details["result"] for e in ledger.events if e.stage.startswith("domain:")],
         "model": generator.model_description,
         "spec": {"columns": list(synthetic.columns), "text": spec.text, "labels": spec.label_names,
                  "chunk_tokens": spec.chunk_tokens, "max_chunks_per_unit": spec.max_chunks_per_unit},

@@ -9,6 +9,7 @@ paid from the budget.  The records road's machinery for both is reused through
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,16 @@ class TextSpec:
             raise ConfigError(f"text.max_chunks_per_unit must be >= 1, got {self.max_chunks_per_unit}")
         if self.text in {c.name for c in self.labels}:
             raise ConfigError(f"the text column {self.text!r} cannot also be a label")
-        self.as_dataset_spec()  # label domains, weights: checked as conditioning columns are
+        for c in self.labels:
+            if c.estimate and c.type != "categorical":
+                raise ConfigError(f"label {c.name!r}: estimate = true measures a categorical label's list; declare "
+                                  "an integer label's min and max")
+        if self.label_weights is not None and self.estimated_labels:
+            raise ConfigError("label_weights declare a distribution over a declared list; an estimated list has "
+                              "none yet: drop label_weights (a DP histogram is used) or declare the categories")
+        self.domain_spec()
+        if not self.estimated_labels:
+            self.as_dataset_spec()  # label domains, weights: checked as conditioning columns are
 
     @property
     def label_names(self) -> list[str]:
@@ -59,13 +69,27 @@ class TextSpec:
     def user_column(self) -> str | None:
         return None if self.privacy_unit == "document" else self.privacy_unit
 
-    def as_dataset_spec(self) -> DatasetSpec:
-        """The labels and the text as a records spec (labels = conditioning columns): the domain checks,
-        DP estimates and conditioning distributions of the records road apply unchanged."""
+    @property
+    def estimated_labels(self) -> list[str]:
+        """Labels whose category list is measured with DP before training (estimate = true)."""
+        return [c.name for c in self.labels if c.estimate]
+
+    def domain_spec(self) -> DatasetSpec:
+        """The labels and the text as a records spec without conditioning: typing the corpus and the DP
+        estimates of undeclared label lists (the records road's, unchanged)."""
         text = ColumnSpec(name=self.text, type="text", max_chars=_UNBOUNDED)
-        return DatasetSpec(columns=[*self.labels, text], conditioning=self.label_names,
-                           conditioning_weights=self.label_weights, description=self.description,
+        return DatasetSpec(columns=[*self.labels, text], description=self.description,
                            estimate_noise=self.estimate_noise, privacy_unit=self.user_column or "example")
+
+    def as_dataset_spec(self) -> DatasetSpec:
+        """The same with the labels as conditioning columns (every label list declared or already
+        estimated): domain checks and the conditioning distribution of the records road apply."""
+        return dataclasses.replace(self.domain_spec(), conditioning=self.label_names,
+                                   conditioning_weights=self.label_weights)
+
+    def with_labels(self, labels: list[ColumnSpec]) -> "TextSpec":
+        """This spec with the given label columns (e.g. once their lists were estimated)."""
+        return dataclasses.replace(self, labels=list(labels))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TextSpec":

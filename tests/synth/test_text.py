@@ -195,3 +195,35 @@ format = "jsonl"
     scored = json.loads((tmp_path / "eval" / "report.json").read_text())
     names = {m["name"] for m in scored["metrics"]}
     assert {"mauve", "utility/rating/tstr_accuracy", "memorisation/8gram_overlap"} <= names
+
+
+@pytest.mark.skipif(not DRUGS.exists(), reason="shared data not present")
+def test_an_undeclared_label_list_is_estimated_with_dp_and_paid_for(tmp_path):
+    import json
+
+    from synth.run_config import build_config
+    from synth.text import pipeline
+
+    private = pd.read_csv(DRUGS).dropna(subset=["condition"])
+    private.to_csv(tmp_path / "reviews.csv", index=False)
+    config = build_config({
+        "data": {"path": str(tmp_path / "reviews.csv")},
+        "text": {"text": "review", "labels": [{"name": "condition", "type": "categorical", "estimate": True}],
+                 "chunk_tokens": 160, "max_chunks_per_unit": 2, "estimate_noise": 3.0},
+        "model": {"model": "scratch"},
+        "train": {"target_epsilon": 8.0, "steps": 1, "expected_batch_size": 8, "physical_batch_size": 4,
+                  "progress": False},
+        "generate": {"n": 6, "max_new_tokens": 16}, "output": {"dir": str(tmp_path / "run"), "format": "jsonl"}})
+    result = pipeline.run(config, progress=False)
+    card = result["card"]
+    stages = [s["stage"] for s in card["privacy"]["stages"]]
+    assert stages == ["domain:condition", "conditioning_histogram", "train"] and card["privacy"]["epsilon"] <= 8.0
+    assert card["privacy"]["stages"][0]["extra_delta"] > 0  # partition selection's δ
+    assert any(f.startswith("condition: category list estimated with DP") for f in card["estimated_with_dp"])
+    assert not any(f.startswith("condition") for f in card["declared_public"])
+    listed = json.loads((tmp_path / "run" / "domains.json").read_text())[0]["value"]
+    counts = private["condition"].value_counts()
+    assert "Birth Control" in listed and set(listed) <= set(counts[counts >= 3].index)
+    assert set(result["synthetic"]["condition"]) <= set(listed)
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["domain"]["rows_dropped"] == int((~private["condition"].isin(listed)).sum())  # counted
