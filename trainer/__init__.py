@@ -11,7 +11,7 @@ from .errors import (
     PrivacyViolationError,
     UnsupportedLayerError,
 )
-from .loop import DPTrainer, TrainResult
+from .loop import DPTrainer, TrainResult, train_model
 from .noise import privatize_gradients
 from .sampling import PoissonSampler
 
@@ -30,4 +30,5 @@ __all__ = [
     "calibrate_noise_multiplier",
     "privatize_gradients",
     "register_layer",
+    "train_model",
 ]

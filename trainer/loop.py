@@ -290,6 +290,16 @@ class DPTrainer:
         self.engine.detach()
 
 
+def train_model(model: nn.Module, examples: Sequence[Mapping], config: TrainConfig, **kwargs) -> TrainResult:
+    """Train (or resume) with DPTrainer and leave the model detached, exactly a plain model again.
+    ``kwargs`` go to DPTrainer (units, pad_token_id, output_dir, ledger, objective, stage)."""
+    trainer = DPTrainer(model, examples, config, **kwargs)
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()
+
+
 def _device(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainer import DPTrainer, PrivacyLedger, TrainConfig
+from trainer import PrivacyLedger, TrainConfig, train_model
 from trainer.io import atomic_directory
 
 from ..conditioning import ConditioningDistribution, plain_value
@@ -85,13 +85,9 @@ class RecordGenerator:
     def fit(self, frame: pd.DataFrame, config: TrainConfig, *, units=None, output_dir: str | Path | None = None,
             ledger: PrivacyLedger | None = None):
         """DP-train on the private ``frame``; checkpoints (and resume) in ``output_dir``."""
-        trainer = DPTrainer(self.model, self.examples(frame), config, units=units,
-                            pad_token_id=self.tokenizer.pad_token_id, output_dir=output_dir, ledger=ledger)
-        try:
-            result = trainer.train()
-        finally:
-            trainer.close()
-        self.ledger, self.train_config = trainer.ledger, config
+        result = train_model(self.model, self.examples(frame), config, units=units,
+                             pad_token_id=self.tokenizer.pad_token_id, output_dir=output_dir, ledger=ledger)
+        self.ledger, self.train_config = result.ledger, config
         return result
 
     # --------------------------------------------------------------- sample

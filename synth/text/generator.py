@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainer import DPTrainer, PrivacyLedger, TrainConfig
+from trainer import PrivacyLedger, TrainConfig, train_model
 from trainer.errors import ConfigError
 from trainer.io import atomic_directory
 
@@ -112,13 +112,9 @@ class TextGenerator:
         if config.privacy_unit != unit_kind or config.max_examples_per_user != self.spec.max_chunks_per_unit:
             config = dataclasses.replace(config, privacy_unit=unit_kind,
                                          max_examples_per_user=self.spec.max_chunks_per_unit)
-        trainer = DPTrainer(self.model, rows, config, units=units, pad_token_id=self.tokenizer.pad_token_id,
-                            output_dir=output_dir, ledger=ledger)
-        try:
-            result = trainer.train()
-        finally:
-            trainer.close()
-        self.ledger = trainer.ledger
+        result = train_model(self.model, rows, config, units=units, pad_token_id=self.tokenizer.pad_token_id,
+                             output_dir=output_dir, ledger=ledger)
+        self.ledger = result.ledger
         return result
 
     # --------------------------------------------------------------- sample
