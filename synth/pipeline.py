@@ -26,8 +26,11 @@ from .run_folder import (
     conditioning_distribution,
     domain_estimates,
     generator_fingerprint,
+    load_saved_generator,
+    refuse_existing_export,
     resumable_sample,
     run_folder,
+    saved_generator_path,
 )
 from .validation import check_domain
 
@@ -163,26 +166,15 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
 
 def generate(config: SynthConfig, *, progress: bool = True) -> dict:
     """Sample and export from the generator a previous ``train`` saved in the run folder."""
-    from trainer.errors import ConfigError
-
-    saved = Path(config.output.dir) / "generator"
-    if not saved.is_dir():
-        raise ConfigError(f"no trained generator in {saved}; run `dpsynth train` with this config first")
+    saved = saved_generator_path(config)
     with run_folder(config, fresh=False):
-        generator = RecordGenerator.from_pretrained(saved)
-        if generator.ledger is None:
-            raise ConfigError(f"{saved} has no privacy ledger: refusing to export data without a stated guarantee")
-        return generate_and_export(config, generator, None, progress=progress)
+        return generate_and_export(config, load_saved_generator(saved, RecordGenerator), None, progress=progress)
 
 
 def run(config: SynthConfig, *, progress: bool = True) -> dict:
     """Train, generate, export.  Checkpoints of an interrupted run are resumed; ``overwrite``
     starts afresh (it removes this run's own artefacts, nothing else in the folder)."""
-    run_dir = Path(config.output.dir)
-    if (run_dir / "export").exists() and not config.output.overwrite:
-        from trainer.errors import ConfigError
-
-        raise ConfigError(f"output folder {run_dir / 'export'} exists; pass --overwrite to replace it")
+    refuse_existing_export(config)
     with run_folder(config):
         generator, private = _train(config, progress=progress)
         result = generate_and_export(config, generator, private, progress=progress)

@@ -21,6 +21,35 @@ RUN_ARTEFACTS = ("checkpoints", "generator", "generation", "export", "private_re
                  "conditioning.json", "domains.json", "data_report.json")
 
 
+def refuse_existing_export(config: SynthConfig) -> None:
+    """`run` never replaces an export silently: it needs --overwrite."""
+    from trainer.errors import ConfigError
+
+    export = Path(config.output.dir) / "export"
+    if export.exists() and not config.output.overwrite:
+        raise ConfigError(f"output folder {export} exists; pass --overwrite to replace it")
+
+
+def saved_generator_path(config: SynthConfig) -> Path:
+    """Where a previous `train` saved the generator (checked before the run folder is locked or made)."""
+    from trainer.errors import ConfigError
+
+    saved = Path(config.output.dir) / "generator"
+    if not saved.is_dir():
+        raise ConfigError(f"no trained generator in {saved}; run `dpsynth train` with this config first")
+    return saved
+
+
+def load_saved_generator(saved: Path, generator_cls):
+    """The saved generator, refused without its privacy ledger."""
+    from trainer.errors import ConfigError
+
+    generator = generator_cls.from_pretrained(saved)
+    if generator.ledger is None:
+        raise ConfigError(f"{saved} has no privacy ledger: refusing to export data without a stated guarantee")
+    return generator
+
+
 @contextlib.contextmanager
 def run_folder(config: SynthConfig, *, fresh: bool = True):
     """Check the run folder can be written, hold its lock, and (``overwrite``, ``fresh``) clear this

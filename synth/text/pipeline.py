@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from trainer import PrivacyLedger
-from trainer.errors import ConfigError, DPSynthError
+from trainer.errors import DPSynthError
 from trainer.io import atomic_write_text
 
 from ..export import export, privacy_block
@@ -26,8 +26,11 @@ from ..run_folder import (
     conditioning_distribution,
     domain_estimates,
     generator_fingerprint,
+    load_saved_generator,
+    refuse_existing_export,
     resumable_sample,
     run_folder,
+    saved_generator_path,
 )
 from ..validation import check_domain
 from .corpus import load_corpus
@@ -130,20 +133,13 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
 
 
 def generate(config: SynthConfig, *, progress: bool = True) -> dict:
-    saved = Path(config.output.dir) / "generator"
-    if not saved.is_dir():
-        raise ConfigError(f"no trained generator in {saved}; run `dpsynth train` with this config first")
+    saved = saved_generator_path(config)
     with run_folder(config, fresh=False):
-        generator = TextGenerator.from_pretrained(saved)
-        if generator.ledger is None:
-            raise ConfigError(f"{saved} has no privacy ledger: refusing to export data without a stated guarantee")
-        return generate_and_export(config, generator, None, progress=progress)
+        return generate_and_export(config, load_saved_generator(saved, TextGenerator), None, progress=progress)
 
 
 def run(config: SynthConfig, *, progress: bool = True) -> dict:
-    run_dir = Path(config.output.dir)
-    if (run_dir / "export").exists() and not config.output.overwrite:
-        raise ConfigError(f"output folder {run_dir / 'export'} exists; pass --overwrite to replace it")
+    refuse_existing_export(config)
     with run_folder(config):
         generator, private = _train(config, progress=progress)
         return generate_and_export(config, generator, private, progress=progress)

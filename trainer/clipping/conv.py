@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UnsupportedLayerError
-from ._autocast import acc_dtype, compute_dtype
+from ._autocast import acc_dtype, prepare_inputs
 from .registry import register_layer
 
 DENSE_LIMIT = 32 * 1024 * 1024  # floats of per-row conv weight gradients held at once (128 MB in fp32)
@@ -37,13 +37,7 @@ DENSE_LIMIT = 32 * 1024 * 1024  # floats of per-row conv weight gradients held a
 class _Conv2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, call, stride, padding, dilation):
-        dt = compute_dtype(x)
-        ctx.param_dtype = weight.dtype
-        ctx.weight_trainable = weight.requires_grad
-        ctx.bias_trainable = bias is not None and bias.requires_grad
-        if dt is not None:
-            x, weight = x.to(dt), weight.to(dt)
-            bias = bias.to(dt) if bias is not None else None
+        x, weight, bias = prepare_inputs(ctx, x, weight, bias)
         with torch.autocast(x.device.type, enabled=False):
             out = F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation)
         ctx.save_for_backward(x, weight)

@@ -13,20 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._autocast import acc_dtype, compute_dtype
+from ._autocast import acc_dtype, prepare_inputs
 from .registry import register_layer
 
 
 class _LinearFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, call, transposed: bool):
-        dt = compute_dtype(x)
-        ctx.param_dtype = weight.dtype
-        ctx.weight_trainable = weight.requires_grad
-        ctx.bias_trainable = bias is not None and bias.requires_grad
-        if dt is not None:
-            x, weight = x.to(dt), weight.to(dt)
-            bias = bias.to(dt) if bias is not None else None
+        x, weight, bias = prepare_inputs(ctx, x, weight, bias)
         with torch.autocast(x.device.type, enabled=False):
             out = F.linear(x, weight.t() if transposed else weight, bias)
         ctx.save_for_backward(x, weight)
