@@ -61,6 +61,22 @@ class Encoder:
             return np.zeros((0, self.dimension), np.float32)
         return np.stack([self._memory[t] for t in texts])
 
+    def token_embeddings(self, texts: list[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per-token embeddings for conditioning (not normalised): ``(n, max_tokens, d)`` float32, zero
+        past each text's end, and its mask ``(n, max_tokens)`` bool.  Texts longer than ``max_tokens``
+        tokens (with [CLS] / [SEP]) are cut there."""
+        out = np.zeros((len(texts), max_tokens, self.dimension), np.float32)
+        mask = np.zeros((len(texts), max_tokens), bool)
+        todo = list(dict.fromkeys(texts))
+        if todo:
+            vecs = self._model.encode(todo, batch_size=self.batch_size, output_value="token_embeddings",
+                                      show_progress_bar=False)
+            found = {t: v[:max_tokens].float().cpu().numpy() for t, v in zip(todo, vecs, strict=True)}
+            for i, t in enumerate(texts):
+                v = found[t]
+                out[i, : len(v)], mask[i, : len(v)] = v, True
+        return out, mask
+
     @property
     def dimension(self) -> int:
         m = self._model

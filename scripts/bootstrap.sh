@@ -11,6 +11,19 @@ VENV="${DPSYNTH_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 cd "$ROOT"
 
+# The public emoji image fixture (evaluation/images/fixture.py) needs two Debian packages.
+EMOJI_FONT=/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+EMOJI_TEST=/usr/share/unicode/emoji/emoji-test.txt
+if [ ! -f "$EMOJI_FONT" ] || [ ! -f "$EMOJI_TEST" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "[bootstrap] installing fonts-noto-color-emoji and unicode-data (the emoji image fixture)"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-color-emoji unicode-data; } \
+            >/dev/null 2>&1 || echo "[bootstrap] apt-get failed: the image tests will be skipped (fail under CI)" >&2
+    else
+        echo "[bootstrap] the emoji fixture needs: sudo apt-get install fonts-noto-color-emoji unicode-data" >&2
+    fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
     if "$PY" -c "import torch" 2>/dev/null; then
         echo "[bootstrap] using the torch already installed for $PY"

@@ -94,13 +94,28 @@ class Diffusion:
     """ε-prediction MSE of a diffusers UNet, per image, averaged over ``multiplicity`` draws.
 
     Examples hold ``pixel_values`` (C, H, W) in [-1, 1], and optionally ``class_labels`` (int)
-    or ``encoder_hidden_states`` (L, D) (caption embeddings for a UNet2DConditionModel).
-    ``scheduler`` is a diffusers noise scheduler (default: DDPMScheduler with 1000 steps).
+    or ``encoder_hidden_states`` (L, D) with ``encoder_attention_mask`` (L,) (caption embeddings
+    for a UNet2DConditionModel).  ``scheduler`` is a diffusers noise scheduler (default:
+    DDPMScheduler with 1000 steps).
+
+    Classifier-free guidance training: with ``condition_dropout`` p, each row's condition is
+    replaced by ``null_condition`` (e.g. the empty caption's embeddings) with probability p,
+    drawn per row from the trainer's generator.  Rows stay rows of their unit, so the
+    sensitivity is unchanged.
     """
 
-    def __init__(self, scheduler=None, *, multiplicity: int = 1):
+    CONDITIONS = ("class_labels", "encoder_hidden_states", "encoder_attention_mask")
+
+    def __init__(self, scheduler=None, *, multiplicity: int = 1, condition_dropout: float = 0.0,
+                 null_condition: Mapping[str, Tensor] | None = None):
         if not isinstance(multiplicity, int) or multiplicity < 1:
             raise ValueError(f"multiplicity must be an integer >= 1, got {multiplicity!r}")
+        if not 0.0 <= condition_dropout < 1.0:
+            raise ValueError(f"condition_dropout must be in [0, 1), got {condition_dropout!r}")
+        if condition_dropout and not null_condition:
+            raise ValueError("condition_dropout needs null_condition: what a dropped condition becomes")
+        self.condition_dropout = condition_dropout
+        self.null_condition = {k: torch.as_tensor(v) for k, v in (null_condition or {}).items()}
         if scheduler is None:
             from diffusers import DDPMScheduler
 
@@ -130,6 +145,16 @@ class Diffusion:
         if "encoder_hidden_states" in picked[0]:
             inputs["encoder_hidden_states"] = torch.stack([torch.as_tensor(e["encoder_hidden_states"])
                                                            for e in picked]).float()
+        if "encoder_attention_mask" in picked[0]:
+            inputs["encoder_attention_mask"] = torch.stack([torch.as_tensor(e["encoder_attention_mask"])
+                                                            for e in picked]).bool()
+        if self.condition_dropout:
+            drop = torch.rand(real, generator=self._gen) < self.condition_dropout
+            drop = torch.cat([drop, torch.zeros(ghost_rows, dtype=torch.bool)])
+            for key, null in self.null_condition.items():
+                if key in inputs and drop.any():
+                    inputs[key] = inputs[key].clone()
+                    inputs[key][drop] = null.to(inputs[key].dtype)
         weight = torch.full((n,), 1.0 / k)
         if ghost_rows:
             weight[-ghost_rows:] = 0
@@ -138,7 +163,7 @@ class Diffusion:
                      n_items=sum(len(u) for u in units), extra={"noise": noise, "weight": weight})
 
     def row_losses(self, model, batch, device) -> Tensor:
-        kw = {k: v.to(device) for k, v in batch.inputs.items() if k in ("class_labels", "encoder_hidden_states")}
+        kw = {k: v.to(device) for k, v in batch.inputs.items() if k in self.CONDITIONS}
         out = model(batch.inputs["noisy"].to(device), batch.inputs["timestep"].to(device), **kw)
         pred = out.sample if hasattr(out, "sample") else out
         mse = F.mse_loss(pred.float(), batch.extra["noise"].to(device), reduction="none").flatten(1).mean(1)

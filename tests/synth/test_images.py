@@ -66,3 +66,65 @@ def test_class_conditional_dp_training_sampling_and_reload(tmp_path):
         gen.sample(2, steps=2)
     with pytest.raises(ConfigError, match="class 'green' is not among"):
         gen.examples(images[:1], ["green"])
+
+
+def _scenes(n, seed=0, size=16):
+    from evaluation.images.fixture import EmojiScenes
+    from tests.emoji import require_emoji_fixture
+
+    require_emoji_fixture()
+    scenes = EmojiScenes(image_size=size, objects=("dog", "cat", "sun", "fish"), max_objects=2).scenes(n, seed)
+    images = [torch.from_numpy(np.asarray(s.image, np.float32) / 127.5 - 1).permute(2, 0, 1).contiguous()
+              for s in scenes]
+    return images, [s.caption for s in scenes]
+
+
+def test_caption_conditional_training_guided_sampling_and_reload(tmp_path):
+    images, captions = _scenes(16)
+    torch.manual_seed(0)
+    gen = ImageGenerator(UNetChoice(model="tiny", image_size=16, captions=True, caption_tokens=12,
+                                    train_timesteps=100))
+    assert type(gen.unet).__name__ == "UNet2DConditionModel" and "all-MiniLM-L6-v2" in gen.description
+    cfg = TrainConfig(target_epsilon=8.0, delta=1e-3, expected_batch_size=8, physical_batch_size=4, steps=2,
+                      progress=False)
+    before = {n: p.detach().clone() for n, p in gen.unet.named_parameters()}
+    gen.fit(images, cfg, labels=captions, output_dir=tmp_path / "ckpt")
+    cross = [n for n in before if "attn2.to_k" in n]  # the cross-attention on captions trains
+    assert cross and all(not torch.equal(before[n], dict(gen.unet.named_parameters())[n]) for n in cross)
+    prompts = ["a dog on sand", "a cat at night"]
+    out = gen.sample(2, steps=4, captions=prompts, guidance_scale=3.0, seed=1)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+    unguided = gen.sample(2, steps=4, captions=prompts, guidance_scale=1.0, seed=1)
+    assert not torch.allclose(out, unguided)  # guidance changes the images
+    gen.save_pretrained(tmp_path / "gen")
+    again = ImageGenerator.from_pretrained(tmp_path / "gen")
+    assert torch.allclose(again.sample(2, steps=4, captions=prompts, seed=1), out, atol=1e-5)
+    assert again.description == gen.description
+    with pytest.raises(ConfigError, match="exactly when the model is caption-conditional"):
+        gen.sample(2, steps=2)
+    with pytest.raises(ConfigError, match="2 images asked for but 1"):
+        gen.sample(2, steps=2, captions=["a dog"])
+
+
+def test_lora_fine_tuning_of_a_pretrained_unet_changes_only_attention(tmp_path):
+    images, captions = _scenes(8, seed=1)
+    torch.manual_seed(0)
+    public = ImageGenerator(UNetChoice(model="tiny", image_size=16, captions=True, caption_tokens=12,
+                                       train_timesteps=100))
+    public.unet.save_pretrained(tmp_path / "public_unet")  # stands in for a UNet pretrained on public images
+    choice = UNetChoice(model=str(tmp_path / "public_unet"), image_size=16, captions=True, caption_tokens=12,
+                        train_timesteps=100, finetune="lora", lora_rank=4)
+    gen = ImageGenerator(choice)
+    before = {n: p.detach().clone() for n, p in gen.unet.named_parameters()}
+    cfg = TrainConfig(target_epsilon=8.0, delta=1e-3, expected_batch_size=8, physical_batch_size=8, steps=2,
+                      progress=False, learning_rate=1e-2)
+    gen.fit(images, cfg, labels=captions)
+    after = dict(gen.unet.named_parameters())
+    assert set(after) == set(before)  # merged: a plain UNet again
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    assert changed and all(n.rsplit(".", 2)[-2] in ("to_q", "to_k", "to_v") or ".to_out.0." in n for n in changed)
+    assert "LoRA r=4" in gen.description
+    with pytest.raises(ConfigError, match="lora needs a pretrained UNet folder"):
+        UNetChoice(model="tiny", finetune="lora")
+    with pytest.raises(ConfigError, match="set model.captions = true"):
+        ImageGenerator(UNetChoice(model=str(tmp_path / "public_unet"), image_size=16))

@@ -136,3 +136,25 @@ def test_an_ambiguous_micro_batch_runs_again_with_a_ghost_row(monkeypatch):
         model.zero_grad(set_to_none=True)
     del gen
     assert torch.allclose(sums[0], sums[1], rtol=1e-10, atol=1e-14)
+
+
+def test_condition_dropout_replaces_about_p_of_the_rows_and_never_a_ghost_row():
+    """Classifier-free guidance training: each row's caption is swapped for the null caption with
+    probability p (binomial share within 4 sd), the rest keep their own, ghost rows are untouched."""
+    null = {"encoder_hidden_states": torch.zeros(3, 4), "encoder_attention_mask": torch.tensor([True, False, False])}
+    obj = Diffusion(diffusers.DDPMScheduler(num_train_timesteps=10), multiplicity=2, condition_dropout=0.25,
+                    null_condition=null)
+    obj.setup(torch.Generator().manual_seed(0))
+    examples = [{"pixel_values": torch.zeros(3, 4, 4), "encoder_hidden_states": torch.full((3, 4), float(i + 1)),
+                 "encoder_attention_mask": torch.ones(3, dtype=torch.bool)} for i in range(500)]
+    batch = obj.collate(examples, [[i] for i in range(500)], user_level=False, ghost_rows=3)
+    hidden, mask = batch.inputs["encoder_hidden_states"], batch.inputs["encoder_attention_mask"]
+    dropped = (hidden == 0).all(dim=(1, 2))
+    n = 1000
+    assert abs(float(dropped[:n].float().mean()) - 0.25) < 4 * (0.25 * 0.75 / n) ** 0.5
+    assert torch.equal(mask[dropped], null["encoder_attention_mask"].expand(int(dropped.sum()), 3))
+    kept_ids = torch.arange(n)[~dropped[:n]] // 2  # each image's 2 rows carry that image's own caption
+    assert torch.equal(hidden[:n][~dropped[:n]][:, 0, 0], (kept_ids + 1).float())
+    assert not dropped[n:].any()
+    with pytest.raises(ValueError, match="needs null_condition"):
+        Diffusion(condition_dropout=0.1)
