@@ -6,7 +6,7 @@ import base64
 import html
 import io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,14 @@ MEANINGS = {
     "mauve": "MAUVE between held-out real and synthetic document embeddings (1 = indistinguishable)",
     "memorisation/longest_common_substring_chars": "mean over synthetic documents of the longest substring (characters) shared with any private document",
     "memorisation/heldout_longest_common_substring_chars": "the same for held-out real documents: what unseen text shares by chance",
+    "caption_consistency": "share of the objects a caption names that the public object net finds in the image made from it (1 = all)",
+    "caption_consistency_real": "the same for held-out real images and their own captions (what a perfect generator reaches)",
+    "utility/tstr_object_f1": "object classifier trained on synthetic images (labels: their captions' objects), tested on held-out real: micro F1",
+    "utility/trtr_object_f1": "the same classifier trained on as many real images (ceiling)",
+    "utility/floor_object_f1": "micro F1 of always naming the most common object (floor)",
+    "memorisation/nearest_pixel_distance_mean": "mean over synthetic images of the RMS pixel distance to the nearest private image",
+    "memorisation/heldout_nearest_pixel_distance_mean": "the same for held-out real images: how close an unseen image comes by chance",
+    "memorisation/near_copy_share": "share of synthetic images closer to a private image than the 1st percentile of held-out images' distances",
     "memorisation/8gram_overlap": "share of the synthetic documents' word 8-grams found in the private corpus",
     "memorisation/heldout_8gram_overlap": "the same for held-out real documents",
 }
@@ -51,6 +59,7 @@ class EvaluationReport:
     metrics: list[MetricRecord]
     distributions: dict[str, dict[str, Any]]
     info: dict[str, Any]
+    grids: dict[str, str] = field(default_factory=dict)  # title -> base64 PNG (HTML only: image samples)
 
     def value(self, name: str) -> float | None:
         return self.metric(name).value
@@ -167,6 +176,10 @@ def render_html(report: EvaluationReport) -> str:
         privacy = (f"<p>The synthetic data's card states <b>(ε = {e(str(p['epsilon']))}, δ = {e(str(p['delta']))})"
                    f"-DP</b> (unit: {e(str(p['privacy_unit']))}, accountant: {e(str(p['accountant']))}).</p>")
     warning = f"<p class=warn>{e(info['warning'])}</p>" if "warning" in info else ""
+    grids = "".join(f'<figure><img alt="{e(t)}" style="image-rendering:pixelated" src="data:image/png;base64,{png}">'
+                    f"<figcaption>{e(t)}</figcaption></figure>" for t, png in report.grids.items())
+    if grids:
+        grids = f"<h2>Samples</h2>{grids}"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>dpsynth evaluation</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
@@ -178,6 +191,6 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}}fig
 <h2>Metrics</h2>
 <table><tr><th>metric</th><th>value</th><th>better</th><th>n real / synthetic</th><th>what it measures</th></tr>
 {''.join(rows)}</table>
-<h2>Distributions</h2>{plots}
+{grids}<h2>Distributions</h2>{plots}
 </body></html>
 """
