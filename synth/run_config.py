@@ -20,6 +20,8 @@ from trainer import TrainConfig
 from trainer.config import check_field_types
 from trainer.errors import ConfigError, nearest_key_hint
 
+from .images.generator import UNetChoice
+from .images.spec import ImagesSpec
 from .lm import ModelChoice
 from .spec import DatasetSpec
 from .text.spec import TextSpec
@@ -95,16 +97,20 @@ class SynthConfig:
     output: OutputSection
     evaluation: dict[str, Any] | None = None  # an [evaluation] table: score the export after `dpsynth run`
     text: TextSpec | None = None  # a [text] table: a corpus of documents (then spec is its labels + text)
+    images: ImagesSpec | None = None  # an [images] table: an imagefolder (then model is a UNetChoice)
 
     @property
     def kind(self) -> str:
-        return "text" if self.text is not None else "records"
+        return "text" if self.text is not None else "images" if self.images is not None else "records"
 
 
 # the ε a run targets when the config gives neither target_epsilon nor noise_multiplier
 DEFAULT_TARGET_EPSILON = 8.0
 # (section, key) of every path a config holds: resolved against the config file's folder
-PATH_KEYS = (("data", "path"), ("data", "spec"), ("spec", "grammar"), ("output", "dir"), ("evaluation", "grammar"))
+PATH_KEYS = (("data", "path"), ("data", "spec"), ("spec", "grammar"), ("output", "dir"), ("evaluation", "grammar"),
+             ("images", "prompts"), ("images", "public_images"))
+# [model] of an images run: what the UNet is conditioned on comes from [images], not from here
+IMAGE_MODEL_DERIVED = ("classes", "captions")
 
 
 def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
@@ -131,13 +137,21 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value
-    valid = [*SECTIONS, "spec", "evaluation", "text"]
+    valid = [*SECTIONS, "spec", "evaluation", "text", "images"]
     for key in raw:
         if key not in valid:
             raise ConfigError(f"unknown config section {key!r}{nearest_key_hint(key, valid)}")
+    images = ImagesSpec.from_dict(raw["images"]) if "images" in raw else None
+    if images is not None and ({"spec", "text"} & set(raw)):
+        raise ConfigError("give [images] (an imagefolder), [text] (a corpus) or [spec] (records): one of them")
     built = {}
     for name, cls in SECTIONS.items():
         values = raw.get(name, {})
+        if name == "model" and images is not None:
+            cls = UNetChoice
+            if derived := [k for k in IMAGE_MODEL_DERIVED if k in values]:
+                raise ConfigError(f"model.{derived[0]}: set images.conditioning (and images.classes) instead")
+            values = {**values, "classes": images.classes, "captions": images.conditioning == "caption"}
         names = [f.name for f in fields(cls)]
         for key in values:
             if key not in names:
@@ -146,7 +160,11 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
             values = {**values, "target_epsilon": DEFAULT_TARGET_EPSILON}
         built[name] = cls(**values)
     text = None
-    if "text" in raw:
+    if images is not None:
+        if raw.get("data", {}).get("spec"):
+            raise ConfigError("data.spec describes records; an [images] run reads an imagefolder")
+        spec = images.as_dataset_spec()
+    elif "text" in raw:
         if "spec" in raw or built["data"].spec:
             raise ConfigError("give [spec] (records) or [text] (a corpus of documents), not both")
         text = TextSpec.from_dict(raw["text"])
@@ -165,17 +183,23 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         from evaluation import EvalSpec
 
         EvalSpec.from_dict({"spec": {"columns": spec.names}, "evaluation": evaluation})  # unknown keys fail now
-    if text is not None and evaluation is not None:
-        raise ConfigError("[evaluation] scores records; text runs are not scored by `dpsynth run` yet")
-    return SynthConfig(spec=spec, evaluation=evaluation, text=text, **built)
+    if (text is not None or images is not None) and evaluation is not None:
+        raise ConfigError("[evaluation] scores records; text and image runs are scored with `dpsynth evaluate`")
+    return SynthConfig(spec=spec, evaluation=evaluation, text=text, images=images, **built)
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    """``--section.field`` for every field of every section, with its help and default."""
-    for section, cls in SECTIONS.items():
+    """``--section.field`` for every field of every section, with its help and default (the [model]
+    group also has the image UNet's fields, and [images] its own)."""
+    image_model = [f for f in fields(UNetChoice) if f.name not in {g.name for g in fields(ModelChoice)}
+                   and f.name not in IMAGE_MODEL_DERIVED]
+    for section, cls in [*SECTIONS.items(), ("images", ImagesSpec)]:
         group = parser.add_argument_group(section)
-        hints = typing.get_type_hints(cls)
-        for f in fields(cls):
+        hints = {**typing.get_type_hints(cls), **(typing.get_type_hints(UNetChoice) if section == "model" else {})}
+        extra = image_model if section == "model" else []
+        for f in [*fields(cls), *extra]:
+            if _scalar_type(hints[f.name]) not in (str, int, float, bool):
+                continue  # lists and tables: in the config file only
             default = f.default if f.default is not dataclasses.MISSING else None
             if (section, f.name) == ("train", "target_epsilon"):
                 default = f"{DEFAULT_TARGET_EPSILON} unless noise_multiplier or non_private is given"

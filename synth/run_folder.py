@@ -17,7 +17,7 @@ from trainer.io import atomic_write_text, folder_lock
 
 from .run_config import SynthConfig
 
-RUN_ARTEFACTS = ("checkpoints", "generator", "generation", "export", "private_report.json", "evaluation",
+RUN_ARTEFACTS = ("checkpoints", "pretrain_checkpoints", "generator", "generation", "export", "private_report.json", "evaluation",
                  "conditioning.json", "domains.json", "data_report.json")
 
 
@@ -142,12 +142,15 @@ def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, units: l
 GENERATION_PART = 100
 
 
-def resumable_sample(config: SynthConfig, sample, *, fingerprint: dict) -> tuple[pd.DataFrame, object]:
+def resumable_sample(config: SynthConfig, sample, *, fingerprint: dict, with_start: bool = False
+                     ) -> tuple[pd.DataFrame, object]:
     """``config.generate.n`` synthetic rows from ``sample(count, seed) -> (frame, SampleStats)``, written
     as they come in parts of GENERATION_PART to ``<run>/generation/``: an interrupted generation resumes
     with the next missing part.  ``fingerprint`` (the generator's ledger and the sampling settings)
     must match the saved parts', else they are from another generator and are started afresh.
-    With a seed, part i uses its own derived seed, so a resumed run gives the same rows."""
+    With a seed, part i uses its own derived seed, so a resumed run gives the same rows.
+    ``with_start``: ``sample(count, seed, start)`` is also told the index of the part's first row
+    (e.g. to take prompts in order whatever parts were already made)."""
     import dataclasses
 
     from trainer.seeds import stream_seed
@@ -170,7 +173,8 @@ def resumable_sample(config: SynthConfig, sample, *, fingerprint: dict) -> tuple
             part = pd.read_parquet(rows_path)  # Parquet keeps the spec's dtypes (Int64, string)
             part_stats = SampleStats(**json.loads(stats_path.read_text()))
         else:
-            part, part_stats = sample(count, None if g.seed is None else stream_seed(g.seed, f"generate:{i}"))
+            seed = None if g.seed is None else stream_seed(g.seed, f"generate:{i}")
+            part, part_stats = sample(count, seed, start) if with_start else sample(count, seed)
             tmp = rows_path.with_name(f".{rows_path.name}.tmp-{os.getpid()}")
             part.to_parquet(tmp, index=False)
             os.replace(tmp, rows_path)

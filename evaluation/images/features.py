@@ -45,9 +45,11 @@ class SceneNet(nn.Module):
 
 
 def to_tensor(images) -> torch.Tensor:
-    """PIL images or (N, C, H, W) tensors in [-1, 1] -> float tensor in [-1, 1]."""
+    """PIL images, (C, H, W) tensors or an (N, C, H, W) tensor in [-1, 1] -> an (N, C, H, W) float tensor."""
     if isinstance(images, torch.Tensor):
         return images.float()
+    if len(images) and isinstance(images[0], torch.Tensor):
+        return torch.stack(list(images)).float()
     arr = np.stack([np.asarray(im.convert("RGB"), np.float32) for im in images]) / 127.5 - 1.0
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 

@@ -3,7 +3,10 @@
 records (default): DP LoRA fine-tuning of SmolLM2-135M-Instruct at ε=8 on 300 bundled
 Water reviews, 200 grammar-constrained synthetic records (``synth/data/demo.toml``).
 text: the same on 300 bundled drug reviews conditioned on their rating, 100 synthetic
-reviews (``synth/data/demo_text.toml``).  Both write the export with its card and print
+reviews (``synth/data/demo_text.toml``).
+images: a caption-conditional UNet, pretrained on public emoji scenes, DP fine-tuned at ε=10
+on 2,000 others standing in for private photos, 64 images from public prompts
+(``synth/data/demo_images.toml``; the scenes are drawn from seeds into the output folder).  Both write the export with its card and print
 where it is, the ε spent and a few rows; any config field can be overridden
 (``--train.steps 5``, ``--output.dir x``).
 """
@@ -13,14 +16,31 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+DEMOS = {"records": "demo.toml", "text": "demo_text.toml", "images": "demo_images.toml"}
+# the image demo's fixture: disjoint seeds for the stand-in private split, the public split, the prompts
+IMAGE_DEMO_SPLITS = {"private": (2000, 101), "public": (2000, 202), "prompts": (200, 303)}
+
+
+def write_image_demo_fixture(folder: Path, image_size: int) -> None:
+    """The emoji splits the image demo trains on (drawn once; kept for a rerun)."""
+    from evaluation.images.fixture import EmojiScenes, write_emoji_imagefolder
+
+    scenes = EmojiScenes(image_size=image_size)
+    for name in ("private", "public"):
+        n, seed = IMAGE_DEMO_SPLITS[name]
+        if not (folder / name / "metadata.jsonl").is_file():
+            write_emoji_imagefolder(folder / name, n, seed=seed, scenes=scenes, overwrite=True)
+    n, seed = IMAGE_DEMO_SPLITS["prompts"]
+    (folder / "prompts.txt").write_text("\n".join(s.caption for s in scenes.scenes(n, seed)) + "\n")
+
 
 def add_parser(sub) -> None:
     from ..run_config import add_flags
 
-    p = sub.add_parser("demo", help="DP-synthesise bundled data with SmolLM2 + LoRA at ε=8: records (Water "
-                                    "reviews, default) or text (drug reviews)")
-    p.add_argument("which", nargs="?", choices=["records", "text"], default="records",
-                   help="records (default) or text")
+    p = sub.add_parser("demo", help="DP-synthesise bundled data: records (Water reviews, default) or text (drug "
+                                    "reviews) with SmolLM2 + LoRA at ε=8, or images (emoji scenes, ε=10)")
+    p.add_argument("which", nargs="?", choices=list(DEMOS), default="records",
+                   help="records (default), text or images")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     add_flags(p)
 
@@ -30,12 +50,17 @@ def run(args) -> int:
     from ..run_config import build_config, overrides_from
     from .run import pipeline_for, report
 
-    config_path = Path(str(files("synth") / "data" / ("demo_text.toml" if args.which == "text" else "demo.toml")))
+    config_path = Path(str(files("synth") / "data" / DEMOS[args.which]))
     raw = read_config(config_path)
     overrides = overrides_from(args)
     overrides.setdefault("output.dir", raw["output"]["dir"])  # the demo writes below the current directory
     if args.overwrite:
         overrides["output.overwrite"] = True
+    if args.which == "images":  # the fixture lives in the output folder, not beside the bundled config
+        out = Path(overrides["output.dir"])
+        write_image_demo_fixture(out / "fixture", int(overrides.get("model.image_size", raw["model"]["image_size"])))
+        for section, key in (("data", "path"), ("images", "prompts"), ("images", "public_images")):
+            overrides.setdefault(f"{section}.{key}", str(out / raw[section][key]))
     config = build_config(raw, overrides, base_dir=config_path.parent)
     print(f"dpsynth demo {args.which}: {config.data.path} -> {config.output.dir}/export "
           f"(model {config.model.model} + {config.model.finetune}, target ε={config.train.target_epsilon})")

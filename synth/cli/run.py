@@ -25,9 +25,11 @@ def load(args):
 
 
 def pipeline_for(config):
-    """The library functions (train, generate, run) for the config's kind: records or text."""
+    """The library functions (train, generate, run) for the config's kind: records, text or images."""
     if config.kind == "text":
         from ..text import pipeline
+    elif config.kind == "images":
+        from ..images import pipeline
     else:
         from .. import pipeline
     return pipeline
@@ -42,6 +44,13 @@ def run(args) -> int:
 def report(result: dict) -> None:
     import pandas as pd
 
+    if "images" in result["report"]:
+        print(f"\nwrote {result['rows']} synthetic images to {result['export']}/ (imagefolder: images/, "
+              "metadata.jsonl; card: README.md, dpsynth.json)")
+        print(f"ε spent = {result['epsilon']:.3f} at δ = {result['delta']:.2e}")
+        if len(result["sample"].columns):
+            print(result["sample"].to_string(index=False))
+        return
     text = "truncated" in result["report"]
     print(f"\nwrote {result['rows']} synthetic {'documents' if text else 'records'} to {result['export']}/ "
           "(card: README.md, dpsynth.json)")

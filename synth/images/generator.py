@@ -126,6 +126,7 @@ class ImageGenerator:
         self.noise_scheduler = DDPMScheduler(num_train_timesteps=c.train_timesteps)
         self.sampler = DDIMScheduler.from_config(self.noise_scheduler.config)
         self.ledger: PrivacyLedger | None = None
+        self.conditioning = None  # class distribution at generation (ConditioningDistribution), if any
 
     def _check_model(self) -> None:
         c, cfg = self.choice, self.unet.config
@@ -295,6 +296,8 @@ class ImageGenerator:
             (tmp / "dpsynth_config.json").write_text(json.dumps(meta, indent=2))
             if self.ledger is not None:
                 self.ledger.save(tmp / "privacy_ledger.json")
+            if self.conditioning is not None:
+                (tmp / "conditioning.json").write_text(json.dumps(self.conditioning.to_dict(), indent=2))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "ImageGenerator":
@@ -310,4 +313,8 @@ class ImageGenerator:
         gen.trained_as = meta.get("description")
         if (directory / "privacy_ledger.json").exists():
             gen.ledger = PrivacyLedger.load(directory / "privacy_ledger.json")
+        if (directory / "conditioning.json").exists():
+            from ..conditioning import ConditioningDistribution
+
+            gen.conditioning = ConditioningDistribution.from_dict(json.loads((directory / "conditioning.json").read_text()))
         return gen

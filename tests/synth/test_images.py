@@ -32,8 +32,9 @@ def _folder(tmp_path, n=12):
 
 
 def test_imagefolder_classes_and_errors(tmp_path):
-    images, labels = load_image_folder(_folder(tmp_path), size=16)
-    assert len(images) == 24 and images[0].shape == (3, 16, 16) and labels.count("red") == 12
+    loaded = load_image_folder(_folder(tmp_path), size=16)
+    images, labels = loaded.images, loaded.classes
+    assert loaded.metadata is None and len(images) == 24 and images[0].shape == (3, 16, 16) and labels.count("red") == 12
     assert -1.0 <= float(torch.stack(images).min()) and float(torch.stack(images).max()) <= 1.0
     (tmp_path / "loose.png").write_bytes((tmp_path / "red" / "0.png").read_bytes())
     with pytest.raises(DPSynthError, match="some images sit in sub-folders"):
@@ -45,7 +46,8 @@ def test_imagefolder_classes_and_errors(tmp_path):
 
 
 def test_class_conditional_dp_training_sampling_and_reload(tmp_path):
-    images, labels = load_image_folder(_folder(tmp_path / "data"), size=16)
+    loaded = load_image_folder(_folder(tmp_path / "data"), size=16)
+    images, labels = loaded.images, loaded.classes
     torch.manual_seed(0)
     gen = ImageGenerator(UNetChoice(model="tiny", image_size=16, classes=["red", "blue"], multiplicity=2,
                                     train_timesteps=100))
