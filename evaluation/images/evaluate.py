@@ -102,7 +102,7 @@ def image_grid(images, columns: int = 8, scale: int = 2) -> str:
 
 def evaluate_images(synthetic, synthetic_captions: list[str], heldout, heldout_captions: list[str], *,
                     features: SceneFeatures | None = None, private=None, private_captions: list[str] | None = None,
-                    seed: int = 0, k: int = 3, utility: bool = True) -> EvaluationReport:
+                    seed: int = 0, k: int = 3, utility: bool = True, utility_steps: int = 400) -> EvaluationReport:
     """Images are PIL images or (N, C, H, W) tensors in [-1, 1]; captions: the prompt of each synthetic
     image, the real caption of each held-out / private image."""
     t0 = time.time()
@@ -113,7 +113,7 @@ def evaluate_images(synthetic, synthetic_captions: list[str], heldout, heldout_c
                caption_consistency(features, heldout, heldout_captions, "caption_consistency_real")]
     if utility:
         metrics += downstream_utility(features, synthetic, synthetic_captions, private, private_captions, heldout,
-                                      heldout_captions, seed=seed)
+                                      heldout_captions, seed=seed, steps=utility_steps)
     if private is not None:
         metrics += memorisation(synthetic, private, heldout)
     info = {"headline": f"{len(f_syn)} synthetic images vs {len(f_held)} held-out real"

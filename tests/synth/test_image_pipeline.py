@@ -138,3 +138,23 @@ def test_image_demo_runs_on_its_own_fixture(tmp_path, capsys):
     card = json.loads((out / "export" / "dpsynth.json").read_text())
     assert card["rows"] == 3 and card["privacy"]["privacy_unit"] == "image"
     assert "wrote 3 synthetic images" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_dpsynth_evaluate_scores_an_image_export(tmp_path, capsys):
+    require_emoji_fixture()
+    from evaluation.images.fixture import write_emoji_imagefolder
+
+    for name, seed in (("private", 1), ("heldout", 2), ("export", 3)):
+        write_emoji_imagefolder(tmp_path / name, 40, seed=seed)
+    (tmp_path / "run.toml").write_text('[data]\npath = "private"\n[images]\nconditioning = "caption"\n'
+                                       'prompts = "p.txt"\n[model]\nimage_size = 32\n')
+    args = ["evaluate", "--spec", str(tmp_path / "run.toml"), "--real", str(tmp_path / "private"), "--heldout",
+            str(tmp_path / "heldout"), "--synthetic", str(tmp_path / "export"), "--out", str(tmp_path / "report"),
+            "--cache-dir", str(tmp_path / "cache"), "--feature-net-images", "600", "--utility-steps", "20"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    names = {m["name"] for m in report["metrics"]}
+    assert {"fid", "caption_consistency", "utility/tstr_object_f1", "memorisation/near_copy_share"} <= names
+    assert "caption_consistency" in capsys.readouterr().out
+    assert main([*args[:9], "--out", str(tmp_path / "export")]) == 2  # never into the synthetic folder

@@ -130,3 +130,25 @@ def test_lora_fine_tuning_of_a_pretrained_unet_changes_only_attention(tmp_path):
         UNetChoice(model="tiny", finetune="lora")
     with pytest.raises(ConfigError, match="set model.captions = true"):
         ImageGenerator(UNetChoice(model=str(tmp_path / "public_unet"), image_size=16))
+
+
+def test_grayscale_control_scikit_learn_digits_class_conditional(tmp_path):
+    """The grayscale control: scikit-learn's bundled 8x8 digits (public), written as an imagefolder of
+    class folders, 1 channel at 16 px."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i in range(40):
+        folder = tmp_path / "digits" / str(digits.target[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8), "L").save(folder / f"{i}.png")
+    loaded = load_image_folder(tmp_path / "digits", size=16, channels=1)
+    assert loaded.images[0].shape == (1, 16, 16) and sorted(set(loaded.classes)) == [str(d) for d in range(10)]
+    gen = ImageGenerator(UNetChoice(model="tiny", image_size=16, channels=1, classes=[str(d) for d in range(10)],
+                                    train_timesteps=50))
+    cfg = TrainConfig(target_epsilon=8.0, delta=1e-3, expected_batch_size=8, physical_batch_size=8, steps=2,
+                      progress=False)
+    gen.fit(loaded.images, cfg, labels=loaded.classes)
+    out = gen.sample(3, steps=3, classes=["0", "7", "9"], seed=0)
+    assert out.shape == (3, 1, 16, 16) and torch.isfinite(out).all()
