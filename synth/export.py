@@ -116,7 +116,7 @@ def render_card(card: dict[str, Any]) -> str:
         f"The whole pipeline satisfies **({_fmt(p['epsilon'])}, {p['delta']:.3g})-differential privacy** "
         f"with respect to one **{p['privacy_unit']}** of the private data"
         + (f" (a {p['privacy_unit']} contributes at most {p['max_examples_per_user']} "
-           f"{'chunks' if p['privacy_unit'] == 'document' else 'rows'} per step, all clipped together)"
+           f"{'chunks' if p['privacy_unit'] == 'document' else card.get('items', 'rows')} per step, all clipped together)"
            if p.get("max_examples_per_user") else "")
         + f", composed over every stage that read private data (accountant: {p['accountant']}).",
         "",

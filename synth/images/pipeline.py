@@ -99,16 +99,28 @@ def _train(config: SynthConfig, *, progress: bool):
     spec, run_dir = config.images, Path(config.output.dir)
     folder, labels = _load(config, config.data.path)
     generator = ImageGenerator(config.model)
+    users = folder.field(spec.user_field, Path(config.data.path)) if spec.user_field else None
     n_public = _pretrain(config, generator, progress) if spec.pretrain_steps else None
-    ledger = PrivacyLedger(delta=config.train.resolve_delta(len(folder.images)), accountant=config.train.accountant,
-                           privacy_unit="image", declared_public=_public_facts(config, n_public))
+    n_units = len(set(users)) if users else len(folder.images)
+    ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=config.train.accountant,
+                           privacy_unit="user" if users else "image", declared_public=_public_facts(config, n_public))
     if spec.conditioning == "class":
         frame = pd.DataFrame({CLASS_COLUMN: labels})
-        generator.conditioning = conditioning_distribution(config, frame, None, ledger)
+        generator.conditioning = conditioning_distribution(config, frame, users, ledger)
     train_config = dataclasses.replace(config.train, progress=progress and config.train.progress, delta=ledger.delta)
-    generator.fit(folder.images, train_config, labels=labels, output_dir=run_dir / "checkpoints", ledger=ledger)
+    if users:  # all of a user's images are one unit, at most k of them per step
+        train_config = dataclasses.replace(train_config, privacy_unit="user",
+                                           max_examples_per_user=spec.max_images_per_user)
+    generator.fit(folder.images, train_config, labels=labels, units=users, output_dir=run_dir / "checkpoints",
+                  ledger=ledger)
     report = {"note": "NOT differentially private: statistics of the private images, do not publish",
-              "images_read": len(folder.images)}
+              "images_read": len(folder.images), "units": n_units}
+    if users:
+        from collections import Counter
+
+        per_user = Counter(users)
+        report["users_over_bound"] = sum(c > spec.max_images_per_user for c in per_user.values())
+        report["most_images_of_a_user"] = max(per_user.values())
     atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=2, sort_keys=True))
     generator.save_pretrained(run_dir / "generator")
     return generator, folder
@@ -154,7 +166,7 @@ def generate_and_export(config: SynthConfig, generator: ImageGenerator, *, progr
         raise DPSynthError(f"none of the {g.n} requested images was generated: nothing was exported")
     ledger = generator.ledger
     card = {
-        "privacy": privacy_block(ledger),
+        "privacy": privacy_block(ledger, max_examples_per_user=spec.max_images_per_user if spec.user_field else None),
         "declared_public": ledger.declared_public,
         "paid_for": [e.stage for e in ledger.events],
         "model": generator.description,

@@ -28,6 +28,8 @@ class ImagesSpec:
     class_weights: dict[str, float] | None = field(default=None, metadata={"help": "Declared public class distribution at generation; without it a DP histogram is paid for."})
     caption_column: str = field(default="text", metadata={"help": "Caption field of metadata.jsonl / metadata.csv (Hugging Face imagefolder: text)."})
     class_column: str = field(default="label", metadata={"help": "Class field of the metadata, when classes are not sub-folders."})
+    privacy_unit: str = field(default="image", metadata={"help": "image (default: one image is one unit), or a metadata field naming each image's user: all of a user's images are one unit."})
+    max_images_per_user: int = field(default=4, metadata={"help": "User level: images a sampled user contributes to one step at most (chosen at random each step)."})
     prompts: str | None = field(default=None, metadata={"help": "conditioning = caption: a PUBLIC text file, one caption per line, cycled through at generation."})
     public_images: str | None = field(default=None, metadata={"help": "An imagefolder of PUBLIC images: the UNet is pretrained on them without noise before DP training on the private ones (the card names it)."})
     pretrain_steps: int = field(default=0, metadata={"help": "Non-private pretraining steps on public_images (0: none)."})
@@ -53,6 +55,10 @@ class ImagesSpec:
         if self.pretrain_steps < 0 or (self.pretrain_steps > 0) != (self.public_images is not None):
             raise ConfigError("images.public_images and images.pretrain_steps > 0 go together (pretraining on "
                               "public images)")
+        if self.max_images_per_user < 1:
+            raise ConfigError(f"images.max_images_per_user must be >= 1, got {self.max_images_per_user}")
+        if self.privacy_unit in (self.caption_column, self.class_column) and self.privacy_unit != "image":
+            raise ConfigError(f"images.privacy_unit {self.privacy_unit!r} is also the caption or class field")
         if self.sampling_steps < 1:
             raise ConfigError(f"images.sampling_steps must be >= 1, got {self.sampling_steps}")
         if not self.guidance_scale >= 1.0:
@@ -66,6 +72,10 @@ class ImagesSpec:
             return DatasetSpec(columns=[image])
         return DatasetSpec(columns=[ColumnSpec(name=CLASS_COLUMN, type="categorical", categories=list(self.classes)),
                                     image], conditioning=[CLASS_COLUMN], conditioning_weights=self.class_weights)
+
+    @property
+    def user_field(self) -> str | None:
+        return None if self.privacy_unit == "image" else self.privacy_unit
 
     def read_prompts(self) -> list[str]:
         path = Path(self.prompts)

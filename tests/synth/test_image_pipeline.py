@@ -158,3 +158,24 @@ def test_dpsynth_evaluate_scores_an_image_export(tmp_path, capsys):
     assert {"fid", "caption_consistency", "utility/tstr_object_f1", "memorisation/near_copy_share"} <= names
     assert "caption_consistency" in capsys.readouterr().out
     assert main([*args[:9], "--out", str(tmp_path / "export")]) == 2  # never into the synthetic folder
+
+
+def test_user_level_images_clip_all_of_a_users_images_as_one_unit(tmp_path):
+    require_emoji_fixture()
+    _fixture(tmp_path / "private", 24, seed=1)
+    meta = tmp_path / "private" / "metadata.jsonl"
+    rows = [json.loads(line) for line in meta.read_text().splitlines()]
+    meta.write_text("".join(json.dumps({**r, "user": f"u{i % 8}"}) + "\n" for i, r in enumerate(rows)))
+    (tmp_path / "prompts.txt").write_text("a dog on sand\n")
+    config = CONFIG.replace('public_images = "public"\npretrain_steps = 2\n',
+                            'privacy_unit = "user"\nmax_images_per_user = 2\n')
+    config = config.replace("expected_batch_size = 8\nphysical_batch_size = 8", "expected_batch_size = 4\n"
+                            "physical_batch_size = 8")
+    (tmp_path / "run.toml").write_text(config)
+    assert main(["run", str(tmp_path / "run.toml")]) == 0
+    card = json.loads((tmp_path / "run" / "export" / "dpsynth.json").read_text())
+    assert card["privacy"]["privacy_unit"] == "user" and card["privacy"]["max_examples_per_user"] == 2
+    assert card["privacy"]["stages"][0]["sample_rate"] == 4 / 8  # q counts users, not images
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["units"] == 8 and report["users_over_bound"] == 8 and report["most_images_of_a_user"] == 3
+    assert "contributes at most 2 images per step" in (tmp_path / "run" / "export" / "README.md").read_text()
