@@ -27,9 +27,9 @@ from pathlib import Path
 
 import torch
 
+from evaluation.fixtures.emoji import EmojiScenes
 from evaluation.images.evaluate import evaluate_images
-from evaluation.images.features import SceneFeatures, to_tensor
-from evaluation.images.fixture import EmojiScenes
+from evaluation.scene_net import SceneFeatures, to_tensor
 from synth.images import ImageGenerator, UNetChoice
 from trainer import TrainConfig
 

@@ -151,6 +151,25 @@ def _plot(name: str, dist: dict[str, Any]) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def image_grid(images, columns: int = 8, scale: int = 2) -> str:
+    """A base64 PNG of the first ``columns``² images ((N, C, H, W) in [-1, 1]), nearest-neighbour enlarged."""
+    import numpy as np
+    from PIL import Image
+
+    x = images[: columns * columns]
+    arr = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    n, h, w, c = arr.shape
+    rows = -(-n // columns)
+    sheet = np.full((rows * h, columns * w, c), 255, np.uint8)
+    for i in range(n):
+        sheet[(i // columns) * h:(i // columns + 1) * h, (i % columns) * w:(i % columns + 1) * w] = arr[i]
+    im = Image.fromarray(sheet.squeeze(-1) if c == 1 else sheet).resize((columns * w * scale, rows * h * scale),
+                                                                        Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def render_html(report: EvaluationReport) -> str:
     e = html.escape
     info = report.info

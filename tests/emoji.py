@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from evaluation.images.fixture import INSTALL_HINT, fixture_available
+from evaluation.fixtures.emoji import INSTALL_HINT, fixture_available
 
 
 def require_emoji_fixture() -> None:

@@ -1,2 +1,3 @@
-"""Image evaluation: the public emoji fixture, a feature net trained on public renders only, and the
-image metrics (fixture-FID, precision / recall, caption consistency, downstream accuracy)."""
+"""Image metrics (fixture-FID, precision / recall, caption consistency, downstream accuracy,
+memorisation) with the public SceneNet (``evaluation.scene_net``) on the emoji fixture
+(``evaluation.fixtures.emoji``)."""

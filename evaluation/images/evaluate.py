@@ -10,8 +10,6 @@ distances to the private set, beside the same for held-out images.
 
 from __future__ import annotations
 
-import base64
-import io
 import time
 
 import numpy as np
@@ -19,18 +17,15 @@ import torch
 
 from ..metrics.base import MetricRecord
 from ..metrics.embedding import frechet_distance, knn_precision_recall
-from ..report import EvaluationReport
-from .features import SceneFeatures, fit_scene_net, multi_hot, objects_in_caption, to_tensor
+from ..report import EvaluationReport, image_grid
+from ..scene_net import SceneFeatures, fit_scene_net, multi_hot, objects_in_caption, to_tensor
 
 
 def caption_consistency(features: SceneFeatures, images, captions: list[str], name: str) -> MetricRecord:
-    objects = features.spec.objects
-    named = [objects_in_caption(c, objects) for c in captions]
-    if not any(named):
+    found, named = features.caption_objects_found(images, captions)
+    if not named:
         return MetricRecord(name, None, "higher", reason="no caption names an object the network knows")
-    probs = features.object_probabilities(images)
-    found = sum(int(probs[i, objects.index(o)] > 0.5) for i, names in enumerate(named) for o in names)
-    return MetricRecord(name, found / sum(len(n) for n in named), "higher", n_synthetic=len(captions))
+    return MetricRecord(name, found / named, "higher", n_synthetic=len(captions))
 
 
 def _micro_f1(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -82,24 +77,6 @@ def memorisation(synthetic, private, heldout) -> list[MetricRecord]:
             MetricRecord("memorisation/near_copy_share", float((d_syn < cut).mean()), "lower", len(priv), len(syn))]
 
 
-def image_grid(images, columns: int = 8, scale: int = 2) -> str:
-    """A base64 PNG of the first ``columns``² images, nearest-neighbour enlarged."""
-    from PIL import Image
-
-    x = to_tensor(images)[: columns * columns]
-    arr = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    n, h, w, c = arr.shape
-    rows = -(-n // columns)
-    sheet = np.full((rows * h, columns * w, c), 255, np.uint8)
-    for i in range(n):
-        sheet[(i // columns) * h:(i // columns + 1) * h, (i % columns) * w:(i % columns + 1) * w] = arr[i]
-    im = Image.fromarray(sheet.squeeze(-1) if c == 1 else sheet).resize((columns * w * scale, rows * h * scale),
-                                                                        Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def evaluate_images(synthetic, synthetic_captions: list[str], heldout, heldout_captions: list[str], *,
                     features: SceneFeatures | None = None, private=None, private_captions: list[str] | None = None,
                     seed: int = 0, k: int = 3, utility: bool = True, utility_steps: int = 400) -> EvaluationReport:
@@ -124,5 +101,5 @@ def evaluate_images(synthetic, synthetic_captions: list[str], heldout, heldout_c
             "seconds": round(time.time() - t0, 1),
             "not_private": "Memorisation figures compare with the private images: this report is not DP; do not "
                            "publish it." if private is not None else "Scores only: no private images were read."}
-    grids = {"held-out real images": image_grid(heldout), "synthetic images": image_grid(synthetic)}
+    grids = {"held-out real images": image_grid(to_tensor(heldout)), "synthetic images": image_grid(to_tensor(synthetic))}
     return EvaluationReport(metrics, {}, info, grids)

@@ -23,7 +23,7 @@ IMAGE_DEMO_SPLITS = {"private": (2000, 101), "public": (2000, 202), "prompts": (
 
 def write_image_demo_fixture(folder: Path, image_size: int) -> None:
     """The emoji splits the image demo trains on (drawn once; kept for a rerun)."""
-    from evaluation.images.fixture import EmojiScenes, write_emoji_imagefolder
+    from evaluation.fixtures.emoji import EmojiScenes, write_emoji_imagefolder
 
     scenes = EmojiScenes(image_size=image_size)
     for name in ("private", "public"):

@@ -97,7 +97,7 @@ def _run_images(args, raw) -> int:
     consistency, downstream object F1, memorisation) with the public emoji SceneNet.  Its features mean
     something for emoji-like scenes only (no other image network exists offline)."""
     from evaluation.images.evaluate import evaluate_images
-    from evaluation.images.features import FeatureNetSpec, SceneFeatures
+    from evaluation.scene_net import FeatureNetSpec, SceneFeatures
     from trainer.errors import ConfigError
 
     from ..images import load_image_folder

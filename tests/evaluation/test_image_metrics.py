@@ -13,14 +13,14 @@ from tests.emoji import require_emoji_fixture
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     require_emoji_fixture()
-    from evaluation.images.features import FeatureNetSpec, SceneFeatures
+    from evaluation.scene_net import FeatureNetSpec, SceneFeatures
 
     spec = FeatureNetSpec(n_train=3000, epochs=5, objects=("dog", "cat", "sun", "fish", "house", "rocket"))
     return SceneFeatures.trained_on_fixture(spec, cache_dir=tmp_path_factory.mktemp("cache"))
 
 
 def _split(net, n, seed):
-    from evaluation.images.fixture import EmojiScenes
+    from evaluation.fixtures.emoji import EmojiScenes
 
     scenes = EmojiScenes(objects=net.spec.objects).scenes(n, seed)
     return [s.image for s in scenes], [s.caption for s in scenes]
@@ -28,8 +28,8 @@ def _split(net, n, seed):
 
 def test_fixture_captions_name_their_objects_and_places():
     require_emoji_fixture()
-    from evaluation.images.features import objects_in_caption
-    from evaluation.images.fixture import EmojiScenes, caption_for, emoji_catalogue
+    from evaluation.fixtures.emoji import EmojiScenes, caption_for, emoji_catalogue
+    from evaluation.scene_net import objects_in_caption
 
     assert len(emoji_catalogue()) > 3000 and {"Animals & Nature", "Food & Drink"} <= {e.group for e in emoji_catalogue()}
     scenes = EmojiScenes().scenes(200, seed=5)

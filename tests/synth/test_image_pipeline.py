@@ -17,7 +17,7 @@ OBJECTS = ("dog", "cat", "sun", "fish")
 
 
 def _fixture(folder, n, seed):
-    from evaluation.images.fixture import EmojiScenes, write_emoji_imagefolder
+    from evaluation.fixtures.emoji import EmojiScenes, write_emoji_imagefolder
 
     return write_emoji_imagefolder(folder, n, seed=seed, scenes=EmojiScenes(image_size=16, objects=OBJECTS))
 
@@ -69,7 +69,7 @@ def test_caption_images_run_pretrains_on_public_images_and_exports_an_imagefolde
     readme = (export / "README.md").read_text()
     assert "5 synthetic images" in readme and "differential privacy" in readme
     assert (tmp_path / "run" / "pretrain_checkpoints").is_dir()
-    from evaluation.images.features import to_tensor  # the export is a loadable imagefolder
+    from evaluation.scene_net import to_tensor  # the export is a loadable imagefolder
     from synth.images import load_image_folder
 
     again = load_image_folder(export, size=16)
@@ -143,7 +143,7 @@ def test_image_demo_runs_on_its_own_fixture(tmp_path, capsys):
 @pytest.mark.slow
 def test_dpsynth_evaluate_scores_an_image_export(tmp_path, capsys):
     require_emoji_fixture()
-    from evaluation.images.fixture import write_emoji_imagefolder
+    from evaluation.fixtures.emoji import write_emoji_imagefolder
 
     for name, seed in (("private", 1), ("heldout", 2), ("export", 3)):
         write_emoji_imagefolder(tmp_path / name, 40, seed=seed)

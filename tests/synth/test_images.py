@@ -71,7 +71,7 @@ def test_class_conditional_dp_training_sampling_and_reload(tmp_path):
 
 
 def _scenes(n, seed=0, size=16):
-    from evaluation.images.fixture import EmojiScenes
+    from evaluation.fixtures.emoji import EmojiScenes
     from tests.emoji import require_emoji_fixture
 
     require_emoji_fixture()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .fixture import DEFAULT_OBJECTS, EmojiScenes
+from .fixtures.emoji import DEFAULT_OBJECTS, EmojiScenes
 
 
 class SceneNet(nn.Module):
@@ -146,3 +146,14 @@ class SceneFeatures:
 
     def object_probabilities(self, images) -> np.ndarray:
         return torch.sigmoid(self._run(images)[1]).numpy()
+
+    def caption_objects_found(self, images, captions: list[str]) -> tuple[int, int]:
+        """(objects found, objects named): of the objects each caption names, how many the network
+        finds in its image (probability > 0.5)."""
+        objects = self.spec.objects
+        named = [objects_in_caption(c, objects) for c in captions]
+        if not any(named):
+            return 0, 0
+        probs = self.object_probabilities(images)
+        found = sum(int(probs[i, objects.index(o)] > 0.5) for i, names in enumerate(named) for o in names)
+        return found, sum(len(n) for n in named)
