@@ -1,0 +1,144 @@
+"""Read an album folder: ``albums.jsonl`` (one album a line: ``album_id``, ``user_id``, optional
+``title`` and ``summary``, ``photos: [{file, caption?}]``) plus the image files; or the Hugging Face
+``imagefolder`` layout, a ``metadata.jsonl`` with one photo a line (``file_name``, ``album_id``,
+``user_id``, optional ``text`` caption, ``summary``).
+
+Every problem names the file, the line and the album, and says what to do: a missing or unreadable
+image, an album without photos, an id used twice, an album whose user is missing.  Nothing is
+dropped silently (bounds on albums per user and photos per album are applied by the trainer and
+counted, not here).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation.tables import DataError
+
+
+@dataclass
+class AlbumPhoto:
+    file: Path
+    image: torch.Tensor  # (C, H, W) in [-1, 1]
+    caption: str | None
+
+
+@dataclass
+class AlbumRecord:
+    album_id: str
+    user_id: str
+    photos: list[AlbumPhoto]
+    title: str | None = None
+    summary: str | None = None
+    extra: dict = field(default_factory=dict)  # other fields of the line (e.g. a fixture's theme)
+
+
+def _image(path: Path, where: str, size: int, channels: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise DataError(f"{where}: image {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BICUBIC)
+            arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"{where}: {path} is not a readable image ({err})") from None
+    return torch.from_numpy(arr if arr.ndim == 3 else arr[..., None]).permute(2, 0, 1).contiguous()
+
+
+def _text(value, where: str, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DataError(f"{where}: {name} must be a string, got {type(value).__name__}")
+    return value.strip() or None
+
+
+def _lines(path: Path):
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, line {i}: not JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}, line {i}: a line must be a JSON object")
+        yield f"{path}, line {i}", row
+
+
+def _ident(row: dict, key: str, where: str) -> str:
+    value = row.get(key)
+    if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
+        raise DataError(f"{where}: needs {key!r} (a string or an integer)")
+    return str(value)
+
+
+def _from_albums_jsonl(folder: Path, size: int, channels: int) -> list[AlbumRecord]:
+    albums, seen = [], {}
+    for where, row in _lines(folder / "albums.jsonl"):
+        album_id = _ident(row, "album_id", where)
+        if album_id in seen:
+            raise DataError(f"{where}: album_id {album_id!r} is also on {seen[album_id]}; ids must be unique")
+        seen[album_id] = where.rsplit(", ", 1)[1]
+        where = f"{where} (album {album_id!r})"
+        user_id = _ident(row, "user_id", where)
+        photos = row.get("photos")
+        if not isinstance(photos, list) or not photos:
+            raise DataError(f"{where}: an album needs a non-empty \"photos\" list of {{file, caption}}")
+        files = set()
+        loaded = []
+        for j, photo in enumerate(photos):
+            if not isinstance(photo, dict) or not isinstance(photo.get("file"), str):
+                raise DataError(f"{where}: photo {j} needs a \"file\" string")
+            if photo["file"] in files:
+                raise DataError(f"{where}: photo file {photo['file']} is listed twice")
+            files.add(photo["file"])
+            loaded.append(AlbumPhoto(folder / photo["file"], _image(folder / photo["file"], where, size, channels),
+                                     _text(photo.get("caption"), where, f"photo {j} caption")))
+        extra = {k: v for k, v in row.items() if k not in ("album_id", "user_id", "photos", "title", "summary")}
+        albums.append(AlbumRecord(album_id, user_id, loaded, _text(row.get("title"), where, "title"),
+                                  _text(row.get("summary"), where, "summary"), extra))
+    return albums
+
+
+def _from_imagefolder(folder: Path, size: int, channels: int) -> list[AlbumRecord]:
+    by_album: dict[str, AlbumRecord] = {}
+    files = set()
+    for where, row in _lines(folder / "metadata.jsonl"):
+        if not isinstance(row.get("file_name"), str):
+            raise DataError(f"{where}: needs a \"file_name\" string")
+        if row["file_name"] in files:
+            raise DataError(f"{where}: {row['file_name']} is listed twice")
+        files.add(row["file_name"])
+        album_id, user_id = _ident(row, "album_id", where), _ident(row, "user_id", where)
+        album = by_album.setdefault(album_id, AlbumRecord(album_id, user_id, [], summary=_text(
+            row.get("summary"), where, "summary")))
+        if album.user_id != user_id:
+            raise DataError(f"{where}: album {album_id!r} belongs to user {album.user_id!r} on an earlier line, "
+                            f"here to {user_id!r}")
+        album.photos.append(AlbumPhoto(folder / row["file_name"], _image(folder / row["file_name"], where, size,
+                                                                          channels), _text(row.get("text"), where, "text")))
+    return list(by_album.values())
+
+
+def load_album_folder(folder: str | Path, *, size: int, channels: int = 3) -> list[AlbumRecord]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"album folder {folder} does not exist or is not a folder")
+    if (folder / "albums.jsonl").is_file():
+        albums = _from_albums_jsonl(folder, size, channels)
+    elif (folder / "metadata.jsonl").is_file():
+        albums = _from_imagefolder(folder, size, channels)
+    else:
+        raise DataError(f"{folder}: no albums.jsonl (one album a line) or metadata.jsonl (imagefolder, one photo a "
+                        "line with album_id and user_id)")
+    if not albums:
+        raise DataError(f"{folder}: no albums")
+    return albums
