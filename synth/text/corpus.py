@@ -24,7 +24,8 @@ def load_corpus(path: str | Path, spec: TextSpec) -> pd.DataFrame:
     if path.is_dir():
         return _load_folder(path, spec)
     raw = load_table(path)
-    columns = [spec.text, *spec.label_names] + ([spec.user_column] if spec.user_column else [])
+    columns = [spec.text, *spec.label_names] + ([spec.user_column] if spec.user_column else []) + (
+        [spec.context] if spec.context else [])
     missing = [c for c in columns if c not in raw.columns]
     if missing:
         raise DataError(f"{path}: column(s) {missing} named in the text spec are not in the data; the data has: "
@@ -38,7 +39,7 @@ def load_corpus(path: str | Path, spec: TextSpec) -> pd.DataFrame:
 
 
 def _load_folder(folder: Path, spec: TextSpec) -> pd.DataFrame:
-    if spec.labels or spec.user_column:
+    if spec.labels or spec.user_column or spec.context:
         raise DataError(f"{folder}: a folder of files has no label or user columns; give a table (CSV, JSONL, "
                         "Parquet) with those columns, or drop labels / use privacy_unit = \"document\"")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)

@@ -61,10 +61,11 @@ class TextGenerator:
         self.chunk_report: ChunkReport | None = None
 
     # ---------------------------------------------------------------- prompt
-    def prompt_ids(self, labels: tuple = ()) -> list[int]:
-        """The public prompt of a document with these label values (no loss on it)."""
+    def prompt_ids(self, labels: tuple = (), context: str | None = None) -> list[int]:
+        """The prompt of a document with these label values and context (no loss on it)."""
         given = "; ".join(f"{n} = {plain_value(v)!r}" for n, v in zip(self.spec.label_names, labels, strict=True))
         task = (f"{self.spec.description}\n" if self.spec.description else "") + (
+            f"{self.spec.context_label}: {context}\n" if context is not None else "") + (
             f"Given {given}, write one document." if given else "Write one document.")
         return self.tokenizer.instruction_ids("You write documents.", task)
 
@@ -75,7 +76,8 @@ class TextGenerator:
         rows, units = [], []
         per_unit: dict = defaultdict(int)
         for i, record in enumerate(frame.to_dict("records")):
-            prompt = self.prompt_ids(tuple(record[n] for n in spec.label_names))
+            prompt = self.prompt_ids(tuple(record[n] for n in spec.label_names),
+                                     str(record[spec.context]) if spec.context else None)
             room = spec.chunk_tokens - len(prompt)
             if room <= spec.overlap_tokens:
                 raise ConfigError(f"the prompt takes {len(prompt)} of the {spec.chunk_tokens} tokens of a chunk: raise "
@@ -99,8 +101,9 @@ class TextGenerator:
 
     # ------------------------------------------------------------------ fit
     def fit(self, frame: pd.DataFrame, config: TrainConfig, *, output_dir: str | Path | None = None,
-            ledger: PrivacyLedger | None = None):
-        """DP-train on the private documents; the unit is the document or the user (spec.privacy_unit)."""
+            ledger: PrivacyLedger | None = None, stage: str = "train"):
+        """DP-train on the private documents; the unit is the document or the user (spec.privacy_unit).
+        ``stage`` names this training in the ledger (other stages in ``ledger`` are prior spend)."""
         import dataclasses
 
         if self.spec.max_chunks_per_unit > config.physical_batch_size:
@@ -113,38 +116,46 @@ class TextGenerator:
             config = dataclasses.replace(config, privacy_unit=unit_kind,
                                          max_examples_per_user=self.spec.max_chunks_per_unit)
         result = train_model(self.model, rows, config, units=units, pad_token_id=self.tokenizer.pad_token_id,
-                             output_dir=output_dir, ledger=ledger)
+                             output_dir=output_dir, ledger=ledger, stage=stage)
         self.ledger = result.ledger
         return result
 
     # --------------------------------------------------------------- sample
     def sample(self, n: int, *, batch_size: int = 16, max_new_tokens: int = 256, temperature: float = 1.0,
-               top_p: float = 1.0, seed: int | None = None, progress: bool = True) -> tuple[pd.DataFrame, SampleStats]:
+               top_p: float = 1.0, seed: int | None = None, progress: bool = True,
+               contexts: list[str] | None = None) -> tuple[pd.DataFrame, SampleStats]:
+        """``n`` documents; with a context column, ``contexts`` gives each document's context (documents
+        of one context are sampled together)."""
         if self.spec.labels and self.conditioning is None:
             raise ValueError("a label-conditioned generator needs its label distribution (conditioning)")
+        if (contexts is None) != (self.spec.context is None) or (contexts is not None and len(contexts) != n):
+            raise ConfigError(f"give one context per document exactly when text.context is set ({n} documents, "
+                              f"{'no' if contexts is None else len(contexts)} contexts)")
         draws = self.conditioning.sample(n, np.random.default_rng(seed)) if self.spec.labels else [()] * n
         groups: dict[tuple, int] = defaultdict(int)
-        for d in draws:
-            groups[d] += 1
+        for i, d in enumerate(draws):
+            groups[(d, contexts[i] if contexts is not None else None)] += 1
         merged = hasattr(self.model, "merge_adapter")
         if merged:
             self.model.merge_adapter()
         out, stats = [], None
         try:
-            for labels, count in groups.items():
-                texts, part = sample_texts(self.model, self.tokenizer, None, self.prompt_ids(labels), count,
+            for (labels, context), count in groups.items():
+                texts, part = sample_texts(self.model, self.tokenizer, None, self.prompt_ids(labels, context), count,
                                            batch_size=batch_size, max_record_tokens=max_new_tokens - 1,
                                            temperature=temperature, top_p=top_p, seed=seed, progress=progress,
                                            keep_unfinished=True)
                 stats = part if stats is None else stats.merge(part)
-                out += [{**dict(zip(self.spec.label_names, map(plain_value, labels), strict=True)),
+                ctx = {self.spec.context: context} if self.spec.context else {}
+                out += [{**dict(zip(self.spec.label_names, map(plain_value, labels), strict=True)), **ctx,
                          self.spec.text: t} for t in texts]
         finally:
             if merged:
                 self.model.unmerge_adapter()
         stats = stats or SampleStats()
         stats.requested, stats.emitted = n, len(out)
-        frame = pd.DataFrame(out, columns=[*self.spec.label_names, self.spec.text])
+        context_column = [self.spec.context] if self.spec.context else []
+        frame = pd.DataFrame(out, columns=[*self.spec.label_names, *context_column, self.spec.text])
         frame[self.spec.text] = frame[self.spec.text].astype("string")
         return frame, stats
 

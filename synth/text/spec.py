@@ -30,6 +30,8 @@ class TextSpec:
     label_weights: dict[str, float] | None = field(default=None, metadata={"help": "Declared public distribution of the one label (value -> weight); without it a DP histogram is paid for."})
     privacy_unit: str = field(default="document", metadata={"help": "document (default: all of a document's chunks are one unit), or the name of a user column."})
     description: str = field(default="", metadata={"help": "Public one-line description of a document, used in the prompt (never read from the data)."})
+    context: str | None = field(default=None, metadata={"help": "A column of free text each document is written given (in its prompt, no loss; e.g. an album's summary for its captions). Private like the document; at generation the caller gives one per document."})
+    context_label: str = field(default="context", metadata={"help": "What the prompt calls the context (e.g. 'album summary')."})
     chunk_tokens: int = field(default=256, metadata={"help": "Tokens per training row (prompt included): longer documents become several chunks of one unit."})
     overlap_tokens: int = field(default=32, metadata={"help": "Tokens of the previous chunk a continuation chunk sees as context (no loss on them)."})
     max_chunks_per_unit: int = field(default=4, metadata={"help": "k: chunks a sampled unit contributes to one step at most (chosen at random each step); a micro-batch must hold k rows."})
@@ -50,6 +52,8 @@ class TextSpec:
             raise ConfigError(f"text.max_chunks_per_unit must be >= 1, got {self.max_chunks_per_unit}")
         if self.text in {c.name for c in self.labels}:
             raise ConfigError(f"the text column {self.text!r} cannot also be a label")
+        if self.context is not None and self.context in {self.text, *self.label_names}:
+            raise ConfigError(f"the context column {self.context!r} cannot also be the text or a label")
         for c in self.labels:
             if c.estimate and c.type != "categorical":
                 raise ConfigError(f"label {c.name!r}: estimate = true measures a categorical label's list; declare "
@@ -78,7 +82,8 @@ class TextSpec:
         """The labels and the text as a records spec without conditioning: typing the corpus and the DP
         estimates of undeclared label lists (the records road's, unchanged)."""
         text = ColumnSpec(name=self.text, type="text", max_chars=_UNBOUNDED)
-        return DatasetSpec(columns=[*self.labels, text], description=self.description,
+        context = [ColumnSpec(name=self.context, type="text", max_chars=_UNBOUNDED)] if self.context else []
+        return DatasetSpec(columns=[*self.labels, *context, text], description=self.description,
                            estimate_noise=self.estimate_noise, privacy_unit=self.user_column or "example")
 
     def as_dataset_spec(self) -> DatasetSpec:

@@ -12,7 +12,7 @@ import torch
 from synth.lm import ModelChoice
 from synth.text import TextGenerator, TextSpec, load_corpus
 from trainer import DPEngine, PrivacyLedger, TrainConfig
-from trainer.errors import DPSynthError
+from trainer.errors import ConfigError, DPSynthError
 
 from .specs import SHARED
 
@@ -227,3 +227,30 @@ def test_an_undeclared_label_list_is_estimated_with_dp_and_paid_for(tmp_path):
     assert set(result["synthetic"]["condition"]) <= set(listed)
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["domain"]["rows_dropped"] == int((~private["condition"].isin(listed)).sum())  # counted
+
+
+def test_a_context_column_is_in_the_prompt_without_loss_and_given_per_document_at_generation():
+    """Captions written given their album's summary: the summary is prompt (loss 0), the caption is
+    scored; generation takes one context per document and keeps it beside the text."""
+    spec = TextSpec(text="caption", context="summary", context_label="album summary", privacy_unit="user",
+                    chunk_tokens=256, max_chunks_per_unit=2)
+    gen = _scratch(spec)
+    frame = pd.DataFrame({"caption": pd.array(["a dog on sand", "a crab by the sea", "a cow in a field"], dtype="string"),
+                          "summary": pd.array(["a beach album starring a dog"] * 2 + ["a farm album"], dtype="string"),
+                          "user": ["u1", "u1", "u2"]})
+    rows, units, _ = gen.chunk(frame)
+    assert units == ["u1", "u1", "u2"]
+    summary_ids = gen.tokenizer.encode("a beach album starring a dog")
+    ids, mask = rows[0]["input_ids"], rows[0]["loss_mask"]
+    at = next(i for i in range(len(ids)) if ids[i:i + len(summary_ids)] == summary_ids)  # the summary is in the prompt
+    assert not any(mask[at:at + len(summary_ids)])
+    assert sum(mask) == len(gen.tokenizer.encode("a dog on sand")) + 1  # the caption (+ EOS) is all that is scored
+    cfg = TrainConfig(target_epsilon=8.0, delta=1e-3, expected_batch_size=2, physical_batch_size=4, steps=1,
+                      progress=False)
+    gen.fit(frame, cfg, stage="caption_lm")
+    assert [e.stage for e in gen.ledger.events] == ["caption_lm"] and gen.ledger.privacy_unit == "user"
+    out, _ = gen.sample(3, contexts=["a farm album", "a beach album", "a farm album"], max_new_tokens=8, seed=0,
+                        progress=False)
+    assert list(out.columns) == ["summary", "caption"] and sorted(out["summary"]) == ["a beach album"] + ["a farm album"] * 2
+    with pytest.raises(ConfigError, match="one context per document"):
+        gen.sample(2, max_new_tokens=4, progress=False)
