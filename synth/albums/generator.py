@@ -1,0 +1,212 @@
+"""AlbumGenerator: hierarchical DP albums -- a summary LM, a caption LM that writes each photo's
+caption given its album's summary, a DP histogram of album lengths, and a caption-conditional
+image model -- all trained at user level into ONE privacy ledger.
+
+Privacy unit: the user.  Before training each user keeps at most ``max_albums_per_user`` albums
+and each album at most ``max_photos_per_album`` photos (chosen at random, the rest counted);
+then every row a user contributes to a stage (a summary per album; a caption per photo; an
+image per photo) is a row of one unit, clipped together, so one user moves each stage's update
+by at most C.  The stages are calibrated in turn so that the composed ε after stage i is
+target ε times the shares so far: the run meets target ε with each stage's share on the card.
+With ``images = public`` the image model is used as given (trained on public images only: no
+privacy cost); ``none`` gives text-only albums for cheap curation before images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trainer import PrivacyLedger, TrainConfig
+from trainer.errors import ConfigError
+from trainer.io import atomic_directory
+from trainer.seeds import numpy_rng
+
+from ..conditioning import ConditioningDistribution, dp_histogram
+from ..domains import one_row_per_unit
+from ..images import ImageGenerator, UNetChoice
+from ..lm import ModelChoice
+from ..text import TextGenerator, TextSpec
+from .folder import AlbumRecord
+from .spec import AlbumsSpec
+
+KIND = "dpsynth.AlbumGenerator"
+
+
+@dataclass
+class BoundReport:
+    users: int
+    albums_read: int
+    albums_kept: int
+    photos_read: int
+    photos_kept: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def bound_albums(albums: list[AlbumRecord], spec: AlbumsSpec, seed: int | None) -> tuple[list[AlbumRecord], BoundReport]:
+    """At most A albums per user and P photos per album, chosen at random (within each user's own data,
+    so the choice does not depend on other users), and what was left out."""
+    rng = numpy_rng(seed, "album_bounds")
+    by_user: dict[str, list[AlbumRecord]] = defaultdict(list)
+    for a in albums:
+        by_user[a.user_id].append(a)
+    kept = []
+    for user in by_user:
+        own = by_user[user]
+        for i in sorted(rng.permutation(len(own))[: spec.max_albums_per_user]):
+            a = own[int(i)]
+            if len(a.photos) > spec.max_photos_per_album:
+                pick = sorted(int(j) for j in rng.permutation(len(a.photos))[: spec.max_photos_per_album])
+                a = dataclasses.replace(a, photos=[a.photos[j] for j in pick])
+            kept.append(a)
+    report = BoundReport(len(by_user), len(albums), len(kept), sum(len(a.photos) for a in albums),
+                         sum(len(a.photos) for a in kept))
+    return kept, report
+
+
+def _missing_text(albums: list[AlbumRecord]) -> None:
+    for a in albums:
+        if not a.summary:
+            raise ConfigError(f"album {a.album_id!r} has no summary: give one per album (a captioning model by path "
+                              "is not supported yet)")
+        for p in a.photos:
+            if not p.caption:
+                raise ConfigError(f"album {a.album_id!r}: photo {p.file.name} has no caption")
+
+
+class AlbumGenerator:
+    def __init__(self, spec: AlbumsSpec | None = None, lm: ModelChoice | None = None, unet: UNetChoice | None = None,
+                 *, _parts=None):
+        self.spec = spec or AlbumsSpec()
+        self.lm_choice = lm or ModelChoice()
+        d = self.spec.description
+        if _parts is not None:
+            self.summary_lm, self.caption_lm, self.images = _parts
+        else:
+            self.summary_lm = TextGenerator(TextSpec(text="summary", privacy_unit="user", description=d,
+                                                     chunk_tokens=128, overlap_tokens=0,
+                                                     max_chunks_per_unit=self.spec.max_albums_per_user), self.lm_choice)
+            self.caption_lm = TextGenerator(TextSpec(
+                text="caption", context="summary", context_label="album summary", privacy_unit="user",
+                description=f"{d} Write the caption of one of its photos.", chunk_tokens=128, overlap_tokens=0,
+                max_chunks_per_unit=self.spec.max_albums_per_user * self.spec.max_photos_per_album), self.lm_choice)
+            self.images = None
+            if self.spec.images != "none":
+                unet = unet or UNetChoice(captions=True)
+                if not unet.captions:
+                    raise ConfigError("the album image model must be caption-conditional (model.captions = true)")
+                self.images = ImageGenerator(unet)
+        self.lengths: ConditioningDistribution | None = None
+        self.ledger: PrivacyLedger | None = None
+        self.bounds: BoundReport | None = None
+
+    def fit(self, albums: list[AlbumRecord], config: TrainConfig, *, output_dir: str | Path | None = None,
+            ledger: PrivacyLedger | None = None) -> PrivacyLedger:
+        """Train every stage at user level; ``config`` gives target ε (all stages together), batches, steps."""
+        spec = self.spec
+        if config.target_epsilon is None and not config.non_private:
+            raise ConfigError("album training splits one target_epsilon between its stages: give train.target_epsilon")
+        _missing_text(albums)
+        albums, self.bounds = bound_albums(albums, spec, config.seed)
+        users = [a.user_id for a in albums]
+        n_users = len(set(users))
+        ledger = ledger or PrivacyLedger(delta=config.resolve_delta(n_users), accountant=config.accountant,
+                                         privacy_unit="user")
+        out = Path(output_dir) if output_dir else None
+        # album lengths: one album per user counted, so a user moves one count (sensitivity 1)
+        frame = pd.DataFrame({"photos": [len(a.photos) for a in albums], "album": [a.album_id for a in albums]})
+        rows = one_row_per_unit(frame, users, numpy_rng(config.seed, "album_length_rows"))
+        self.lengths = dp_histogram(rows, spec.length_spec(), spec.length_noise, seed=config.seed)
+        ledger.record("album_length_histogram", noise_multiplier=spec.length_noise, sample_rate=1.0, steps=1)
+        shares, spent = spec.shares, 0.0
+
+        def stage_config(stage: str, k: int) -> TrainConfig:
+            nonlocal spent
+            spent += shares[stage]
+            target = None if config.non_private else config.target_epsilon * min(1.0, spent)
+            return dataclasses.replace(config, target_epsilon=target, delta=ledger.delta, privacy_unit="user",
+                                       max_examples_per_user=k)
+
+        summaries = pd.DataFrame({"summary": pd.array([a.summary for a in albums], dtype="string"), "user": users})
+        self.summary_lm.fit(summaries, stage_config("summary_lm", spec.max_albums_per_user), ledger=ledger,
+                            stage="summary_lm", output_dir=out / "summary_lm" if out else None)
+        captions = pd.DataFrame({"caption": pd.array([p.caption for a in albums for p in a.photos], dtype="string"),
+                                 "summary": pd.array([a.summary for a in albums for p in a.photos], dtype="string"),
+                                 "user": [a.user_id for a in albums for p in a.photos]})
+        k_photos = spec.max_albums_per_user * spec.max_photos_per_album
+        self.caption_lm.fit(captions, stage_config("caption_lm", k_photos), ledger=ledger, stage="caption_lm",
+                            output_dir=out / "caption_lm" if out else None)
+        if spec.images == "dp":
+            self.images.fit([p.image for a in albums for p in a.photos], stage_config("unet", k_photos),
+                            labels=list(captions["caption"]), units=list(captions["user"]), ledger=ledger,
+                            stage="unet", output_dir=out / "unet" if out else None)
+        self.ledger = self.images.ledger if spec.images == "dp" else self.caption_lm.ledger
+        return self.ledger
+
+    def sample(self, n: int, *, seed: int | None = None, max_new_tokens: int = 48, temperature: float = 1.0,
+               batch_size: int = 16, image_steps: int = 25, guidance_scale: float = 3.0,
+               progress: bool = False) -> list[dict]:
+        """``n`` albums: a summary, a length from the DP histogram, that many captions given the summary,
+        then (unless images = none) an image per caption."""
+        rng = np.random.default_rng(seed)
+        summaries, _ = self.summary_lm.sample(n, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                              temperature=temperature, seed=seed, progress=progress)
+        lengths = [int(c[0]) for c in self.lengths.sample(n, rng)]
+        contexts = [s for s, k in zip(summaries["summary"], lengths, strict=True) for _ in range(k)]
+        captions, _ = self.caption_lm.sample(len(contexts), contexts=contexts, batch_size=batch_size,
+                                             max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                                             progress=progress)
+        by_summary: dict[str, list[str]] = defaultdict(list)
+        for s, c in zip(captions["summary"], captions["caption"], strict=True):
+            by_summary[s].append(c)
+        albums = []
+        for i, (s, k) in enumerate(zip(summaries["summary"], lengths, strict=True)):
+            albums.append({"album_id": f"album{i:05d}", "summary": str(s), "captions": [by_summary[s].pop(0)
+                                                                                   for _ in range(k)]})
+        if self.images is not None:
+            flat = [c for a in albums for c in a["captions"]]
+            pictures = self.images.sample(len(flat), steps=image_steps, captions=flat, guidance_scale=guidance_scale,
+                                          seed=seed, batch_size=64, progress=progress)
+            it = iter(pictures)
+            for a in albums:
+                a["images"] = [next(it) for _ in a["captions"]]
+        return albums
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        with atomic_directory(directory) as tmp:
+            self.summary_lm.save_pretrained(tmp / "summary_lm")
+            self.caption_lm.save_pretrained(tmp / "caption_lm")
+            if self.images is not None:
+                self.images.save_pretrained(tmp / "image_model")
+            meta = {"kind": KIND, "spec": dataclasses.asdict(self.spec),
+                    "bounds": self.bounds.to_dict() if self.bounds else None}
+            (tmp / "dpsynth_config.json").write_text(json.dumps(meta, indent=2))
+            if self.lengths is not None:
+                (tmp / "album_lengths.json").write_text(json.dumps(self.lengths.to_dict(), indent=2))
+            if self.ledger is not None:
+                self.ledger.save(tmp / "privacy_ledger.json")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "AlbumGenerator":
+        directory = Path(directory)
+        meta_path = directory / "dpsynth_config.json"
+        if not meta_path.is_file() or json.loads(meta_path.read_text()).get("kind") != KIND:
+            raise FileNotFoundError(f"{directory} is not a saved dpsynth album generator")
+        meta = json.loads(meta_path.read_text())
+        images = ImageGenerator.from_pretrained(directory / "image_model") if (directory / "image_model").is_dir() else None
+        gen = cls(AlbumsSpec(**meta["spec"]), _parts=(TextGenerator.from_pretrained(directory / "summary_lm"),
+                                                      TextGenerator.from_pretrained(directory / "caption_lm"), images))
+        gen.lengths = ConditioningDistribution.from_dict(json.loads((directory / "album_lengths.json").read_text()))
+        if (directory / "privacy_ledger.json").exists():
+            gen.ledger = PrivacyLedger.load(directory / "privacy_ledger.json")
+        if meta.get("bounds"):
+            gen.bounds = BoundReport(**meta["bounds"])
+        return gen

@@ -1,0 +1,63 @@
+"""Hierarchical albums: bounds per level, four DP stages at user level composed in one ledger that
+meets the target, summary-first sampling, save / reload."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.emoji import require_emoji_fixture
+from trainer import TrainConfig
+from trainer.errors import ConfigError
+
+pytest.importorskip("diffusers")
+
+
+def _albums(tmp_path, n=10, seed=4):
+    require_emoji_fixture()
+    from evaluation.fixtures.albums import EmojiAlbums, write_album_folder
+    from synth.albums import load_album_folder
+
+    folder = write_album_folder(tmp_path / "albums", EmojiAlbums(image_size=16).albums(n, seed=seed, users=6))
+    return load_album_folder(folder, size=16)
+
+
+def test_bounds_per_level_are_applied_within_each_user_and_counted(tmp_path):
+    from synth.albums import AlbumsSpec, bound_albums
+
+    albums = _albums(tmp_path)
+    kept, report = bound_albums(albums, AlbumsSpec(max_albums_per_user=1, max_photos_per_album=3), seed=0)
+    assert report.users == 6 and report.albums_read == 10 and report.albums_kept == 6 == len(kept)
+    assert len({a.user_id for a in kept}) == 6 and all(len(a.photos) <= 3 for a in kept)
+    assert report.photos_kept == sum(len(a.photos) for a in kept) < report.photos_read
+    with pytest.raises(ConfigError, match="leaves nothing for the DP image stage"):
+        AlbumsSpec(summary_share=0.5, caption_share=0.5)
+
+
+def test_album_stages_compose_in_one_ledger_that_meets_the_target(tmp_path):
+    from synth.albums import AlbumGenerator, AlbumsSpec
+    from synth.images import UNetChoice
+    from synth.lm import ModelChoice
+
+    albums = _albums(tmp_path)
+    torch.manual_seed(0)
+    spec = AlbumsSpec(max_albums_per_user=1, max_photos_per_album=4)
+    gen = AlbumGenerator(spec, ModelChoice(model="scratch"),
+                         UNetChoice(model="tiny", image_size=16, captions=True, caption_tokens=12, train_timesteps=50))
+    cfg = TrainConfig(target_epsilon=8.0, delta=1e-3, expected_batch_size=3, physical_batch_size=8, steps=2,
+                      progress=False)
+    ledger = gen.fit(albums, cfg)
+    assert [e.stage for e in ledger.events] == ["album_length_histogram", "summary_lm", "caption_lm", "unet"]
+    assert ledger.privacy_unit == "user" and all(e.sample_rate == 3 / 6 for e in ledger.events[1:])
+    assert 7.5 < ledger.epsilon() <= 8.0
+    from trainer.accounting import epsilon
+
+    after_summary = epsilon(ledger.history[:2], delta=ledger.accountant_delta, accountant=ledger.accountant)
+    assert after_summary <= 8.0 * spec.summary_share + 1e-6  # each stage within its cumulative share
+    out = gen.sample(2, seed=1, max_new_tokens=8, image_steps=2)
+    assert len(out) == 2 and all(1 <= len(a["captions"]) <= 4 == spec.max_photos_per_album for a in out)
+    assert all(len(a["images"]) == len(a["captions"]) and a["images"][0].shape == (3, 16, 16) for a in out)
+    gen.save_pretrained(tmp_path / "gen")
+    again = AlbumGenerator.from_pretrained(tmp_path / "gen")
+    assert again.ledger.to_dict() == ledger.to_dict() and again.lengths.to_dict() == gen.lengths.to_dict()
+    assert again.bounds == gen.bounds
