@@ -20,6 +20,7 @@ from trainer import TrainConfig
 from trainer.config import check_field_types
 from trainer.errors import ConfigError, nearest_key_hint
 
+from .albums.spec import AlbumsSpec
 from .images.generator import UNetChoice
 from .images.spec import ImagesSpec
 from .lm import ModelChoice
@@ -98,17 +99,22 @@ class SynthConfig:
     evaluation: dict[str, Any] | None = None  # an [evaluation] table: score the export after `dpsynth run`
     text: TextSpec | None = None  # a [text] table: a corpus of documents (then spec is its labels + text)
     images: ImagesSpec | None = None  # an [images] table: an imagefolder (then model is a UNetChoice)
+    albums: AlbumsSpec | None = None  # an [albums] table: an album folder (model: the LMs, image_model: the UNet)
+    image_model: UNetChoice | None = None
 
     @property
     def kind(self) -> str:
-        return "text" if self.text is not None else "images" if self.images is not None else "records"
+        for kind in ("text", "images", "albums"):
+            if getattr(self, kind) is not None:
+                return kind
+        return "records"
 
 
 # the ε a run targets when the config gives neither target_epsilon nor noise_multiplier
 DEFAULT_TARGET_EPSILON = 8.0
 # (section, key) of every path a config holds: resolved against the config file's folder
 PATH_KEYS = (("data", "path"), ("data", "spec"), ("spec", "grammar"), ("output", "dir"), ("evaluation", "grammar"),
-             ("images", "prompts"), ("images", "public_images"))
+             ("images", "prompts"), ("images", "public_images"), ("albums", "public_images"))
 # [model] of an images run: what the UNet is conditioned on comes from [images], not from here
 IMAGE_MODEL_DERIVED = ("classes", "captions")
 
@@ -121,9 +127,10 @@ def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             out[section][key] = str(base_dir / value)
-    model = out.get("model", {}).get("model") if isinstance(out.get("model"), dict) else None
-    if isinstance(model, str) and not Path(model).is_absolute() and (base_dir / model).is_dir():
-        out["model"]["model"] = str(base_dir / model)  # a local model folder (not smollm2, scratch or a hub id)
+    for section in ("model", "image_model"):
+        model = out.get(section, {}).get("model") if isinstance(out.get(section), dict) else None
+        if isinstance(model, str) and not Path(model).is_absolute() and (base_dir / model).is_dir():
+            out[section]["model"] = str(base_dir / model)  # a local model folder (not a preset, scratch or a hub id)
     return out
 
 
@@ -137,13 +144,26 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         raw.setdefault(section, {})[key] = value
-    valid = [*SECTIONS, "spec", "evaluation", "text", "images"]
+    valid = [*SECTIONS, "spec", "evaluation", "text", "images", "albums", "image_model"]
     for key in raw:
         if key not in valid:
             raise ConfigError(f"unknown config section {key!r}{nearest_key_hint(key, valid)}")
     images = ImagesSpec.from_dict(raw["images"]) if "images" in raw else None
-    if images is not None and ({"spec", "text"} & set(raw)):
-        raise ConfigError("give [images] (an imagefolder), [text] (a corpus) or [spec] (records): one of them")
+    albums = AlbumsSpec.from_dict(raw["albums"]) if "albums" in raw else None
+    if sum(k in raw for k in ("spec", "text", "images", "albums")) > 1:
+        raise ConfigError("give one of [spec] (records), [text] (a corpus), [images] (an imagefolder) or [albums] "
+                          "(an album folder)")
+    image_model = None
+    if "image_model" in raw and albums is None:
+        raise ConfigError("[image_model] belongs to an [albums] run (an [images] run's UNet is [model])")
+    if albums is not None:
+        values = raw.get("image_model", {})
+        if derived := [k for k in IMAGE_MODEL_DERIVED if k in values]:
+            raise ConfigError(f"image_model.{derived[0]}: album photos are always caption-conditional")
+        unknown = [k for k in values if k not in {f.name for f in fields(UNetChoice)}]
+        if unknown:
+            raise ConfigError(f"unknown key image_model.{unknown[0]}{nearest_key_hint(unknown[0], [f.name for f in fields(UNetChoice)])}")
+        image_model = UNetChoice(**{**values, "captions": True})
     built = {}
     for name, cls in SECTIONS.items():
         values = raw.get(name, {})
@@ -160,7 +180,9 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
             values = {**values, "target_epsilon": DEFAULT_TARGET_EPSILON}
         built[name] = cls(**values)
     text = None
-    if images is not None:
+    if albums is not None:
+        spec = albums.length_spec()
+    elif images is not None:
         if raw.get("data", {}).get("spec"):
             raise ConfigError("data.spec describes records; an [images] run reads an imagefolder")
         spec = images.as_dataset_spec()
@@ -183,9 +205,10 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         from evaluation import EvalSpec
 
         EvalSpec.from_dict({"spec": {"columns": spec.names}, "evaluation": evaluation})  # unknown keys fail now
-    if (text is not None or images is not None) and evaluation is not None:
+    if (text is not None or images is not None or albums is not None) and evaluation is not None:
         raise ConfigError("[evaluation] scores records; text and image runs are scored with `dpsynth evaluate`")
-    return SynthConfig(spec=spec, evaluation=evaluation, text=text, images=images, **built)
+    return SynthConfig(spec=spec, evaluation=evaluation, text=text, images=images, albums=albums,
+                       image_model=image_model, **built)
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -193,12 +216,13 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     group also has the image UNet's fields, and [images] its own)."""
     image_model = [f for f in fields(UNetChoice) if f.name not in {g.name for g in fields(ModelChoice)}
                    and f.name not in IMAGE_MODEL_DERIVED]
-    for section, cls in [*SECTIONS.items(), ("images", ImagesSpec)]:
+    for section, cls in [*SECTIONS.items(), ("images", ImagesSpec), ("albums", AlbumsSpec), ("image_model", UNetChoice)]:
         group = parser.add_argument_group(section)
         hints = {**typing.get_type_hints(cls), **(typing.get_type_hints(UNetChoice) if section == "model" else {})}
         extra = image_model if section == "model" else []
         for f in [*fields(cls), *extra]:
-            if _scalar_type(hints[f.name]) not in (str, int, float, bool):
+            if _scalar_type(hints[f.name]) not in (str, int, float, bool) or (
+                    section == "image_model" and f.name in IMAGE_MODEL_DERIVED):
                 continue  # lists and tables: in the config file only
             default = f.default if f.default is not dataclasses.MISSING else None
             if (section, f.name) == ("train", "target_epsilon"):

@@ -109,8 +109,9 @@ class AlbumGenerator:
         self.bounds: BoundReport | None = None
 
     def fit(self, albums: list[AlbumRecord], config: TrainConfig, *, output_dir: str | Path | None = None,
-            ledger: PrivacyLedger | None = None) -> PrivacyLedger:
-        """Train every stage at user level; ``config`` gives target ε (all stages together), batches, steps."""
+            ledger: PrivacyLedger | None = None, image_steps: int | None = None) -> PrivacyLedger:
+        """Train every stage at user level; ``config`` gives target ε (all stages together), batches, steps
+        (``image_steps``: the image model's, default the same)."""
         spec = self.spec
         if config.target_epsilon is None and not config.non_private:
             raise ConfigError("album training splits one target_epsilon between its stages: give train.target_epsilon")
@@ -145,7 +146,10 @@ class AlbumGenerator:
         self.caption_lm.fit(captions, stage_config("caption_lm", k_photos), ledger=ledger, stage="caption_lm",
                             output_dir=out / "caption_lm" if out else None)
         if spec.images == "dp":
-            self.images.fit([p.image for a in albums for p in a.photos], stage_config("unet", k_photos),
+            image_config = stage_config("unet", k_photos)
+            if image_steps is not None:
+                image_config = dataclasses.replace(image_config, steps=image_steps)
+            self.images.fit([p.image for a in albums for p in a.photos], image_config,
                             labels=list(captions["caption"]), units=list(captions["user"]), ledger=ledger,
                             stage="unet", output_dir=out / "unet" if out else None)
         self.ledger = self.images.ledger if spec.images == "dp" else self.caption_lm.ledger

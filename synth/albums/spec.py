@@ -24,6 +24,12 @@ class AlbumsSpec:
     length_noise: float = field(default=20.0, metadata={"help": "σ of the DP histogram of album lengths (one album per user counted)."})
     images: str = field(default="dp", metadata={"help": "dp (DP fine-tune of the image model on the private photos), public (the image model as given, trained on public images only: no privacy cost) or none (text-only albums)."})
     description: str = field(default="A photo album.", metadata={"help": "Public one-line description of an album (in the LMs' prompts)."})
+    public_images: str | None = field(default=None, metadata={"help": "An imagefolder of PUBLIC captioned images (metadata.jsonl with text): the image model is pretrained on them without noise first (the card names it)."})
+    pretrain_steps: int = field(default=0, metadata={"help": "Non-private pretraining steps of the image model on public_images."})
+    image_steps: int | None = field(default=None, metadata={"help": "DP steps of the image model (default: train.steps)."})
+    sampling_steps: int = field(default=25, metadata={"help": "DDIM steps per generated photo."})
+    guidance_scale: float = field(default=3.0, metadata={"help": "Classifier-free guidance of the photos on their captions."})
+    max_new_tokens: int = field(default=48, metadata={"help": "Longest generated summary or caption, in tokens."})
 
     def __post_init__(self):
         check_field_types(self, "albums")
@@ -38,6 +44,13 @@ class AlbumsSpec:
         if self.images == "dp" and self.summary_share + self.caption_share >= 1:
             raise ConfigError(f"albums.summary_share + caption_share = {self.summary_share + self.caption_share} "
                               "leaves nothing for the DP image stage: keep the sum below 1")
+        if (self.pretrain_steps > 0) != (self.public_images is not None) or self.pretrain_steps < 0:
+            raise ConfigError("albums.public_images and albums.pretrain_steps > 0 go together")
+        if self.images == "public" and self.public_images is None:
+            raise ConfigError("albums.images = \"public\" draws the photos from a model trained on public images only: "
+                              "give albums.public_images and pretrain_steps (or a pretrained image_model.model)")
+        if self.image_steps is not None and self.image_steps < 1:
+            raise ConfigError(f"albums.image_steps must be >= 1, got {self.image_steps}")
         if not (math.isfinite(self.length_noise) and self.length_noise > 0):
             raise ConfigError(f"albums.length_noise must be > 0, got {self.length_noise}")
 

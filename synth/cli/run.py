@@ -30,6 +30,8 @@ def pipeline_for(config):
         from ..text import pipeline
     elif config.kind == "images":
         from ..images import pipeline
+    elif config.kind == "albums":
+        from ..albums import pipeline
     else:
         from .. import pipeline
     return pipeline
@@ -44,6 +46,13 @@ def run(args) -> int:
 def report(result: dict) -> None:
     import pandas as pd
 
+    if "albums" in result["report"]:
+        print(f"\nwrote {result['rows']} synthetic albums ({result['report']['photos']} photos) to {result['export']}/ "
+              "(one folder per album, metadata.jsonl; card: README.md, dpsynth.json)")
+        print(f"ε spent = {result['epsilon']:.3f} at δ = {result['delta']:.2e} (user level, all stages)")
+        for a in result["albums"][:3]:
+            print(f"  {a['summary']!r}: {a['captions'][:3]}")
+        return
     if "images" in result["report"]:
         print(f"\nwrote {result['rows']} synthetic images to {result['export']}/ (imagefolder: images/, "
               "metadata.jsonl; card: README.md, dpsynth.json)")

@@ -3,6 +3,8 @@ meets the target, summary-first sampling, save / reload."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -61,3 +63,60 @@ def test_album_stages_compose_in_one_ledger_that_meets_the_target(tmp_path):
     again = AlbumGenerator.from_pretrained(tmp_path / "gen")
     assert again.ledger.to_dict() == ledger.to_dict() and again.lengths.to_dict() == gen.lengths.to_dict()
     assert again.bounds == gen.bounds
+
+
+ALBUM_CONFIG = """
+[data]
+path = "albums"
+[albums]
+max_albums_per_user = 1
+max_photos_per_album = 4
+public_images = "public"
+pretrain_steps = 1
+sampling_steps = 2
+max_new_tokens = 8
+[model]
+model = "scratch"
+[image_model]
+model = "tiny"
+image_size = 16
+caption_tokens = 12
+train_timesteps = 50
+[train]
+target_epsilon = 8.0
+expected_batch_size = 3
+physical_batch_size = 8
+steps = 1
+progress = false
+[generate]
+n = 3
+[output]
+dir = "run"
+"""
+
+
+def test_dpsynth_run_with_an_albums_config_exports_album_folders_that_datasets_reads(tmp_path, capsys):
+    require_emoji_fixture()
+    from evaluation.fixtures.albums import EmojiAlbums, write_album_folder
+    from evaluation.fixtures.emoji import EmojiScenes, write_emoji_imagefolder
+    from synth.cli.main import main
+
+    write_album_folder(tmp_path / "albums", EmojiAlbums(image_size=16).albums(10, seed=4, users=6))
+    write_emoji_imagefolder(tmp_path / "public", 16, seed=9, scenes=EmojiScenes(image_size=16))
+    (tmp_path / "run.toml").write_text(ALBUM_CONFIG)
+    assert main(["run", str(tmp_path / "run.toml")]) == 0
+    export = tmp_path / "run" / "export"
+    card = json.loads((export / "dpsynth.json").read_text())
+    assert card["paid_for"] == ["album_length_histogram", "summary_lm", "caption_lm", "unet"]
+    assert card["privacy"]["privacy_unit"] == "user" and card["privacy"]["epsilon"] <= 8.0
+    assert "public pretraining images" in " ".join(card["declared_public"])
+    albums = sorted(p.parent.name for p in export.glob("*/album.json"))
+    assert len(albums) == 3
+    import datasets
+
+    ds = datasets.load_dataset("imagefolder", data_dir=str(export), split="train")
+    assert len(ds) == sum(len(json.loads((export / a / "album.json").read_text())["photos"]) for a in albums)
+    assert set(ds.column_names) >= {"image", "album_id", "summary", "text"}
+    assert "wrote 3 synthetic albums" in capsys.readouterr().out
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["bounds"]["albums_kept"] == 6 < report["bounds"]["albums_read"] == 10

@@ -1,0 +1,148 @@
+"""train -> generate -> export for an album folder: the library functions behind `dpsynth run` with an
+``[albums]`` config.  The run folder, lock and resumable checkpoints are the other roads'."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+from trainer import PrivacyLedger, TrainConfig
+from trainer.errors import ConfigError
+from trainer.io import atomic_directory, atomic_write_text
+
+from ..export import privacy_block, render_card, software_version
+from ..images import load_image_folder
+from ..run_config import SynthConfig
+from ..run_folder import load_saved_generator, refuse_existing_export, run_folder, saved_generator_path
+from .folder import load_album_folder
+from .generator import AlbumGenerator
+
+
+def _public_facts(config: SynthConfig, n_public: int | None) -> list[str]:
+    spec = config.albums
+    facts = [f"album description: {spec.description!r}", f"album length range: 1..{spec.max_photos_per_album}"]
+    if spec.public_images:
+        facts.append(f"public pretraining images: {spec.public_images} ({n_public} images, {spec.pretrain_steps} "
+                     "steps without noise)")
+    if spec.images != "none":
+        facts.append("caption encoder (frozen): " + (config.image_model.caption_encoder or "all-MiniLM-L6-v2"))
+    return facts
+
+
+def _pretrain_images(config: SynthConfig, gen: AlbumGenerator, progress: bool) -> int:
+    spec, t = config.albums, config.train
+    folder = load_image_folder(spec.public_images, size=config.image_model.image_size,
+                               channels=config.image_model.channels)
+    pre = TrainConfig(non_private=True, expected_batch_size=t.expected_batch_size,
+                      physical_batch_size=t.physical_batch_size, steps=spec.pretrain_steps,
+                      learning_rate=t.learning_rate, progress=progress and t.progress)
+    gen.images.fit(folder.images, pre, labels=folder.field("text", Path(spec.public_images)),
+                   output_dir=Path(config.output.dir) / "pretrain_checkpoints", stage="public_pretraining")
+    gen.images.ledger = None  # public data: nothing to account
+    return len(folder.images)
+
+
+def train(config: SynthConfig, *, progress: bool = True) -> AlbumGenerator:
+    with run_folder(config):
+        return _train(config, progress=progress)
+
+
+def _train(config: SynthConfig, *, progress: bool) -> AlbumGenerator:
+    spec, run_dir = config.albums, Path(config.output.dir)
+    config.model.check_source()
+    albums = load_album_folder(config.data.path, size=config.image_model.image_size,
+                               channels=config.image_model.channels)
+    gen = AlbumGenerator(spec, config.model, dataclasses.replace(config.image_model, captions=True))
+    n_public = _pretrain_images(config, gen, progress) if spec.public_images else None
+    users = {a.user_id for a in albums}
+    ledger = PrivacyLedger(delta=config.train.resolve_delta(len(users)), accountant=config.train.accountant,
+                           privacy_unit="user", declared_public=_public_facts(config, n_public))
+    train_config = dataclasses.replace(config.train, progress=progress and config.train.progress, delta=ledger.delta)
+    gen.fit(albums, train_config, output_dir=run_dir / "checkpoints", ledger=ledger,
+            image_steps=spec.image_steps)
+    report = {"note": "NOT differentially private: statistics of the private albums, do not publish",
+              "bounds": gen.bounds.to_dict()}
+    atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=2, sort_keys=True))
+    gen.save_pretrained(run_dir / "generator")
+    return gen
+
+
+def _png(image) -> bytes:
+    from PIL import Image
+
+    arr = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def export_albums(albums: list[dict], out_dir: Path, *, card: dict, overwrite: bool) -> Path:
+    """One folder per album (``album.json`` + PNGs), a top-level ``metadata.jsonl`` (imagefolder: one
+    photo a line with album_id, summary and its caption as text), the card; atomically."""
+    if out_dir.exists() and not overwrite:
+        raise ConfigError(f"output folder {out_dir} exists; pass --overwrite to replace it")
+    card = {**card, "rows": len(albums), "data_file": "metadata.jsonl + <album>/", "software_version": software_version()}
+    with atomic_directory(out_dir) as tmp:
+        lines = []
+        for a in albums:
+            (tmp / a["album_id"]).mkdir()
+            photos = []
+            for i, caption in enumerate(a["captions"]):
+                entry = {"caption": caption}
+                if "images" in a:
+                    name = f"{a['album_id']}/{i}.png"
+                    (tmp / name).write_bytes(_png(a["images"][i]))
+                    entry["file"] = f"{i}.png"
+                    lines.append(json.dumps({"file_name": name, "album_id": a["album_id"], "summary": a["summary"],
+                                             "text": caption}, ensure_ascii=False))
+                photos.append(entry)
+            (tmp / a["album_id"] / "album.json").write_text(json.dumps(
+                {"album_id": a["album_id"], "summary": a["summary"], "photos": photos}, indent=2, ensure_ascii=False))
+        if lines:
+            (tmp / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (tmp / "dpsynth.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+        (tmp / "README.md").write_text(render_card(card))
+    return out_dir
+
+
+def generate_and_export(config: SynthConfig, gen: AlbumGenerator, *, progress: bool = True) -> dict:
+    g, spec, run_dir = config.generate, config.albums, Path(config.output.dir)
+    albums = gen.sample(g.n, seed=g.seed, max_new_tokens=spec.max_new_tokens, temperature=g.temperature,
+                        batch_size=g.batch_size, image_steps=spec.sampling_steps, guidance_scale=spec.guidance_scale,
+                        progress=progress)
+    ledger = gen.ledger
+    photos = sum(len(a["captions"]) for a in albums)
+    shares = spec.shares
+    card = {
+        "privacy": privacy_block(ledger, max_examples_per_user=spec.max_albums_per_user * spec.max_photos_per_album),
+        "declared_public": ledger.declared_public,
+        "paid_for": [e.stage for e in ledger.events],
+        "epsilon_shares": shares,
+        "model": f"summary and caption LMs: {gen.summary_lm.model_description}; photos: "
+                 + (gen.images.description if gen.images is not None else "none (text-only albums)"),
+        "items": "albums",
+        "spec": dataclasses.asdict(spec),
+        "generation": {"requested": g.n, "emitted": len(albums), "summary": (
+            f"{len(albums)} albums, {photos} photos: a summary each, a length from the DP histogram, captions "
+            "given the summary" + (f", photos by DDIM in {spec.sampling_steps} steps with guidance "
+                                   f"{spec.guidance_scale}" if gen.images is not None else ""))},
+        "seed": g.seed,
+    }
+    out = export_albums(albums, run_dir / "export", card=card, overwrite=config.output.overwrite)
+    return {"export": str(out), "epsilon": card["privacy"]["epsilon"], "delta": ledger.delta, "rows": len(albums),
+            "report": {"albums": len(albums), "photos": photos}, "albums": albums, "card": card}
+
+
+def generate(config: SynthConfig, *, progress: bool = True) -> dict:
+    saved = saved_generator_path(config)
+    with run_folder(config, fresh=False):
+        return generate_and_export(config, load_saved_generator(saved, AlbumGenerator), progress=progress)
+
+
+def run(config: SynthConfig, *, progress: bool = True) -> dict:
+    refuse_existing_export(config)
+    with run_folder(config):
+        gen = _train(config, progress=progress)
+        return generate_and_export(config, gen, progress=progress)
