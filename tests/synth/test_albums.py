@@ -120,3 +120,20 @@ def test_dpsynth_run_with_an_albums_config_exports_album_folders_that_datasets_r
     assert "wrote 3 synthetic albums" in capsys.readouterr().out
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["bounds"]["albums_kept"] == 6 < report["bounds"]["albums_read"] == 10
+
+
+@pytest.mark.slow
+def test_album_demo_runs_on_its_own_fixture(tmp_path, capsys):
+    """The bundled album demo end to end (scratch LMs and one step per stage, to keep it quick)."""
+    require_emoji_fixture()
+    from synth.cli.main import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "albums", "--output.dir", str(out), "--model.model", "scratch", "--model.finetune", "full",
+                 "--train.steps", "1", "--albums.pretrain_steps", "1", "--albums.image_steps", "1",
+                 "--generate.n", "2", "--albums.sampling_steps", "2", "--albums.max_new_tokens", "8",
+                 "--image_model.image_size", "16", "--train.progress", "false"]) == 0
+    assert len(list((out / "fixture" / "private").glob("photos/*"))) == 300
+    card = json.loads((out / "export" / "dpsynth.json").read_text())
+    assert card["rows"] == 2 and card["privacy"]["privacy_unit"] == "user" and card["privacy"]["epsilon"] <= 8.0
+    assert "wrote 2 synthetic albums" in capsys.readouterr().out
