@@ -95,7 +95,8 @@ class AlbumGenerator:
                                                      chunk_tokens=128, overlap_tokens=0,
                                                      max_chunks_per_unit=self.spec.max_albums_per_user), self.lm_choice)
             self.caption_lm = TextGenerator(TextSpec(
-                text="caption", context="summary", context_label="album summary", privacy_unit="user",
+                text="caption", context="summary" if self.spec.hierarchical else None, context_label="album summary",
+                privacy_unit="user",
                 description=f"{d} Write the caption of one of its photos.", chunk_tokens=128, overlap_tokens=0,
                 max_chunks_per_unit=self.spec.max_albums_per_user * self.spec.max_photos_per_album), self.lm_choice)
             self.images = None
@@ -142,6 +143,8 @@ class AlbumGenerator:
         captions = pd.DataFrame({"caption": pd.array([p.caption for a in albums for p in a.photos], dtype="string"),
                                  "summary": pd.array([a.summary for a in albums for p in a.photos], dtype="string"),
                                  "user": [a.user_id for a in albums for p in a.photos]})
+        if not spec.hierarchical:  # the baseline: captions learnt without their album's summary
+            captions = captions.drop(columns=["summary"])
         k_photos = spec.max_albums_per_user * spec.max_photos_per_album
         self.caption_lm.fit(captions, stage_config("caption_lm", k_photos), ledger=ledger, stage="caption_lm",
                             output_dir=out / "caption_lm" if out else None)
@@ -165,12 +168,13 @@ class AlbumGenerator:
                                               temperature=temperature, seed=seed, progress=progress)
         lengths = [int(c[0]) for c in self.lengths.sample(n, rng)]
         contexts = [s for s, k in zip(summaries["summary"], lengths, strict=True) for _ in range(k)]
-        captions, _ = self.caption_lm.sample(len(contexts), contexts=contexts, batch_size=batch_size,
-                                             max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                                             progress=progress)
+        hierarchical = self.caption_lm.spec.context is not None
+        captions, _ = self.caption_lm.sample(len(contexts), contexts=contexts if hierarchical else None,
+                                             batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                             temperature=temperature, seed=seed, progress=progress)
         by_summary: dict[str, list[str]] = defaultdict(list)
-        for s, c in zip(captions["summary"], captions["caption"], strict=True):
-            by_summary[s].append(c)
+        for s, c in zip(contexts if not hierarchical else captions["summary"], captions["caption"], strict=True):
+            by_summary[s].append(c)  # independent captions: dealt to the albums in order
         albums = []
         for i, (s, k) in enumerate(zip(summaries["summary"], lengths, strict=True)):
             albums.append({"album_id": f"album{i:05d}", "summary": str(s), "captions": [by_summary[s].pop(0)

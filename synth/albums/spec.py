@@ -23,6 +23,7 @@ class AlbumsSpec:
     caption_share: float = field(default=0.4, metadata={"help": "Share of target ε for the caption LM; the rest goes to the images (images = dp)."})
     length_noise: float = field(default=20.0, metadata={"help": "σ of the DP histogram of album lengths (one album per user counted)."})
     images: str = field(default="dp", metadata={"help": "dp (DP fine-tune of the image model on the private photos), public (the image model as given, trained on public images only: no privacy cost) or none (text-only albums)."})
+    hierarchical: bool = field(default=True, metadata={"help": "Captions written given the album's summary (true), or independently of it (false: the baseline the hierarchy is measured against)."})
     description: str = field(default="A photo album.", metadata={"help": "Public one-line description of an album (in the LMs' prompts)."})
     public_images: str | None = field(default=None, metadata={"help": "An imagefolder of PUBLIC captioned images (metadata.jsonl with text): the image model is pretrained on them without noise first (the card names it)."})
     pretrain_steps: int = field(default=0, metadata={"help": "Non-private pretraining steps of the image model on public_images."})

@@ -65,6 +65,24 @@ def test_album_stages_compose_in_one_ledger_that_meets_the_target(tmp_path):
     assert again.bounds == gen.bounds
 
 
+def test_the_independent_baseline_learns_captions_without_the_summary(tmp_path):
+    from synth.albums import AlbumGenerator, AlbumsSpec
+    from synth.lm import ModelChoice
+
+    albums = _albums(tmp_path)
+    torch.manual_seed(0)
+    gen = AlbumGenerator(AlbumsSpec(max_albums_per_user=1, max_photos_per_album=4, images="none", hierarchical=False),
+                         ModelChoice(model="scratch"))
+    assert gen.caption_lm.spec.context is None and gen.images is None
+    cfg = TrainConfig(target_epsilon=4.0, delta=1e-3, expected_batch_size=3, physical_batch_size=8, steps=1,
+                      progress=False)
+    ledger = gen.fit(albums, cfg)
+    assert [e.stage for e in ledger.events] == ["album_length_histogram", "summary_lm", "caption_lm"]
+    assert 3.8 < ledger.epsilon() <= 4.0  # without DP photos the captions take the rest of the budget
+    out = gen.sample(3, seed=0, max_new_tokens=6)
+    assert all(len(a["captions"]) >= 1 and "images" not in a for a in out)
+
+
 ALBUM_CONFIG = """
 [data]
 path = "albums"
