@@ -102,6 +102,7 @@ class FeatureNetSpec:
     n_train: int = 6000
     epochs: int = 5
     seed: int = 7_000_001  # the public render stream the network learns from
+    backgrounds: str = "scenes"  # scenes (the emoji scenes' palette) or albums (the album themes' palettes)
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -125,7 +126,14 @@ class SceneFeatures:
         if path.is_file():
             net.load_state_dict(load_file(path))
             return cls(net, spec)
-        scenes = EmojiScenes(image_size=spec.image_size, objects=spec.objects).scenes(spec.n_train, spec.seed)
+        backgrounds = None
+        if spec.backgrounds == "albums":
+            from .fixtures.albums import THEMES
+
+            backgrounds = {k: v for t in THEMES.values() for k, v in t["backgrounds"].items()}
+        maker = EmojiScenes(image_size=spec.image_size, objects=spec.objects,
+                            **({"backgrounds": backgrounds} if backgrounds else {}))
+        scenes = maker.scenes(spec.n_train, spec.seed)
         images = to_tensor([s.image for s in scenes])
         net = fit_scene_net(images, multi_hot([s.objects for s in scenes], spec.objects), epochs=spec.epochs,
                             seed=spec.seed)

@@ -1,0 +1,1 @@
+"""Album metrics: coherence of an album's captions and photos with its summary (hero, theme)."""
