@@ -51,7 +51,7 @@ def main() -> None:
         for hierarchical in (True, False):
             name = f"{'dp' if private else 'nonprivate'}_{'hierarchical' if hierarchical else 'independent'}"
             torch.manual_seed(0)
-            spec = AlbumsSpec(max_albums_per_user=1, max_photos_per_album=6, images="none", hierarchical=hierarchical,
+            spec = AlbumsSpec(max_albums_per_user=1, max_photos_per_album=4, images="none", hierarchical=hierarchical,
                               description="A photo album of emoji scenes.")
             gen = AlbumGenerator(spec, lm)
             dp = dict(target_epsilon=args.epsilon) if private else dict(non_private=True)
