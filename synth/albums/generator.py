@@ -92,12 +92,12 @@ class AlbumGenerator:
             self.summary_lm, self.caption_lm, self.images = _parts
         else:
             self.summary_lm = TextGenerator(TextSpec(text="summary", privacy_unit="user", description=d,
-                                                     chunk_tokens=128, overlap_tokens=0,
+                                                     chunk_tokens=256, overlap_tokens=0,
                                                      max_chunks_per_unit=self.spec.max_albums_per_user), self.lm_choice)
             self.caption_lm = TextGenerator(TextSpec(
                 text="caption", context="summary" if self.spec.hierarchical else None, context_label="album summary",
                 privacy_unit="user",
-                description=f"{d} Write the caption of one of its photos.", chunk_tokens=128, overlap_tokens=0,
+                description=f"{d} Write the caption of one of its photos.", chunk_tokens=256, overlap_tokens=0,
                 max_chunks_per_unit=self.spec.max_albums_per_user * self.spec.max_photos_per_album), self.lm_choice)
             self.images = None
             if self.spec.images != "none":
