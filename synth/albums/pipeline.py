@@ -44,9 +44,10 @@ def _pretrain_images(config: SynthConfig, gen: AlbumGenerator, progress: bool) -
     return len(folder.images)
 
 
-def train(config: SynthConfig, *, progress: bool = True) -> AlbumGenerator:
+def train(config: SynthConfig, *, progress: bool = True) -> tuple[AlbumGenerator, None]:
+    """(generator, None): the other roads' shape, (generator, private data) -- albums keep none."""
     with run_folder(config):
-        return _train(config, progress=progress)
+        return _train(config, progress=progress), None
 
 
 def _train(config: SynthConfig, *, progress: bool) -> AlbumGenerator:

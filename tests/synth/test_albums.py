@@ -4,6 +4,7 @@ meets the target, summary-first sampling, save / reload."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -138,6 +139,11 @@ def test_dpsynth_run_with_an_albums_config_exports_album_folders_that_datasets_r
     assert "wrote 3 synthetic albums" in capsys.readouterr().out
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["bounds"]["albums_kept"] == 6 < report["bounds"]["albums_read"] == 10
+    # train and generate as two commands (the generator folder reloads with its ledger)
+    shutil.rmtree(tmp_path / "run")
+    assert main(["train", str(tmp_path / "run.toml")]) == 0
+    assert main(["generate", str(tmp_path / "run.toml")]) == 0
+    assert json.loads((export / "dpsynth.json").read_text())["rows"] == 3
 
 
 @pytest.mark.slow
