@@ -11,14 +11,14 @@ counted, not here).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from evaluation.tables import DataError
+
+from ..image_files import jsonl_objects, read_image
 
 
 @dataclass
@@ -38,39 +38,12 @@ class AlbumRecord:
     extra: dict = field(default_factory=dict)  # other fields of the line (e.g. a fixture's theme)
 
 
-def _image(path: Path, where: str, size: int, channels: int) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise DataError(f"{where}: image {path} does not exist")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BICUBIC)
-            arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{where}: {path} is not a readable image ({err})") from None
-    return torch.from_numpy(arr if arr.ndim == 3 else arr[..., None]).permute(2, 0, 1).contiguous()
-
-
 def _text(value, where: str, name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise DataError(f"{where}: {name} must be a string, got {type(value).__name__}")
     return value.strip() or None
-
-
-def _lines(path: Path):
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}, line {i}: not JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}, line {i}: a line must be a JSON object")
-        yield f"{path}, line {i}", row
 
 
 def _ident(row: dict, key: str, where: str) -> str:
@@ -82,7 +55,7 @@ def _ident(row: dict, key: str, where: str) -> str:
 
 def _from_albums_jsonl(folder: Path, size: int, channels: int) -> list[AlbumRecord]:
     albums, seen = [], {}
-    for where, row in _lines(folder / "albums.jsonl"):
+    for where, row in jsonl_objects(folder / "albums.jsonl"):
         album_id = _ident(row, "album_id", where)
         if album_id in seen:
             raise DataError(f"{where}: album_id {album_id!r} is also on {seen[album_id]}; ids must be unique")
@@ -100,7 +73,7 @@ def _from_albums_jsonl(folder: Path, size: int, channels: int) -> list[AlbumReco
             if photo["file"] in files:
                 raise DataError(f"{where}: photo file {photo['file']} is listed twice")
             files.add(photo["file"])
-            loaded.append(AlbumPhoto(folder / photo["file"], _image(folder / photo["file"], where, size, channels),
+            loaded.append(AlbumPhoto(folder / photo["file"], read_image(folder / photo["file"], size=size, channels=channels, where=where),
                                      _text(photo.get("caption"), where, f"photo {j} caption")))
         extra = {k: v for k, v in row.items() if k not in ("album_id", "user_id", "photos", "title", "summary")}
         albums.append(AlbumRecord(album_id, user_id, loaded, _text(row.get("title"), where, "title"),
@@ -111,7 +84,7 @@ def _from_albums_jsonl(folder: Path, size: int, channels: int) -> list[AlbumReco
 def _from_imagefolder(folder: Path, size: int, channels: int) -> list[AlbumRecord]:
     by_album: dict[str, AlbumRecord] = {}
     files = set()
-    for where, row in _lines(folder / "metadata.jsonl"):
+    for where, row in jsonl_objects(folder / "metadata.jsonl"):
         if not isinstance(row.get("file_name"), str):
             raise DataError(f"{where}: needs a \"file_name\" string")
         if row["file_name"] in files:
@@ -123,8 +96,8 @@ def _from_imagefolder(folder: Path, size: int, channels: int) -> list[AlbumRecor
         if album.user_id != user_id:
             raise DataError(f"{where}: album {album_id!r} belongs to user {album.user_id!r} on an earlier line, "
                             f"here to {user_id!r}")
-        album.photos.append(AlbumPhoto(folder / row["file_name"], _image(folder / row["file_name"], where, size,
-                                                                          channels), _text(row.get("text"), where, "text")))
+        album.photos.append(AlbumPhoto(folder / row["file_name"], read_image(folder / row["file_name"], size=size,
+                                                                              channels=channels, where=where), _text(row.get("text"), where, "text")))
     return list(by_album.values())
 
 

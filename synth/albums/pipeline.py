@@ -4,16 +4,15 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 
-from trainer import PrivacyLedger, TrainConfig
+from trainer import PrivacyLedger
 from trainer.errors import ConfigError
 from trainer.io import atomic_directory, atomic_write_text
 
 from ..export import privacy_block, render_card, software_version
-from ..images import load_image_folder
+from ..image_files import load_image_folder, png_bytes
 from ..run_config import SynthConfig
 from ..run_folder import load_saved_generator, refuse_existing_export, run_folder, saved_generator_path
 from .folder import load_album_folder
@@ -32,15 +31,12 @@ def _public_facts(config: SynthConfig, n_public: int | None) -> list[str]:
 
 
 def _pretrain_images(config: SynthConfig, gen: AlbumGenerator, progress: bool) -> int:
-    spec, t = config.albums, config.train
+    spec = config.albums
     folder = load_image_folder(spec.public_images, size=config.image_model.image_size,
                                channels=config.image_model.channels)
-    pre = TrainConfig(non_private=True, expected_batch_size=t.expected_batch_size,
-                      physical_batch_size=t.physical_batch_size, steps=spec.pretrain_steps,
-                      learning_rate=t.learning_rate, progress=progress and t.progress)
-    gen.images.fit(folder.images, pre, labels=folder.field("text", Path(spec.public_images)),
-                   output_dir=Path(config.output.dir) / "pretrain_checkpoints", stage="public_pretraining")
-    gen.images.ledger = None  # public data: nothing to account
+    gen.images.pretrain_public(folder.images, folder.field("text", Path(spec.public_images)), config.train,
+                               steps=spec.pretrain_steps, progress=progress,
+                               output_dir=Path(config.output.dir) / "pretrain_checkpoints")
     return len(folder.images)
 
 
@@ -70,15 +66,6 @@ def _train(config: SynthConfig, *, progress: bool) -> AlbumGenerator:
     return gen
 
 
-def _png(image) -> bytes:
-    from PIL import Image
-
-    arr = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def export_albums(albums: list[dict], out_dir: Path, *, card: dict, overwrite: bool) -> Path:
     """One folder per album (``album.json`` + PNGs), a top-level ``metadata.jsonl`` (imagefolder: one
     photo a line with album_id, summary and its caption as text), the card; atomically."""
@@ -94,7 +81,7 @@ def export_albums(albums: list[dict], out_dir: Path, *, card: dict, overwrite: b
                 entry = {"caption": caption}
                 if "images" in a:
                     name = f"{a['album_id']}/{i}.png"
-                    (tmp / name).write_bytes(_png(a["images"][i]))
+                    (tmp / name).write_bytes(png_bytes(a["images"][i]))
                     entry["file"] = f"{i}.png"
                     lines.append(json.dumps({"file_name": name, "album_id": a["album_id"], "summary": a["summary"],
                                              "text": caption}, ensure_ascii=False))

@@ -234,6 +234,16 @@ class ImageGenerator:
         self.ledger = result.ledger
         return result
 
+    def pretrain_public(self, images, labels, like: TrainConfig, *, steps: int, output_dir=None,
+                        progress: bool = True) -> None:
+        """Non-private training on PUBLIC images (before DP fine-tuning): ``like``'s batches and learning
+        rate, ``steps`` steps, no noise and nothing in the ledger (it reads no private data)."""
+        pre = TrainConfig(non_private=True, expected_batch_size=like.expected_batch_size,
+                          physical_batch_size=like.physical_batch_size, steps=steps,
+                          learning_rate=like.learning_rate, progress=progress and like.progress)
+        self.fit(images, pre, labels=labels, output_dir=output_dir, stage="public_pretraining")
+        self.ledger = None  # public data: nothing to account; the DP stage starts its own ledger
+
     @torch.no_grad()
     def sample(self, n: int, *, steps: int = 50, batch_size: int = 64, classes: list[str] | None = None,
                captions: list[str] | None = None, guidance_scale: float = 3.0, seed: int | None = None,

@@ -11,20 +11,19 @@ the card; statistics of the private images stay in the run folder.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from evaluation.tables import DataError
-from trainer import PrivacyLedger, TrainConfig
+from trainer import PrivacyLedger
 from trainer.errors import ConfigError, DPSynthError
 from trainer.io import atomic_write_text
 
 from ..export import export_imagefolder, privacy_block
+from ..image_files import load_image_folder, png_bytes
 from ..run_config import SynthConfig
 from ..run_folder import (
     conditioning_distribution,
@@ -35,7 +34,6 @@ from ..run_folder import (
     run_folder,
     saved_generator_path,
 )
-from .folder import load_image_folder
 from .generator import ImageGenerator
 from .spec import CLASS_COLUMN
 
@@ -80,13 +78,8 @@ def _load(config: SynthConfig, path: str):
 def _pretrain(config: SynthConfig, generator: ImageGenerator, progress: bool) -> int:
     spec = config.images
     public, labels = _load(config, spec.public_images)
-    t = config.train
-    pre = TrainConfig(non_private=True, expected_batch_size=t.expected_batch_size,
-                      physical_batch_size=t.physical_batch_size, steps=spec.pretrain_steps,
-                      learning_rate=t.learning_rate, progress=progress and t.progress)
-    generator.fit(public.images, pre, labels=labels, output_dir=Path(config.output.dir) / "pretrain_checkpoints",
-                  stage="public_pretraining")
-    generator.ledger = None  # public data: nothing to account; the DP stage starts its own ledger below
+    generator.pretrain_public(public.images, labels, config.train, steps=spec.pretrain_steps, progress=progress,
+                              output_dir=Path(config.output.dir) / "pretrain_checkpoints")
     return len(public.images)
 
 
@@ -126,15 +119,6 @@ def _train(config: SynthConfig, *, progress: bool):
     return generator, folder
 
 
-def _png(image: torch.Tensor) -> bytes:
-    from PIL import Image
-
-    arr = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def generate_and_export(config: SynthConfig, generator: ImageGenerator, *, progress: bool = True) -> dict:
     from ..lm.decoding import SampleStats
 
@@ -157,7 +141,7 @@ def generate_and_export(config: SynthConfig, generator: ImageGenerator, *, progr
             column = {"label": kw["classes"]}
         images = generator.sample(count, steps=spec.sampling_steps, batch_size=g.batch_size,
                                   guidance_scale=spec.guidance_scale, seed=seed, progress=progress, **kw)
-        frame = pd.DataFrame({"png": [_png(x) for x in images], **column})
+        frame = pd.DataFrame({"png": [png_bytes(x) for x in images], **column})
         return frame, SampleStats(requested=count, emitted=count, seconds=time.time() - t0)
 
     fingerprint = {**generator_fingerprint(config), "images": dataclasses.asdict(spec)}

@@ -1,4 +1,5 @@
-"""Read an ``imagefolder`` (the Hugging Face convention): image files, with
+"""Image files on disk, shared by the image and album rooms: reading one image, JSON-lines metadata,
+PNG encoding, and the ``imagefolder`` (the Hugging Face convention): image files, with
 
 * one sub-folder per class when the images are labelled by folder, or
 * a ``metadata.jsonl`` / ``metadata.csv`` beside them with ``file_name`` and per-image fields
@@ -10,7 +11,9 @@ Images become (C, H, W) tensors in [-1, 1] at the requested size.  Every problem
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,51 @@ import torch
 from evaluation.tables import DataError
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def read_image(path: Path, *, size: int, channels: int, where: str | None = None) -> torch.Tensor:
+    """One image file as a (C, H, W) tensor in [-1, 1] at ``size`` px; errors name ``where`` (a metadata
+    line) when given."""
+    from PIL import Image, UnidentifiedImageError
+
+    mode = {1: "L", 3: "RGB"}.get(channels)
+    if mode is None:
+        raise DataError(f"channels must be 1 or 3, got {channels}")
+    prefix = f"{where}: " if where else ""
+    if not path.is_file():
+        raise DataError(f"{prefix}image {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            im = im.convert(mode).resize((size, size), Image.Resampling.BICUBIC)
+            arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"{prefix}{path}: not a readable image ({err})" if not where else
+                        f"{prefix}{path} is not a readable image ({err})") from None
+    return torch.from_numpy(arr if arr.ndim == 3 else arr[..., None]).permute(2, 0, 1).contiguous()
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    """A (C, H, W) tensor in [-1, 1] as PNG file contents."""
+    from PIL import Image
+
+    arr = ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr.squeeze(-1) if arr.shape[-1] == 1 else arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jsonl_objects(path: Path) -> Iterator[tuple[str, dict]]:
+    """(``"<path>, line N"``, object) for each non-blank line; a line that is not a JSON object is an error."""
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, line {i}: not JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}, line {i}: a line must be a JSON object")
+        yield f"{path}, line {i}", row
 
 
 @dataclass
@@ -49,16 +97,10 @@ def _read_metadata(folder: Path) -> dict[str, dict] | None:
         raise DataError(f"{folder}: both metadata.jsonl and metadata.csv; keep one")
     rows: list[tuple[str, dict]] = []
     if jsonl.is_file():
-        for i, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{jsonl}, line {i}: not JSON ({err.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("file_name"), str):
-                raise DataError(f"{jsonl}, line {i}: needs a \"file_name\" string")
-            rows.append((f"{jsonl}, line {i}", row))
+        for where, row in jsonl_objects(jsonl):
+            if not isinstance(row.get("file_name"), str):
+                raise DataError(f"{where}: needs a \"file_name\" string")
+            rows.append((where, row))
     elif csv.is_file():
         import pandas as pd
 
@@ -78,8 +120,6 @@ def _read_metadata(folder: Path) -> dict[str, dict] | None:
 
 
 def load_image_folder(folder: str | Path, *, size: int, channels: int = 3) -> ImageFolder:
-    from PIL import Image, UnidentifiedImageError
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist or is not a folder")
@@ -103,17 +143,6 @@ def load_image_folder(folder: str | Path, *, size: int, channels: int = 3) -> Im
             raise DataError(f"{folder}: some images sit in sub-folders (classes) and {len(top)} directly in it; put "
                             "every image in a class folder, or none")
         classes = None if top else [p.relative_to(folder).parts[0] for p in files]
-    mode = {1: "L", 3: "RGB"}.get(channels)
-    if mode is None:
-        raise DataError(f"channels must be 1 or 3, got {channels}")
-    images = []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                im = im.convert(mode).resize((size, size), Image.Resampling.BICUBIC)
-                arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
-        except (UnidentifiedImageError, OSError) as err:
-            raise DataError(f"{p}: not a readable image ({err})") from None
-        images.append(torch.from_numpy(arr if arr.ndim == 3 else arr[..., None]).permute(2, 0, 1).contiguous())
+    images = [read_image(p, size=size, channels=channels) for p in files]
     meta = [metadata[str(p.relative_to(folder))] for p in files] if metadata is not None else None
     return ImageFolder(images, files, classes, meta)
