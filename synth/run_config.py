@@ -21,11 +21,11 @@ from trainer.config import check_field_types
 from trainer.errors import ConfigError, nearest_key_hint
 
 from .albums.spec import AlbumsSpec
-from .images.generator import UNetChoice
+from .diffusion import UNetChoice
 from .images.spec import ImagesSpec
 from .lm import ModelChoice
+from .lm.text_spec import TextSpec
 from .spec import DatasetSpec
-from .text.spec import TextSpec
 
 INVALID_ROWS = ("error", "drop", "clip")
 

@@ -29,10 +29,11 @@ from trainer.io import atomic_directory
 from trainer.seeds import numpy_rng
 
 from ..conditioning import ConditioningDistribution, dp_histogram
+from ..diffusion import ImageGenerator, UNetChoice
 from ..domains import one_row_per_unit
-from ..images import ImageGenerator, UNetChoice
 from ..lm import ModelChoice
-from ..text import TextGenerator, TextSpec
+from ..lm.text_generator import TextGenerator
+from ..lm.text_spec import TextSpec
 from .folder import AlbumRecord
 from .spec import AlbumsSpec
 

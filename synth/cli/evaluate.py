@@ -100,7 +100,7 @@ def _run_images(args, raw) -> int:
     from evaluation.scene_net import FeatureNetSpec, SceneFeatures
     from trainer.errors import ConfigError
 
-    from ..images import load_image_folder
+    from ..image_files import load_image_folder
 
     if args.heldout is None:
         raise ConfigError("images are scored against held-out real images: give --heldout FOLDER (an imagefolder)")

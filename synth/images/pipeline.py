@@ -22,6 +22,7 @@ from trainer import PrivacyLedger
 from trainer.errors import ConfigError, DPSynthError
 from trainer.io import atomic_write_text
 
+from ..diffusion import ImageGenerator
 from ..export import export_imagefolder, privacy_block
 from ..image_files import load_image_folder, png_bytes
 from ..run_config import SynthConfig
@@ -34,7 +35,6 @@ from ..run_folder import (
     run_folder,
     saved_generator_path,
 )
-from .generator import ImageGenerator
 from .spec import CLASS_COLUMN
 
 

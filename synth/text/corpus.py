@@ -13,8 +13,8 @@ import pandas as pd
 
 from evaluation.tables import DataError, load_table
 
+from ..lm.text_spec import TextSpec
 from ..loading import typed_frame
-from .spec import TextSpec
 
 SUFFIXES = (".txt", ".md")
 

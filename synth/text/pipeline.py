@@ -21,6 +21,7 @@ from trainer.errors import DPSynthError
 from trainer.io import atomic_write_text
 
 from ..export import export, privacy_block
+from ..lm.text_generator import TextGenerator
 from ..run_config import SynthConfig
 from ..run_folder import (
     conditioning_distribution,
@@ -34,7 +35,6 @@ from ..run_folder import (
 )
 from ..validation import check_domain
 from .corpus import load_corpus
-from .generator import TextGenerator
 
 
 def _public_facts(config: SynthConfig) -> list[str]:

@@ -30,9 +30,10 @@ from trainer.errors import ConfigError
 from trainer.io import atomic_directory
 
 from ..conditioning import ConditioningDistribution, plain_value
-from ..lm import ModelChoice, SampleStats, build_model, sample_texts
-from ..lm.saved import read_generator, write_generator
-from .spec import TextSpec
+from .decoding import SampleStats, sample_texts
+from .roads import ModelChoice, build_model
+from .saved import read_generator, write_generator
+from .text_spec import TextSpec
 
 KIND = "dpsynth.TextGenerator"
 
