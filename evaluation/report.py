@@ -43,6 +43,23 @@ MEANINGS = {
     "memorisation/near_copy_share": "share of synthetic images closer to a private image than the 1st percentile of held-out images' distances",
     "memorisation/8gram_overlap": "share of the synthetic documents' word 8-grams found in the private corpus",
     "memorisation/heldout_8gram_overlap": "the same for held-out real documents",
+    "summaries/mauve": "MAUVE between held-out real and synthetic album summaries (1 = indistinguishable)",
+    "captions/mauve": "MAUVE between held-out real and synthetic photo captions",
+    "summaries/topic_tv": "total-variation distance between real and synthetic shares of summary topics (k-means clusters of the real summaries)",
+    "albums/caption_intra_inter_ratio": "mean distance between captions of one album / between captions of two albums (1 = a random bag; lower = captions that belong together)",
+    "albums/photo_intra_inter_ratio": "the same on the public SceneNet's photo features",
+    "albums/caption_intra_inter_ratio_real": "the same for held-out real albums",
+    "albums/photo_intra_inter_ratio_real": "the same for held-out real albums' photos",
+    "summary_names_theme_and_hero": "share of summaries that name one theme and one hero (emoji album fixture)",
+    "caption_hero_consistency": "share of an album's captions that name its summary's hero, averaged over albums",
+    "caption_theme_agreement": "share of the non-hero objects an album's captions name that belong to its summary's theme",
+    "photo_hero_consistency": "share of an album's photos in which the public SceneNet finds the summary's hero",
+    "photo_same_hero": "share of an album's photos holding its most frequent hero (the same hero across the album)",
+    "photo_theme_agreement": "share of the non-hero objects found in an album's photos that belong to its summary's theme",
+    "memorisation/caption_copy_share": "share of synthetic captions identical to a private caption",
+    "memorisation/heldout_caption_copy_share": "the same for held-out real captions (templates repeat by themselves)",
+    "memorisation/summary_copy_share": "share of synthetic summaries identical to a private summary",
+    "memorisation/heldout_summary_copy_share": "the same for held-out real summaries",
 }
 
 
@@ -50,6 +67,8 @@ def meaning(name: str) -> str:
     parts = name.split("/")
     if parts[0] == "utility" and len(parts) == 3:  # per-label utility: utility/<label>/tstr_accuracy
         name = f"utility/{parts[2]}"
+    if name.endswith("_real") and name not in MEANINGS and meaning(name[:-5]):
+        return "the same for the held-out real data: " + meaning(name[:-5])
     key = max((k for k in MEANINGS if name.startswith(k)), key=len, default=None)
     return MEANINGS[key] if key else ""
 
@@ -199,6 +218,10 @@ def render_html(report: EvaluationReport) -> str:
                     f"<figcaption>{e(t)}</figcaption></figure>" for t, png in report.grids.items())
     if grids:
         grids = f"<h2>Samples</h2>{grids}"
+    examples = "".join(f"<h3>{e(title)}</h3><ol>" + "".join(f"<li>{e(t)}</li>" for t in texts) + "</ol>"
+                       for title, texts in info.get("examples", {}).items())
+    if examples:
+        grids += f"<h2>Examples</h2>{examples}"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>dpsynth evaluation</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}

@@ -24,7 +24,7 @@ from ..image_files import jsonl_objects, read_image
 @dataclass
 class AlbumPhoto:
     file: Path
-    image: torch.Tensor  # (C, H, W) in [-1, 1]
+    image: torch.Tensor | None  # (C, H, W) in [-1, 1]; None for a text-only album read with require_images=False
     caption: str | None
 
 
@@ -46,14 +46,14 @@ def _text(value, where: str, name: str) -> str | None:
     return value.strip() or None
 
 
-def _ident(row: dict, key: str, where: str) -> str:
-    value = row.get(key)
+def _ident(row: dict, key: str, where: str, default: str | None = None) -> str:
+    value = row.get(key, default)
     if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
         raise DataError(f"{where}: needs {key!r} (a string or an integer)")
     return str(value)
 
 
-def _from_albums_jsonl(folder: Path, size: int, channels: int) -> list[AlbumRecord]:
+def _from_albums_jsonl(folder: Path, size: int, channels: int, users: bool, images: bool) -> list[AlbumRecord]:
     albums, seen = [], {}
     for where, row in jsonl_objects(folder / "albums.jsonl"):
         album_id = _ident(row, "album_id", where)
@@ -61,27 +61,31 @@ def _from_albums_jsonl(folder: Path, size: int, channels: int) -> list[AlbumReco
             raise DataError(f"{where}: album_id {album_id!r} is also on {seen[album_id]}; ids must be unique")
         seen[album_id] = where.rsplit(", ", 1)[1]
         where = f"{where} (album {album_id!r})"
-        user_id = _ident(row, "user_id", where)
+        user_id = _ident(row, "user_id", where, None if users else album_id)
         photos = row.get("photos")
         if not isinstance(photos, list) or not photos:
             raise DataError(f"{where}: an album needs a non-empty \"photos\" list of {{file, caption}}")
         files = set()
         loaded = []
         for j, photo in enumerate(photos):
+            caption = _text(photo.get("caption"), where, f"photo {j} caption") if isinstance(photo, dict) else None
+            if not images and isinstance(photo, dict) and "file" not in photo and caption:
+                loaded.append(AlbumPhoto(folder, None, caption))  # a text-only album (e.g. an export before images)
+                continue
             if not isinstance(photo, dict) or not isinstance(photo.get("file"), str):
                 raise DataError(f"{where}: photo {j} needs a \"file\" string")
             if photo["file"] in files:
                 raise DataError(f"{where}: photo file {photo['file']} is listed twice")
             files.add(photo["file"])
             loaded.append(AlbumPhoto(folder / photo["file"], read_image(folder / photo["file"], size=size, channels=channels, where=where),
-                                     _text(photo.get("caption"), where, f"photo {j} caption")))
+                                     caption))
         extra = {k: v for k, v in row.items() if k not in ("album_id", "user_id", "photos", "title", "summary")}
         albums.append(AlbumRecord(album_id, user_id, loaded, _text(row.get("title"), where, "title"),
                                   _text(row.get("summary"), where, "summary"), extra))
     return albums
 
 
-def _from_imagefolder(folder: Path, size: int, channels: int) -> list[AlbumRecord]:
+def _from_imagefolder(folder: Path, size: int, channels: int, users: bool) -> list[AlbumRecord]:
     by_album: dict[str, AlbumRecord] = {}
     files = set()
     for where, row in jsonl_objects(folder / "metadata.jsonl"):
@@ -90,7 +94,8 @@ def _from_imagefolder(folder: Path, size: int, channels: int) -> list[AlbumRecor
         if row["file_name"] in files:
             raise DataError(f"{where}: {row['file_name']} is listed twice")
         files.add(row["file_name"])
-        album_id, user_id = _ident(row, "album_id", where), _ident(row, "user_id", where)
+        album_id = _ident(row, "album_id", where)
+        user_id = _ident(row, "user_id", where, None if users else album_id)
         album = by_album.setdefault(album_id, AlbumRecord(album_id, user_id, [], summary=_text(
             row.get("summary"), where, "summary")))
         if album.user_id != user_id:
@@ -101,14 +106,18 @@ def _from_imagefolder(folder: Path, size: int, channels: int) -> list[AlbumRecor
     return list(by_album.values())
 
 
-def load_album_folder(folder: str | Path, *, size: int, channels: int = 3) -> list[AlbumRecord]:
+def load_album_folder(folder: str | Path, *, size: int, channels: int = 3, require_users: bool = True,
+                      require_images: bool = True) -> list[AlbumRecord]:
+    """The albums of ``folder``.  Training needs both defaults; reading synthetic albums (an export) for
+    evaluation passes ``require_users=False`` (an album without ``user_id`` is its own user) and
+    ``require_images=False`` (a photo may be a caption only, as a text-only export writes it)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"album folder {folder} does not exist or is not a folder")
     if (folder / "albums.jsonl").is_file():
-        albums = _from_albums_jsonl(folder, size, channels)
+        albums = _from_albums_jsonl(folder, size, channels, require_users, require_images)
     elif (folder / "metadata.jsonl").is_file():
-        albums = _from_imagefolder(folder, size, channels)
+        albums = _from_imagefolder(folder, size, channels, require_users)
     else:
         raise DataError(f"{folder}: no albums.jsonl (one album a line) or metadata.jsonl (imagefolder, one photo a "
                         "line with album_id and user_id)")

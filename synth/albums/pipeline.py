@@ -68,12 +68,13 @@ def _train(config: SynthConfig, *, progress: bool) -> AlbumGenerator:
 
 def export_albums(albums: list[dict], out_dir: Path, *, card: dict, overwrite: bool) -> Path:
     """One folder per album (``album.json`` + PNGs), a top-level ``metadata.jsonl`` (imagefolder: one
-    photo a line with album_id, summary and its caption as text), the card; atomically."""
+    photo a line with album_id, summary and its caption as text), ``albums.jsonl`` (one album a line,
+    the input's own format, so an export reads back with ``load_album_folder``), the card; atomically."""
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"output folder {out_dir} exists; pass --overwrite to replace it")
-    card = {**card, "rows": len(albums), "data_file": "metadata.jsonl + <album>/", "software_version": software_version()}
+    card = {**card, "rows": len(albums), "data_file": "albums.jsonl, metadata.jsonl + <album>/", "software_version": software_version()}
     with atomic_directory(out_dir) as tmp:
-        lines = []
+        lines, album_lines = [], []
         for a in albums:
             (tmp / a["album_id"]).mkdir()
             photos = []
@@ -82,12 +83,15 @@ def export_albums(albums: list[dict], out_dir: Path, *, card: dict, overwrite: b
                 if "images" in a:
                     name = f"{a['album_id']}/{i}.png"
                     (tmp / name).write_bytes(png_bytes(a["images"][i]))
-                    entry["file"] = f"{i}.png"
+                    entry["file"] = name
                     lines.append(json.dumps({"file_name": name, "album_id": a["album_id"], "summary": a["summary"],
                                              "text": caption}, ensure_ascii=False))
                 photos.append(entry)
-            (tmp / a["album_id"] / "album.json").write_text(json.dumps(
-                {"album_id": a["album_id"], "summary": a["summary"], "photos": photos}, indent=2, ensure_ascii=False))
+            record = {"album_id": a["album_id"], "summary": a["summary"], "photos": photos}
+            album_lines.append(json.dumps(record, ensure_ascii=False))
+            local = {**record, "photos": [{**p, "file": Path(p["file"]).name} if "file" in p else p for p in photos]}
+            (tmp / a["album_id"] / "album.json").write_text(json.dumps(local, indent=2, ensure_ascii=False))
+        (tmp / "albums.jsonl").write_text("\n".join(album_lines) + "\n", encoding="utf-8")
         if lines:
             (tmp / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
         (tmp / "dpsynth.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str))

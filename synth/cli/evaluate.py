@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
     p.add_argument("--real", type=Path, required=True,
                    help="the real data: .csv, .jsonl or .parquet (for a text corpus: the private training documents)")
     p.add_argument("--heldout", type=Path, default=None,
-                   help="text corpora and images: held-out real documents / an imagefolder the generator never saw "
+                   help="text corpora, images and albums: held-out real documents / an imagefolder / an album folder the "
+                        "generator never saw "
                         "(distribution and utility metrics; memorisation is measured against --real)")
     p.add_argument("--synthetic", type=Path, required=True, help="the synthetic data: .csv, .jsonl or .parquet")
     p.add_argument("--spec", type=Path, required=True,
@@ -47,6 +48,8 @@ def run(args) -> int:
         return _run_text(args, raw)
     if "images" in raw:
         return _run_images(args, raw)
+    if "albums" in raw:
+        return _run_albums(args, raw)
     spec = EvalSpec.from_dict(raw)
     if args.label:
         spec.label = args.label
@@ -120,6 +123,47 @@ def _run_images(args, raw) -> int:
                              captions["heldout"], features=SceneFeatures.trained_on_fixture(net_spec, cache_dir=args.cache_dir),
                              private=folders["real"].images, private_captions=captions["real"],
                              utility=args.utility_steps > 0, utility_steps=max(1, args.utility_steps))
+    paths = report.save(args.out)
+    print(report.summary())
+    print(f"\nreport: {paths['json']} and {paths['html']}")
+    return 0
+
+
+def _run_albums(args, raw) -> int:
+    """An albums run config as --spec: score exported synthetic albums (MAUVE on summaries and captions,
+    topic TV, KND, intra- vs inter-album distance, hero / theme coherence; with photos fixture-FID, P/R,
+    caption consistency) against held-out real albums, and memorisation against the private ones (--real).
+    Photos are scored with the public emoji-album SceneNet: meaningful for emoji-like albums only."""
+    from evaluation import Encoder
+    from evaluation.albums.evaluate import evaluate_albums
+    from evaluation.fixtures.albums import EmojiAlbums
+    from evaluation.scene_net import FeatureNetSpec, SceneFeatures
+    from trainer.errors import ConfigError
+
+    from ..albums import load_album_folder
+
+    if args.heldout is None:
+        raise ConfigError("albums are scored against held-out real albums: give --heldout FOLDER (an album folder)")
+    if args.out.resolve() == args.synthetic.resolve() or (args.out / "dpsynth.json").exists():
+        raise ConfigError(f"{args.out} is an export folder: the report holds non-DP statistics of the real data, "
+                          "write it elsewhere (--out)")
+    size = int(raw.get("image_model", {}).get("image_size", 32))
+
+    def albums(path, synthetic=False):
+        return [{"summary": a.summary or "", "captions": [p.caption or "" for p in a.photos],
+                 **({"images": [p.image for p in a.photos]} if all(p.image is not None for p in a.photos) else {})}
+                for a in load_album_folder(path, size=size, require_users=not synthetic, require_images=not synthetic)]
+
+    synthetic, heldout, private = albums(args.synthetic, True), albums(args.heldout), albums(args.real)
+    features = None
+    if synthetic and all("images" in a for a in synthetic):
+        net_spec = FeatureNetSpec(objects=EmojiAlbums().objects, backgrounds="albums", n_train=args.feature_net_images)
+        if size != net_spec.image_size:
+            raise ConfigError(f"the public album SceneNet scores {net_spec.image_size} px photos; this run makes {size} px")
+        features = SceneFeatures.trained_on_fixture(net_spec, cache_dir=args.cache_dir)
+    report = evaluate_albums(synthetic, heldout, encoder=Encoder(args.encoder, cache_dir=args.cache_dir),
+                             features=features, private=private,
+                             sources=(str(args.real), str(args.heldout), str(args.synthetic)))
     paths = report.save(args.out)
     print(report.summary())
     print(f"\nreport: {paths['json']} and {paths['html']}")
