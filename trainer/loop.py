@@ -273,12 +273,13 @@ class DPTrainer:
         if path is None:
             return
         ledger, state = load_checkpoint(path, params=self.params, optimizer=self.optimizer)
+        self.ledger.resume_stage(ledger, self.stage, where=f"checkpoint {path}")  # checks the prior stages first
         if state["noise_multiplier"] != self.noise_multiplier:
             raise ConfigError(
                 f"checkpoint {path} was trained with σ={state['noise_multiplier']}, this run has "
                 f"σ={self.noise_multiplier}: resume with the same config"
             )
-        self.ledger, self.step = ledger, int(state["step"])
+        self.step = int(state["step"])
         if "sampler_rng" in state:
             for i, g in enumerate(self.noise_gens):
                 if f"noise_rng_{i}" in state:  # a seeded run resumed on a machine with more workers

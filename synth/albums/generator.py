@@ -25,10 +25,10 @@ import pandas as pd
 
 from trainer import PrivacyLedger, TrainConfig
 from trainer.errors import ConfigError
-from trainer.io import atomic_directory
+from trainer.io import atomic_directory, atomic_write_text
 from trainer.seeds import numpy_rng
 
-from ..conditioning import ConditioningDistribution, dp_histogram
+from ..conditioning import ConditioningDistribution, domain, dp_histogram
 from ..diffusion import ImageGenerator, UNetChoice
 from ..domains import one_row_per_unit
 from ..lm import ModelChoice
@@ -126,8 +126,7 @@ class AlbumGenerator:
         out = Path(output_dir) if output_dir else None
         # album lengths: one album per user counted, so a user moves one count (sensitivity 1)
         frame = pd.DataFrame({"photos": [len(a.photos) for a in albums], "album": [a.album_id for a in albums]})
-        rows = one_row_per_unit(frame, users, numpy_rng(config.seed, "album_length_rows"))
-        self.lengths = dp_histogram(rows, spec.length_spec(), spec.length_noise, seed=config.seed)
+        self.lengths = self._length_histogram(frame, users, config, out)
         ledger.record("album_length_histogram", noise_multiplier=spec.length_noise, sample_rate=1.0, steps=1)
         shares, spent = spec.shares, 0.0
 
@@ -138,14 +137,9 @@ class AlbumGenerator:
             return dataclasses.replace(config, target_epsilon=target, delta=ledger.delta, privacy_unit="user",
                                        max_examples_per_user=k)
 
-        summaries = pd.DataFrame({"summary": pd.array([a.summary for a in albums], dtype="string"), "user": users})
+        summaries, captions = self.training_frames(albums)
         self.summary_lm.fit(summaries, stage_config("summary_lm", spec.max_albums_per_user), ledger=ledger,
                             stage="summary_lm", output_dir=out / "summary_lm" if out else None)
-        captions = pd.DataFrame({"caption": pd.array([p.caption for a in albums for p in a.photos], dtype="string"),
-                                 "summary": pd.array([a.summary for a in albums for p in a.photos], dtype="string"),
-                                 "user": [a.user_id for a in albums for p in a.photos]})
-        if not spec.hierarchical:  # the baseline: captions learnt without their album's summary
-            captions = captions.drop(columns=["summary"])
         k_photos = spec.max_albums_per_user * spec.max_photos_per_album
         self.caption_lm.fit(captions, stage_config("caption_lm", k_photos), ledger=ledger, stage="caption_lm",
                             output_dir=out / "caption_lm" if out else None)
@@ -158,6 +152,35 @@ class AlbumGenerator:
                             stage="unet", output_dir=out / "unet" if out else None)
         self.ledger = self.images.ledger if spec.images == "dp" else self.caption_lm.ledger
         return self.ledger
+
+    def _length_histogram(self, frame: pd.DataFrame, users: list[str], config: TrainConfig,
+                          out: Path | None) -> ConditioningDistribution:
+        """The DP album-length histogram, kept beside the checkpoints: a resumed run reuses its draw instead
+        of drawing (and having to account for) a second one."""
+        saved = out / "album_lengths.json" if out else None
+        if saved is not None and saved.is_file():
+            kept = ConditioningDistribution.from_dict(json.loads(saved.read_text()))
+            if kept.cells != domain(self.spec.length_spec()) or kept.noise_multiplier != self.spec.length_noise:
+                raise ConfigError(f"{saved} was drawn for other album bounds or noise: resume with the same config, "
+                                  "or start in a fresh output folder")
+            return kept
+        rows = one_row_per_unit(frame, users, numpy_rng(config.seed, "album_length_rows"))
+        lengths = dp_histogram(rows, self.spec.length_spec(), self.spec.length_noise, seed=config.seed)
+        if saved is not None:
+            atomic_write_text(saved, json.dumps(lengths.to_dict(), indent=2))
+        return lengths
+
+    def training_frames(self, albums: list[AlbumRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """What the two LMs train on (after the bounds): a summary per album and a caption per photo (with its
+        album's summary as context, unless the baseline), each row carrying its user, the privacy unit."""
+        summaries = pd.DataFrame({"summary": pd.array([a.summary for a in albums], dtype="string"),
+                                  "user": [a.user_id for a in albums]})
+        captions = pd.DataFrame({"caption": pd.array([p.caption for a in albums for p in a.photos], dtype="string"),
+                                 "summary": pd.array([a.summary for a in albums for p in a.photos], dtype="string"),
+                                 "user": [a.user_id for a in albums for p in a.photos]})
+        if not self.spec.hierarchical:  # the baseline: captions learnt without their album's summary
+            captions = captions.drop(columns=["summary"])
+        return summaries, captions
 
     def sample(self, n: int, *, seed: int | None = None, max_new_tokens: int = 48, temperature: float = 1.0,
                batch_size: int = 16, image_steps: int = 25, guidance_scale: float = 3.0,

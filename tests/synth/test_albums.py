@@ -3,6 +3,7 @@ meets the target, summary-first sampling, save / reload."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -82,6 +83,85 @@ def test_the_independent_baseline_learns_captions_without_the_summary(tmp_path):
     assert 3.8 < ledger.epsilon() <= 4.0  # without DP photos the captions take the rest of the budget
     out = gen.sample(3, seed=0, max_new_tokens=6)
     assert all(len(a["captions"]) >= 1 and "images" not in a for a in out)
+
+
+def test_an_interrupted_album_run_resumes_each_stage_and_keeps_its_length_draw(tmp_path, monkeypatch):
+    """The caption stage fails half-way (after its first checkpoint); a fresh generator with the same config
+    and run folder finishes: the summary LM is not retrained, the DP length histogram is the first run's
+    draw (not a second one), and every stage is in the ledger once."""
+    from synth.albums import AlbumGenerator, AlbumsSpec
+    from synth.lm import ModelChoice
+
+    albums = _albums(tmp_path)
+    spec = AlbumsSpec(max_albums_per_user=1, max_photos_per_album=4, images="none")
+    cfg = TrainConfig(target_epsilon=6.0, delta=1e-3, expected_batch_size=3, physical_batch_size=8, steps=2,
+                      checkpoint_every=1, progress=False)
+    from trainer.loop import DPTrainer
+
+    first = AlbumGenerator(spec, ModelChoice(model="scratch"))
+    save = DPTrainer.save
+
+    def save_then_die(trainer):
+        path = save(trainer)
+        if trainer.stage == "caption_lm":  # the caption stage's first checkpoint is on disk...
+            raise KeyboardInterrupt  # ...then the machine goes away
+        return path
+
+    monkeypatch.setattr(DPTrainer, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(albums, cfg, output_dir=tmp_path / "ckpt")
+    monkeypatch.undo()
+    assert (tmp_path / "ckpt" / "caption_lm" / "checkpoint-1").is_dir()
+    drawn = json.loads((tmp_path / "ckpt" / "album_lengths.json").read_text())
+    summary_weights = {k: v.clone() for k, v in first.summary_lm.model.state_dict().items()}
+
+    again = AlbumGenerator(spec, ModelChoice(model="scratch"))
+    ledger = again.fit(albums, cfg, output_dir=tmp_path / "ckpt")
+    assert again.lengths.to_dict() == drawn
+    assert all(torch.equal(v, summary_weights[k]) for k, v in again.summary_lm.model.state_dict().items())
+    assert [e.stage for e in ledger.events] == ["album_length_histogram", "summary_lm", "caption_lm"]
+    assert [e.steps for e in ledger.events] == [1, 2, 2] and ledger.epsilon() <= 6.0
+    with pytest.raises(ConfigError, match="drawn for other album bounds"):
+        AlbumGenerator(dataclasses.replace(spec, max_photos_per_album=3), ModelChoice(model="scratch")).fit(
+            albums, cfg, output_dir=tmp_path / "ckpt")
+
+
+def test_a_user_with_many_albums_moves_each_lm_stage_as_one_unit(tmp_path):
+    """User u0 owns three albums of four photos: 3 summary rows and 12 caption rows.  Adding u0 moves each
+    LM stage's clipped summed gradient by at most C, and by C with flat clipping: all of u0's rows are
+    clipped as one unit, not as 12 (which could move it by up to 12 C)."""
+    require_emoji_fixture()
+    from evaluation.fixtures.albums import EmojiAlbums
+    from synth.albums import AlbumGenerator, AlbumPhoto, AlbumRecord, AlbumsSpec, bound_albums
+    from synth.lm import ModelChoice
+
+    from ..lm_units import clipped_sum
+
+    maker = EmojiAlbums(image_size=16, min_photos=4, max_photos=6)
+    drawn = maker.albums(6, seed=3, users=6)
+    albums = [AlbumRecord(a.album_id, "u0" if i < 3 else f"u{i}", [AlbumPhoto(tmp_path, None, p.caption)
+                                                                   for p in a.photos], summary=a.summary)
+              for i, a in enumerate(drawn)]
+    spec = AlbumsSpec(max_albums_per_user=3, max_photos_per_album=4, images="none")
+    kept, report = bound_albums(albums, spec, seed=0)
+    assert report.users == 4 and report.albums_kept == 6 and all(len(a.photos) == 4 for a in kept)
+    torch.manual_seed(0)
+    gen = AlbumGenerator(spec, ModelChoice(model="scratch"))
+    summaries, captions = gen.training_frames(kept)
+    for lm, frame, heavy_rows in ((gen.summary_lm, summaries, 3), (gen.caption_lm, captions, 12)):
+        rows, units, _ = lm.chunk(frame)
+        assert units.count("u0") == heavy_rows
+        model = lm.model.double()
+        heavy = [i for i, u in enumerate(units) if u == "u0"]
+        others = [i for i, u in enumerate(units) if u != "u0"]
+        for clipping in ("flat", "per_layer"):
+            moved = (clipped_sum(model, rows, units, [heavy, others], clipping)
+                     - clipped_sum(model, rows, units, [others], clipping)).norm().item()
+            assert moved <= 1.0 + 1e-6
+            if clipping == "flat":
+                assert moved > 0.99
+        assert lm.spec.max_chunks_per_unit == heavy_rows  # the trainer takes all of a sampled user's rows
+        lm.model.float()
 
 
 ALBUM_CONFIG = """

@@ -11,9 +11,10 @@ import torch
 
 from synth.lm import ModelChoice
 from synth.text import TextGenerator, TextSpec, load_corpus
-from trainer import DPEngine, PrivacyLedger, TrainConfig
+from trainer import PrivacyLedger, TrainConfig
 from trainer.errors import ConfigError, DPSynthError
 
+from ..lm_units import clipped_sum as lm_clipped_sum
 from .specs import SHARED
 
 DRUGS = SHARED / "drugs_train.csv"
@@ -44,30 +45,11 @@ def test_a_5000_token_document_is_one_unit_across_its_chunks_and_micro_batches()
 
     model = gen.model.double()
 
-    def clipped_sum(with_long: bool, clipping: str):
-        eng = DPEngine(model, max_grad_norm=1.0, clipping=clipping)
-        try:
-            groups = ([[i for i, u in enumerate(units) if u == 0]] if with_long else []) + [
-                [i for i, u in enumerate(units) if u != 0]]
-            for idx in groups:  # the long document alone in one micro-batch, the others in another
-                ids = [rows[i]["input_ids"] for i in idx]
-                width = max(map(len, ids)) + (1 if max(map(len, ids)) == len(ids) else 0)
-                x = torch.zeros(len(ids), width, dtype=torch.long)
-                mask = torch.zeros(len(ids), width, dtype=torch.float64)
-                for b, i in enumerate(idx):
-                    x[b, : len(rows[i]["input_ids"])] = torch.tensor(rows[i]["input_ids"])
-                    mask[b, : len(rows[i]["input_ids"])] = torch.tensor(rows[i]["loss_mask"], dtype=torch.float64)
-                unit_of = [units[i] for i in idx]
-                keys = list(dict.fromkeys(unit_of))
-                unit_index = torch.tensor([keys.index(u) for u in unit_of])
-                with eng.micro_batch(len(idx), unit_index, unit_ids=keys):
-                    logits = model(input_ids=x).logits[:, :-1]
-                    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
-                    (nll * mask[:, 1:] * 30).sum().backward()  # scaled: every unit is clipped
-            return torch.cat([p.grad.flatten() for p in eng.trainable_parameters.values()])
-        finally:
-            eng.detach()
-            model.zero_grad(set_to_none=True)
+    long_rows = [i for i, u in enumerate(units) if u == 0]
+    other_rows = [i for i, u in enumerate(units) if u != 0]
+
+    def clipped_sum(with_long: bool, clipping: str):  # the long document alone in one micro-batch
+        return lm_clipped_sum(model, rows, units, ([long_rows] if with_long else []) + [other_rows], clipping)
 
     for clipping in ("flat", "per_layer"):
         moved = (clipped_sum(True, clipping) - clipped_sum(False, clipping)).norm().item()

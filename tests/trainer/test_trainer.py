@@ -57,6 +57,31 @@ def test_resume_with_other_noise_is_refused(tmp_path):
         other.train()
 
 
+def test_a_stage_resumed_from_its_final_checkpoint_stays_in_the_callers_ledger(tmp_path):
+    """Two DP models of one run share a ledger.  Rerun after a crash between them: the first stage resumes
+    from its last checkpoint (no step runs), and its spend must still be in the ledger the second stage
+    calibrates against and the run reports; otherwise the second model gets the whole budget again."""
+    from trainer import PrivacyLedger, train_model
+
+    def run(first_dir_done: bool):
+        ledger = PrivacyLedger(delta=1e-5)
+        train_model(tiny_llama(dtype=torch.float32), _examples(), _cfg(target_epsilon=4.0, delta=1e-5), ledger=ledger,
+                    stage="first", output_dir=tmp_path / "first")
+        assert [e.stage for e in ledger.events] == ["first"] and ledger.steps("first") == 6
+        second = train_model(tiny_llama(dtype=torch.float32), _examples(), _cfg(target_epsilon=8.0, delta=1e-5), ledger=ledger,
+                             stage="second")
+        return second.ledger, ledger
+
+    before, _ = run(False)
+    after, same = run(True)  # "first" resumes from checkpoint-6 of the first run
+    assert after is same and after.to_dict() == before.to_dict() and 7.5 < after.epsilon() <= 8.0
+    foreign = PrivacyLedger(delta=1e-5)
+    foreign.record("histogram", noise_multiplier=3.0, sample_rate=1.0)
+    with pytest.raises(ConfigError, match="other prior privacy stages"):
+        train_model(tiny_llama(dtype=torch.float32), _examples(), _cfg(target_epsilon=4.0, delta=1e-5), ledger=foreign,
+                    stage="first", output_dir=tmp_path / "first")
+
+
 def test_user_level_training_runs_and_records_unit():
     users = [i // 4 for i in range(128)]  # 32 users, 4 rows each
     cfg = _cfg(privacy_unit="user", max_examples_per_user=2, expected_batch_size=8, steps=2)

@@ -86,6 +86,23 @@ class PrivacyLedger:
             self.events.append(PrivacyEvent(stage, float(noise_multiplier), float(sample_rate), steps, details,
                                             float(extra_delta)))
 
+    def resume_stage(self, saved: "PrivacyLedger", stage: str, *, where: str) -> None:
+        """Take ``stage``'s spend from a checkpoint's ledger into this one, in place (the caller keeps its
+        ledger object, so later stages of the run compose with what the resumed stage spent).  The
+        checkpoint must have been written after the same prior stages as this run's."""
+        mine = [e for e in self.events if e.stage != stage]
+        theirs = [e for e in saved.events if e.stage != stage]
+        if (mine != theirs or saved.delta != self.delta or saved.accountant != self.accountant
+                or saved.privacy_unit != self.privacy_unit):
+            raise ConfigError(f"{where} was written after other prior privacy stages "
+                              f"({[e.stage for e in theirs]}, δ={saved.delta}, {saved.accountant}, unit "
+                              f"{saved.privacy_unit}) than this run has ({[e.stage for e in mine]}, δ={self.delta}, "
+                              f"{self.accountant}, unit {self.privacy_unit}): resume with the same config, or start "
+                              "in a fresh output folder")
+        self.events = mine + [e for e in saved.events if e.stage == stage]
+        for caveat in saved.caveats:
+            self.add_caveat(caveat)
+
     @property
     def history(self) -> list[tuple[float, float, int]]:
         return [(e.noise_multiplier, e.sample_rate, e.steps) for e in self.events]
