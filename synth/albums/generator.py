@@ -34,6 +34,7 @@ from ..domains import one_row_per_unit
 from ..lm import ModelChoice
 from ..lm.text_generator import TextGenerator
 from ..lm.text_spec import TextSpec
+from .describe import DescribeReport, describe_albums
 from .folder import AlbumRecord
 from .spec import AlbumsSpec
 
@@ -76,11 +77,12 @@ def bound_albums(albums: list[AlbumRecord], spec: AlbumsSpec, seed: int | None) 
 def _missing_text(albums: list[AlbumRecord]) -> None:
     for a in albums:
         if not a.summary:
-            raise ConfigError(f"album {a.album_id!r} has no summary: give one per album (a captioning model by path "
-                              "is not supported yet)")
+            raise ConfigError(f"album {a.album_id!r} has no summary: give one per album, or a public summariser "
+                              "(albums.summariser: a local causal LM folder, or smollm2) to write it from the captions")
         for p in a.photos:
             if not p.caption:
-                raise ConfigError(f"album {a.album_id!r}: photo {p.file.name} has no caption")
+                raise ConfigError(f"album {a.album_id!r}: photo {p.file.name} has no caption: give one, or a public "
+                                  "captioner (albums.captioner: a local image-to-text model folder)")
 
 
 class AlbumGenerator:
@@ -109,6 +111,7 @@ class AlbumGenerator:
         self.lengths: ConditioningDistribution | None = None
         self.ledger: PrivacyLedger | None = None
         self.bounds: BoundReport | None = None
+        self.described: DescribeReport | None = None
 
     def fit(self, albums: list[AlbumRecord], config: TrainConfig, *, output_dir: str | Path | None = None,
             ledger: PrivacyLedger | None = None, image_steps: int | None = None) -> PrivacyLedger:
@@ -117,8 +120,9 @@ class AlbumGenerator:
         spec = self.spec
         if config.target_epsilon is None and not config.non_private:
             raise ConfigError("album training splits one target_epsilon between its stages: give train.target_epsilon")
-        _missing_text(albums)
         albums, self.bounds = bound_albums(albums, spec, config.seed)
+        albums, self.described = describe_albums(albums, captioner=spec.captioner, summariser=spec.summariser)
+        _missing_text(albums)
         users = [a.user_id for a in albums]
         n_users = len(set(users))
         ledger = ledger or PrivacyLedger(delta=config.resolve_delta(n_users), accountant=config.accountant,

@@ -15,6 +15,7 @@ from ..export import privacy_block, render_card, software_version
 from ..image_files import load_image_folder, png_bytes
 from ..run_config import SynthConfig
 from ..run_folder import load_saved_generator, refuse_existing_export, run_folder, saved_generator_path
+from .describe import check_models
 from .folder import load_album_folder
 from .generator import AlbumGenerator
 
@@ -25,6 +26,12 @@ def _public_facts(config: SynthConfig, n_public: int | None) -> list[str]:
     if spec.public_images:
         facts.append(f"public pretraining images: {spec.public_images} ({n_public} images, {spec.pretrain_steps} "
                      "steps without noise)")
+    if spec.captioner:
+        facts.append(f"captioner (public image-to-text model, by path; its captions of private photos are trained on "
+                     f"with DP, not exported): {spec.captioner}")
+    if spec.summariser:
+        facts.append(f"summariser (public LM; its summaries of private captions are trained on with DP, not exported): "
+                     f"{spec.summariser}")
     if spec.images != "none":
         facts.append("caption encoder (frozen): " + (config.image_model.caption_encoder or "all-MiniLM-L6-v2"))
     return facts
@@ -49,6 +56,7 @@ def train(config: SynthConfig, *, progress: bool = True) -> tuple[AlbumGenerator
 def _train(config: SynthConfig, *, progress: bool) -> AlbumGenerator:
     spec, run_dir = config.albums, Path(config.output.dir)
     config.model.check_source()
+    check_models(spec.captioner, spec.summariser)
     albums = load_album_folder(config.data.path, size=config.image_model.image_size,
                                channels=config.image_model.channels)
     gen = AlbumGenerator(spec, config.model, dataclasses.replace(config.image_model, captions=True))
@@ -60,7 +68,7 @@ def _train(config: SynthConfig, *, progress: bool) -> AlbumGenerator:
     gen.fit(albums, train_config, output_dir=run_dir / "checkpoints", ledger=ledger,
             image_steps=spec.image_steps)
     report = {"note": "NOT differentially private: statistics of the private albums, do not publish",
-              "bounds": gen.bounds.to_dict()}
+              "bounds": gen.bounds.to_dict(), "described": gen.described.to_dict()}
     atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=2, sort_keys=True))
     gen.save_pretrained(run_dir / "generator")
     return gen

@@ -30,6 +30,8 @@ class AlbumsSpec:
     image_steps: int | None = field(default=None, metadata={"help": "DP steps of the image model (default: train.steps)."})
     sampling_steps: int = field(default=25, metadata={"help": "DDIM steps per generated photo."})
     guidance_scale: float = field(default=3.0, metadata={"help": "Classifier-free guidance of the photos on their captions."})
+    captioner: str | None = field(default=None, metadata={"help": "Local folder of a PUBLIC image-to-text model that captions photos given without a caption (what it writes is private data, trained on with DP, never exported)."})
+    summariser: str | None = field(default=None, metadata={"help": "Local folder of a PUBLIC causal LM (or smollm2) that writes a missing album summary from the album's captions."})
     max_new_tokens: int = field(default=48, metadata={"help": "Longest generated summary or caption, in tokens."})
 
     def __post_init__(self):
