@@ -128,7 +128,7 @@ def resolve_paths(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
             out[section][key] = str(base_dir / value)
     for section, key in (("model", "model"), ("image_model", "model"), ("albums", "captioner"),
-                         ("albums", "summariser")):
+                         ("albums", "summariser"), ("albums", "image_pipeline")):
         model = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
         if isinstance(model, str) and not Path(model).is_absolute() and (base_dir / model).is_dir():
             out[section][key] = str(base_dir / model)  # a local model folder (not a preset, scratch or a hub id)

@@ -123,8 +123,12 @@ class Summariser:
         return text.strip().splitlines()[0].strip() if text.strip() else ""
 
 
-def check_models(captioner: str | None, summariser: str | None) -> None:
-    """Fail before any work when a named captioner / summariser folder is not there."""
+def check_models(captioner: str | None, summariser: str | None, image_pipeline: str | None = None) -> None:
+    """Fail before any work when a named captioner / summariser / image pipeline folder is not there."""
+    if image_pipeline is not None:
+        from ..diffusion.public_pipeline import check_pipeline_folder
+
+        check_pipeline_folder(image_pipeline)
     if captioner is not None:
         _local_folder(captioner, "captioner")
     if summariser not in (None, "smollm2"):

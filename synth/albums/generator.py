@@ -29,7 +29,7 @@ from trainer.io import atomic_directory, atomic_write_text
 from trainer.seeds import numpy_rng
 
 from ..conditioning import ConditioningDistribution, domain, dp_histogram
-from ..diffusion import ImageGenerator, UNetChoice
+from ..diffusion import ImageGenerator, PublicTextToImage, UNetChoice
 from ..domains import one_row_per_unit
 from ..lm import ModelChoice
 from ..lm.text_generator import TextGenerator
@@ -103,7 +103,9 @@ class AlbumGenerator:
                 description=f"{d} Write the caption of one of its photos.", chunk_tokens=256, overlap_tokens=0,
                 max_chunks_per_unit=self.spec.max_albums_per_user * self.spec.max_photos_per_album), self.lm_choice)
             self.images = None
-            if self.spec.images != "none":
+            if self.spec.image_pipeline is not None:
+                self.images = PublicTextToImage(self.spec.image_pipeline, image_size=(unet or UNetChoice()).image_size)
+            elif self.spec.images != "none":
                 unet = unet or UNetChoice(captions=True)
                 if not unet.captions:
                     raise ConfigError("the album image model must be caption-conditional (model.captions = true)")
@@ -220,9 +222,10 @@ class AlbumGenerator:
         with atomic_directory(directory) as tmp:
             self.summary_lm.save_pretrained(tmp / "summary_lm")
             self.caption_lm.save_pretrained(tmp / "caption_lm")
-            if self.images is not None:
+            if isinstance(self.images, ImageGenerator):
                 self.images.save_pretrained(tmp / "image_model")
             meta = {"kind": KIND, "spec": dataclasses.asdict(self.spec),
+                    "image_size": self.images.image_size if isinstance(self.images, PublicTextToImage) else None,
                     "bounds": self.bounds.to_dict() if self.bounds else None}
             (tmp / "dpsynth_config.json").write_text(json.dumps(meta, indent=2))
             if self.lengths is not None:
@@ -237,8 +240,11 @@ class AlbumGenerator:
         if not meta_path.is_file() or json.loads(meta_path.read_text()).get("kind") != KIND:
             raise FileNotFoundError(f"{directory} is not a saved dpsynth album generator")
         meta = json.loads(meta_path.read_text())
+        spec = AlbumsSpec(**meta["spec"])
         images = ImageGenerator.from_pretrained(directory / "image_model") if (directory / "image_model").is_dir() else None
-        gen = cls(AlbumsSpec(**meta["spec"]), _parts=(TextGenerator.from_pretrained(directory / "summary_lm"),
+        if spec.image_pipeline is not None:  # a public pipeline is referenced by its path, not copied
+            images = PublicTextToImage(spec.image_pipeline, image_size=meta["image_size"])
+        gen = cls(spec, _parts=(TextGenerator.from_pretrained(directory / "summary_lm"),
                                                       TextGenerator.from_pretrained(directory / "caption_lm"), images))
         gen.lengths = ConditioningDistribution.from_dict(json.loads((directory / "album_lengths.json").read_text()))
         if (directory / "privacy_ledger.json").exists():

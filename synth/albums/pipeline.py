@@ -32,7 +32,9 @@ def _public_facts(config: SynthConfig, n_public: int | None) -> list[str]:
     if spec.summariser:
         facts.append(f"summariser (public LM; its summaries of private captions are trained on with DP, not exported): "
                      f"{spec.summariser}")
-    if spec.images != "none":
+    if spec.image_pipeline:
+        facts.append(f"photos drawn by a public text-to-image pipeline (by path, nothing trained): {spec.image_pipeline}")
+    elif spec.images != "none":
         facts.append("caption encoder (frozen): " + (config.image_model.caption_encoder or "all-MiniLM-L6-v2"))
     return facts
 
@@ -56,7 +58,7 @@ def train(config: SynthConfig, *, progress: bool = True) -> tuple[AlbumGenerator
 def _train(config: SynthConfig, *, progress: bool) -> AlbumGenerator:
     spec, run_dir = config.albums, Path(config.output.dir)
     config.model.check_source()
-    check_models(spec.captioner, spec.summariser)
+    check_models(spec.captioner, spec.summariser, spec.image_pipeline)
     albums = load_album_folder(config.data.path, size=config.image_model.image_size,
                                channels=config.image_model.channels)
     gen = AlbumGenerator(spec, config.model, dataclasses.replace(config.image_model, captions=True))

@@ -25,6 +25,7 @@ class AlbumsSpec:
     images: str = field(default="dp", metadata={"help": "dp (DP fine-tune of the image model on the private photos), public (the image model as given, trained on public images only: no privacy cost) or none (text-only albums)."})
     hierarchical: bool = field(default=True, metadata={"help": "Captions written given the album's summary (true), or independently of it (false: the baseline the hierarchy is measured against)."})
     description: str = field(default="A photo album.", metadata={"help": "Public one-line description of an album (in the LMs' prompts)."})
+    image_pipeline: str | None = field(default=None, metadata={"help": "Local folder of a PUBLIC diffusers text-to-image pipeline that draws the photos (images = public; no privacy cost; the card names it)."})
     public_images: str | None = field(default=None, metadata={"help": "An imagefolder of PUBLIC captioned images (metadata.jsonl with text): the image model is pretrained on them without noise first (the card names it)."})
     pretrain_steps: int = field(default=0, metadata={"help": "Non-private pretraining steps of the image model on public_images."})
     image_steps: int | None = field(default=None, metadata={"help": "DP steps of the image model (default: train.steps)."})
@@ -49,9 +50,12 @@ class AlbumsSpec:
                               "leaves nothing for the DP image stage: keep the sum below 1")
         if (self.pretrain_steps > 0) != (self.public_images is not None) or self.pretrain_steps < 0:
             raise ConfigError("albums.public_images and albums.pretrain_steps > 0 go together")
-        if self.images == "public" and self.public_images is None:
+        if self.image_pipeline is not None and (self.images != "public" or self.public_images is not None):
+            raise ConfigError("albums.image_pipeline draws the photos from a public pipeline as it is: it goes with "
+                              "images = \"public\" and without public_images (nothing is trained)")
+        if self.images == "public" and self.public_images is None and self.image_pipeline is None:
             raise ConfigError("albums.images = \"public\" draws the photos from a model trained on public images only: "
-                              "give albums.public_images and pretrain_steps (or a pretrained image_model.model)")
+                              "give albums.public_images and pretrain_steps (or a pretrained image_model.model), or albums.image_pipeline")
         if self.image_steps is not None and self.image_steps < 1:
             raise ConfigError(f"albums.image_steps must be >= 1, got {self.image_steps}")
         if not (math.isfinite(self.length_noise) and self.length_noise > 0):

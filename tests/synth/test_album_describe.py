@@ -105,3 +105,58 @@ def test_album_training_describes_first_and_refuses_without_a_describer(tmp_path
     assert gen.described.captions_made == 8 and gen.described.summaries_made == 2  # 4 kept photos each
     with pytest.raises(ConfigError, match="not a local model folder with a config.json"):
         check_models(str(tmp_path / "nowhere"), None)
+
+
+def _tiny_text_to_image_pipeline(folder):
+    """A random Stable Diffusion pipeline small enough for a test (SmolLM2's tokenizer, 16 px)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from synth.lm.models import load_smollm2_tokenizer
+
+    tok = load_smollm2_tokenizer()
+    tok.model_max_length = 16
+    tok.pad_token = tok.pad_token or tok.eos_token
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32),
+                                layers_per_block=1, cross_attention_dim=16, norm_num_groups=8, attention_head_dim=4,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, max_position_embeddings=16, eos_token_id=tok.eos_token_id,
+                                        pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id))
+    StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
+                            scheduler=DDIMScheduler(num_train_timesteps=50, clip_sample=False), safety_checker=None,
+                            feature_extractor=None, requires_safety_checker=False).save_pretrained(folder)
+    return folder
+
+
+def test_photos_from_a_public_text_to_image_pipeline_by_path_cost_no_privacy(tmp_path):
+    from synth.albums import AlbumGenerator, AlbumsSpec
+    from synth.albums.pipeline import _public_facts
+    from synth.diffusion import UNetChoice
+    from synth.lm import ModelChoice
+    from synth.run_config import build_config
+
+    pipe = _tiny_text_to_image_pipeline(tmp_path / "sd")
+    albums, _ = _albums_without_text(tmp_path)
+    albums = [a for a in albums if a.summary and all(p.caption for p in a.photos)]
+    with pytest.raises(ConfigError, match="goes with images = \"public\""):
+        AlbumsSpec(images="dp", image_pipeline=str(pipe))
+    spec = AlbumsSpec(max_albums_per_user=1, max_photos_per_album=4, images="public", image_pipeline=str(pipe))
+    gen = AlbumGenerator(spec, ModelChoice(model="scratch"), UNetChoice(image_size=16, captions=True))
+    ledger = gen.fit(albums, TrainConfig(target_epsilon=4.0, delta=1e-3, expected_batch_size=2, physical_batch_size=8,
+                                         steps=1, progress=False))
+    assert [e.stage for e in ledger.events] == ["album_length_histogram", "summary_lm", "caption_lm"]  # no photo stage
+    out = gen.sample(2, seed=0, max_new_tokens=6, image_steps=2)
+    photos = [torch.stack(a["images"]) for a in out]
+    assert all(p.shape == (len(a["captions"]), 3, 16, 16) for p, a in zip(photos, out, strict=True))
+    assert all(-1 <= p.min() and p.max() <= 1 and p.std() > 0 for p in photos)
+    gen.save_pretrained(tmp_path / "gen")
+    assert not (tmp_path / "gen" / "image_model").exists()  # referenced by path, not copied
+    again = AlbumGenerator.from_pretrained(tmp_path / "gen").sample(2, seed=0, max_new_tokens=6, image_steps=2)
+    assert all(torch.equal(torch.stack(x["images"]), torch.stack(y["images"])) for x, y in zip(out, again, strict=True))
+    config = build_config({"data": {"path": "albums"}, "albums": {"images": "public", "image_pipeline": str(pipe)}})
+    assert any("public text-to-image pipeline" in f for f in _public_facts(config, None))
