@@ -30,7 +30,8 @@ from trainer.errors import ConfigError
 from trainer.io import atomic_directory
 
 from ..conditioning import ConditioningDistribution, plain_value
-from .decoding import SampleStats, sample_texts
+from .continuous import sample_from_prompts
+from .decoding import SampleStats
 from .roads import ModelChoice, build_model
 from .saved import read_generator, write_generator
 from .text_spec import TextSpec
@@ -125,34 +126,36 @@ class TextGenerator:
     def sample(self, n: int, *, batch_size: int = 16, max_new_tokens: int = 256, temperature: float = 1.0,
                top_p: float = 1.0, seed: int | None = None, progress: bool = True,
                contexts: list[str] | None = None) -> tuple[pd.DataFrame, SampleStats]:
-        """``n`` documents; with a context column, ``contexts`` gives each document's context (documents
-        of one context are sampled together)."""
+        """``n`` documents; with a context column, ``contexts`` gives each document's context.  Every
+        document has its own prompt (its drawn labels, its context), all in one continuous batch."""
         if self.spec.labels and self.conditioning is None:
             raise ValueError("a label-conditioned generator needs its label distribution (conditioning)")
         if (contexts is None) != (self.spec.context is None) or (contexts is not None and len(contexts) != n):
             raise ConfigError(f"give one context per document exactly when text.context is set ({n} documents, "
                               f"{'no' if contexts is None else len(contexts)} contexts)")
         draws = self.conditioning.sample(n, np.random.default_rng(seed)) if self.spec.labels else [()] * n
-        groups: dict[tuple, int] = defaultdict(int)
-        for i, d in enumerate(draws):
-            groups[(d, contexts[i] if contexts is not None else None)] += 1
+        contexts = contexts if contexts is not None else [None] * n
+        prompts, cached = [], {}
+        for labels, context in zip(draws, contexts, strict=True):
+            key = (labels, context)
+            if key not in cached:
+                cached[key] = self.prompt_ids(labels, context)
+            prompts.append(cached[key])
         merged = hasattr(self.model, "merge_adapter")
         if merged:
             self.model.merge_adapter()
-        out, stats = [], None
-        try:
-            for (labels, context), count in groups.items():
-                texts, part = sample_texts(self.model, self.tokenizer, None, self.prompt_ids(labels, context), count,
-                                           batch_size=batch_size, max_record_tokens=max_new_tokens - 1,
-                                           temperature=temperature, top_p=top_p, seed=seed, progress=progress,
-                                           keep_unfinished=True)
-                stats = part if stats is None else stats.merge(part)
-                ctx = {self.spec.context: context} if self.spec.context else {}
-                out += [{**dict(zip(self.spec.label_names, map(plain_value, labels), strict=True)), **ctx,
-                         self.spec.text: t} for t in texts]
+        try:  # one continuous batch across every prompt: a finished row's slot takes the next prompt
+            texts, stats = sample_from_prompts(self.model, self.tokenizer, prompts, batch_size=batch_size,
+                                               max_record_tokens=max_new_tokens - 1, temperature=temperature,
+                                               top_p=top_p, seed=seed, progress=progress, keep_unfinished=True)
         finally:
             if merged:
                 self.model.unmerge_adapter()
+        out = []
+        for labels, context, text in zip(draws, contexts, texts, strict=True):
+            ctx = {self.spec.context: context} if self.spec.context else {}
+            out.append({**dict(zip(self.spec.label_names, map(plain_value, labels), strict=True)), **ctx,
+                        self.spec.text: text})
         stats = stats or SampleStats()
         stats.requested, stats.emitted = n, len(out)
         context_column = [self.spec.context] if self.spec.context else []

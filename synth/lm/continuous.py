@@ -1,0 +1,150 @@
+"""Continuous batching across prompts: every row of the batch has its own prompt, and a row that
+finishes hands its slot to the next prompt at once.
+
+``decoding.sample_texts`` samples many completions of ONE prompt (its cache is computed once and
+copied).  Label-conditioned text and album captions have many prompts (a label pair, an album's
+summary), and one batch per prompt left most batches tiny.  Here a batch of up to ``batch_size`` rows
+runs over one KV cache whose rows are left-padded to a common length: a new prompt is prefilled alone,
+padded (or the batch padded) to match, and joined; the attention mask hides the padding and each row
+keeps its own position ids, so a row's logits do not depend on its neighbours (the test checks
+greedy completions against one-prompt-at-a-time decoding).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .decoding import FreeText, GrammarMatchers, SampleStats, sample_next
+
+
+def _pad_left(cache, n: int) -> None:
+    if n <= 0:
+        return
+    for layer in cache.layers:
+        pad = layer.keys.new_zeros(*layer.keys.shape[:2], n, layer.keys.shape[3])
+        layer.keys = torch.cat([pad, layer.keys], dim=2)
+        pad = layer.values.new_zeros(*layer.values.shape[:2], n, layer.values.shape[3])
+        layer.values = torch.cat([pad, layer.values], dim=2)
+
+
+def _join(cache, other) -> None:
+    """Append ``other``'s rows to ``cache`` (both of one length)."""
+    for mine, theirs in zip(cache.layers, other.layers, strict=True):
+        mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
+        mine.values = torch.cat([mine.values, theirs.values], dim=0)
+
+
+class _Batch:
+    """The running rows: one cache, the padding mask, each row's next position and last logits."""
+
+    def __init__(self):
+        self.cache = None
+        self.mask: torch.Tensor | None = None  # (rows, length) 1 = a real token
+        self.pos: torch.Tensor | None = None  # (rows,) position id of each row's next token
+        self.logits: torch.Tensor | None = None  # (rows, vocab)
+        self.rows: list[int] = []  # prompt index of each row
+
+    def admit(self, model, prompt: torch.Tensor, index: int) -> None:
+        out = model(input_ids=prompt[None], use_cache=True)
+        cache, length = out.past_key_values, prompt.shape[0]
+        logits = out.logits[:, -1].float()
+        if self.cache is None:
+            self.cache, self.mask = cache, torch.ones(1, length, dtype=torch.long, device=prompt.device)
+            self.pos, self.logits = torch.tensor([length], device=prompt.device), logits
+        else:
+            current = self.mask.shape[1]
+            _pad_left(cache, current - length)
+            _pad_left(self.cache, length - current)
+            if length > current:
+                self.mask = torch.cat([self.mask.new_zeros(len(self.rows), length - current), self.mask], dim=1)
+            row_mask = torch.cat([self.mask.new_zeros(1, max(0, current - length)), self.mask.new_ones(1, length)], 1)
+            _join(self.cache, cache)
+            self.mask = torch.cat([self.mask, row_mask])
+            self.pos = torch.cat([self.pos, self.pos.new_tensor([length])])
+            self.logits = torch.cat([self.logits, logits])
+        self.rows.append(index)
+
+    def keep(self, keep: list[int]) -> None:
+        if len(keep) == len(self.rows):
+            return
+        idx = torch.tensor(keep, device=self.mask.device)
+        if keep:
+            self.cache.batch_select_indices(idx)
+            self.mask, self.pos, self.logits = self.mask[idx], self.pos[idx], self.logits[idx]
+            self.rows = [self.rows[i] for i in keep]
+        else:
+            self.cache, self.mask, self.pos, self.logits, self.rows = None, None, None, None, []
+
+    def step(self, model, tokens: list[int]) -> None:
+        ids = torch.tensor([[t] for t in tokens], device=self.mask.device)
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        out = model(input_ids=ids, past_key_values=self.cache, attention_mask=self.mask,
+                    position_ids=self.pos[:, None], use_cache=True)
+        self.pos = self.pos + 1
+        self.logits = out.logits[:, -1].float()
+
+
+@torch.no_grad()
+def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: str | None = None,
+                        batch_size: int = 16, max_record_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
+                        seed: int | None = None, progress: bool = True,
+                        keep_unfinished: bool = False) -> tuple[list[str | None], SampleStats]:
+    """One completion per prompt, in the prompts' order (None where a row did not end within
+    ``max_record_tokens`` and ``keep_unfinished`` is off: dropped and counted in ``hit_limit``)."""
+    from tqdm.auto import tqdm
+
+    n = len(prompts)
+    stats = SampleStats(requested=n)
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    matchers = GrammarMatchers(tokenizer.llguidance(), grammar, n) if grammar is not None and n else FreeText()
+    eos, budget = tokenizer.eos_token_id, max_record_tokens + 1  # one more step: the closing EOS
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    out: list[str | None] = [None] * n
+    batch, pending = _Batch(), iter(range(n))
+    was_training = model.training
+    model.eval()
+    t0 = time.perf_counter()
+    bar = tqdm(total=n, disable=not progress, desc="generating", unit="rec")
+    try:
+        waiting = next(pending, None)
+        while waiting is not None or batch.rows:
+            while waiting is not None and len(batch.rows) < batch_size:  # free slots take the next prompts
+                batch.admit(model, torch.tensor(prompts[waiting], device=device), waiting)
+                waiting = next(pending, None)
+            matchers.mask_(batch.logits, batch.rows)
+            nxt = sample_next(batch.logits, temperature=temperature, top_p=top_p, generator=generator).tolist()
+            keep, keep_tokens = [], []
+            for i, (row, tok) in enumerate(zip(batch.rows, nxt, strict=True)):
+                if tok == eos:
+                    if matchers.accepting(row):
+                        out[row] = tokenizer.decode(tokens[row])
+                        stats.tokens += len(tokens[row]) + 1
+                    else:
+                        stats.hit_limit += 1
+                    bar.update(1)
+                    continue
+                matchers.consume(row, tok)
+                tokens[row].append(tok)
+                if len(tokens[row]) >= budget:  # the budget is spent without an EOS
+                    if keep_unfinished:
+                        out[row] = tokenizer.decode(tokens[row])
+                        stats.tokens += len(tokens[row])
+                        stats.extra["truncated"] = stats.extra.get("truncated", 0) + 1
+                    else:
+                        stats.hit_limit += 1
+                    bar.update(1)
+                    continue
+                keep.append(i)
+                keep_tokens.append(tok)
+            batch.keep(keep)
+            if batch.rows:
+                batch.step(model, keep_tokens)
+    finally:
+        bar.close()
+        model.train(was_training)
+    stats.emitted = sum(t is not None for t in out)
+    stats.seconds = time.perf_counter() - t0
+    return out, stats

@@ -1,0 +1,78 @@
+"""Continuous batching: rows with their own prompts share one left-padded KV cache, and a prompt that
+joins mid-flight (shorter or longer than the rows already running) gets the logits it would get alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synth.lm import ModelChoice
+from synth.lm.continuous import _Batch, sample_from_prompts
+from synth.lm.decoding import sample_texts
+from synth.text import TextGenerator, TextSpec
+
+
+@pytest.fixture(scope="module")
+def lm():
+    torch.manual_seed(0)
+    gen = TextGenerator(TextSpec(), ModelChoice(model="scratch"))
+    gen.model.double().eval()
+    return gen.model, gen.tokenizer
+
+
+def _alone(model, prompt: list[int], continuation: list[int]) -> torch.Tensor:
+    """Logits after prompt + continuation, run as one sequence without a cache."""
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([prompt + continuation])).logits[0, -1].float()
+
+
+def test_a_prompt_joining_mid_flight_gets_the_logits_it_would_get_alone(lm):
+    model, tok = lm
+    first, short, long = tok.encode("a medium prompt"), tok.encode("hi"), tok.encode("a much longer prompt than that")
+    batch = _Batch()
+    with torch.no_grad():
+        batch.admit(model, torch.tensor(first), 0)
+        batch.step(model, [5])
+        batch.step(model, [6])  # row 0 has run two tokens
+        batch.admit(model, torch.tensor(short), 1)  # shorter than the batch: padded itself
+        batch.step(model, [7, 8])
+        batch.admit(model, torch.tensor(long), 2)  # longer than the batch: the batch is padded
+        batch.step(model, [9, 10, 11])
+    expected = [_alone(model, first, [5, 6, 7, 9]), _alone(model, short, [8, 10]), _alone(model, long, [11])]
+    for row in range(3):
+        torch.testing.assert_close(batch.logits[row], expected[row], rtol=1e-6, atol=1e-6)
+    batch.keep([0, 2])  # row 1 finished: dropped from the cache
+    with torch.no_grad():
+        batch.step(model, [12, 13])
+    torch.testing.assert_close(batch.logits[1], _alone(model, long, [11, 13]), rtol=1e-6, atol=1e-6)
+
+
+def test_greedy_completions_match_one_prompt_at_a_time(lm):
+    model, tok = lm
+    prompts = [tok.encode(t) for t in ("one", "a second prompt", "3", "the fourth, longest prompt of all", "five!")]
+    got, stats = sample_from_prompts(model, tok, prompts, batch_size=2, max_record_tokens=6, temperature=0,
+                                     progress=False, keep_unfinished=True)
+    want = [sample_texts(model, tok, None, p, 1, max_record_tokens=6, temperature=0, progress=False,
+                         keep_unfinished=True)[0][0] for p in prompts]
+    assert got == want and stats.requested == stats.emitted == 5
+
+
+def test_rows_that_end_hand_their_slot_on_and_cut_rows_are_counted(lm):
+    model, tok = lm
+    offset = torch.zeros(model.lm_head.out_features, dtype=torch.float64)
+    offset[tok.eos_token_id] = 4.0  # EOS about 1 in 6 a step: rows finish at different steps
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: out + offset)
+    prompts = [tok.encode(f"prompt {i}") for i in range(12)]
+    try:
+        kept, stats = sample_from_prompts(model, tok, prompts, batch_size=4, max_record_tokens=5, temperature=1.0,
+                                          seed=0, progress=False)
+        lengths = {len(t) for t in kept if t is not None}
+        assert stats.emitted + stats.hit_limit == 12 and stats.emitted >= 4 and stats.hit_limit >= 1
+        assert len(lengths) >= 3  # rows finished at different steps
+        assert stats.tokens <= 6 * stats.emitted  # each within the budget, + its EOS
+        assert [t is None for t in kept].count(True) == stats.hit_limit
+        again, _ = sample_from_prompts(model, tok, prompts, batch_size=4, max_record_tokens=5, temperature=1.0, seed=0,
+                                       progress=False)
+        assert again == kept  # a seed reproduces
+    finally:
+        hook.remove()
