@@ -176,13 +176,22 @@ class AlbumGenerator:
             atomic_write_text(saved, json.dumps(lengths.to_dict(), indent=2))
         return lengths
 
+    def caption_context(self, summary: str, earlier: list[str]) -> str:
+        """What a caption is written given: the album's summary, and its last ``earlier_captions`` captions."""
+        k = self.spec.earlier_captions
+        if k == 0 or not earlier:
+            return summary
+        return f"{summary}\nearlier photos: " + " | ".join(earlier[-k:])
+
     def training_frames(self, albums: list[AlbumRecord]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """What the two LMs train on (after the bounds): a summary per album and a caption per photo (with its
         album's summary as context, unless the baseline), each row carrying its user, the privacy unit."""
         summaries = pd.DataFrame({"summary": pd.array([a.summary for a in albums], dtype="string"),
                                   "user": [a.user_id for a in albums]})
+        contexts = [self.caption_context(a.summary, [q.caption for q in a.photos[:j]])
+                    for a in albums for j in range(len(a.photos))]
         captions = pd.DataFrame({"caption": pd.array([p.caption for a in albums for p in a.photos], dtype="string"),
-                                 "summary": pd.array([a.summary for a in albums for p in a.photos], dtype="string"),
+                                 "summary": pd.array(contexts, dtype="string"),
                                  "user": [a.user_id for a in albums for p in a.photos]})
         if not self.spec.hierarchical:  # the baseline: captions learnt without their album's summary
             captions = captions.drop(columns=["summary"])
@@ -197,6 +206,10 @@ class AlbumGenerator:
         summaries, _ = self.summary_lm.sample(n, batch_size=batch_size, max_new_tokens=max_new_tokens,
                                               temperature=temperature, seed=seed, progress=progress)
         lengths = [int(c[0]) for c in self.lengths.sample(n, rng)]
+        if self.spec.earlier_captions > 0:
+            albums = self._captions_in_order(list(summaries["summary"]), lengths, seed=seed, batch_size=batch_size,
+                                             max_new_tokens=max_new_tokens, temperature=temperature, progress=progress)
+            return self._draw_photos(albums, image_steps, guidance_scale, seed, progress)
         contexts = [s for s, k in zip(summaries["summary"], lengths, strict=True) for _ in range(k)]
         hierarchical = self.caption_lm.spec.context is not None
         captions, _ = self.caption_lm.sample(len(contexts), contexts=contexts if hierarchical else None,
@@ -209,6 +222,25 @@ class AlbumGenerator:
         for i, (s, k) in enumerate(zip(summaries["summary"], lengths, strict=True)):
             albums.append({"album_id": f"album{i:05d}", "summary": str(s), "captions": [by_summary[s].pop(0)
                                                                                    for _ in range(k)]})
+        return self._draw_photos(albums, image_steps, guidance_scale, seed, progress)
+
+    def _captions_in_order(self, summaries: list[str], lengths: list[int], *, seed, batch_size, max_new_tokens,
+                           temperature, progress) -> list[dict]:
+        """Round j writes caption j of every album at least j + 1 long, given its summary and its earlier
+        captions (one continuous batch a round)."""
+        captions: list[list[str]] = [[] for _ in summaries]
+        for j in range(max(lengths, default=0)):
+            todo = [i for i, k in enumerate(lengths) if k > j]
+            contexts = [self.caption_context(str(summaries[i]), captions[i]) for i in todo]
+            frame, _ = self.caption_lm.sample(len(todo), contexts=contexts, batch_size=batch_size,
+                                              max_new_tokens=max_new_tokens, temperature=temperature,
+                                              seed=None if seed is None else seed + j, progress=progress)
+            for i, caption in zip(todo, frame["caption"], strict=True):
+                captions[i].append(str(caption))
+        return [{"album_id": f"album{i:05d}", "summary": str(s), "captions": captions[i]}
+                for i, s in enumerate(summaries)]
+
+    def _draw_photos(self, albums: list[dict], image_steps: int, guidance_scale: float, seed, progress) -> list[dict]:
         if self.images is not None:
             flat = [c for a in albums for c in a["captions"]]
             pictures = self.images.sample(len(flat), steps=image_steps, captions=flat, guidance_scale=guidance_scale,

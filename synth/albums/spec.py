@@ -24,6 +24,7 @@ class AlbumsSpec:
     length_noise: float = field(default=20.0, metadata={"help": "σ of the DP histogram of album lengths (one album per user counted)."})
     images: str = field(default="dp", metadata={"help": "dp (DP fine-tune of the image model on the private photos), public (the image model as given, trained on public images only: no privacy cost) or none (text-only albums)."})
     hierarchical: bool = field(default=True, metadata={"help": "Captions written given the album's summary (true), or independently of it (false: the baseline the hierarchy is measured against)."})
+    earlier_captions: int = field(default=0, metadata={"help": "Each caption is also conditioned on the album's last k earlier captions (0: on the summary only; needs hierarchical). Sampling then writes an album's captions in order, one position per round."})
     description: str = field(default="A photo album.", metadata={"help": "Public one-line description of an album (in the LMs' prompts)."})
     image_pipeline: str | None = field(default=None, metadata={"help": "Local folder of a PUBLIC diffusers text-to-image pipeline that draws the photos (images = public; no privacy cost; the card names it)."})
     public_images: str | None = field(default=None, metadata={"help": "An imagefolder of PUBLIC captioned images (metadata.jsonl with text): the image model is pretrained on them without noise first (the card names it)."})
@@ -56,6 +57,9 @@ class AlbumsSpec:
         if self.images == "public" and self.public_images is None and self.image_pipeline is None:
             raise ConfigError("albums.images = \"public\" draws the photos from a model trained on public images only: "
                               "give albums.public_images and pretrain_steps (or a pretrained image_model.model), or albums.image_pipeline")
+        if self.earlier_captions < 0 or (self.earlier_captions > 0 and not self.hierarchical):
+            raise ConfigError(f"albums.earlier_captions = {self.earlier_captions}: give k >= 0, and k > 0 only with "
+                              "hierarchical = true")
         if self.image_steps is not None and self.image_steps < 1:
             raise ConfigError(f"albums.image_steps must be >= 1, got {self.image_steps}")
         if not (math.isfinite(self.length_noise) and self.length_noise > 0):

@@ -85,6 +85,37 @@ def test_the_independent_baseline_learns_captions_without_the_summary(tmp_path):
     assert all(len(a["captions"]) >= 1 and "images" not in a for a in out)
 
 
+def test_captions_given_the_albums_earlier_captions_are_trained_and_sampled_in_order(tmp_path):
+    from synth.albums import AlbumGenerator, AlbumsSpec
+    from synth.lm import ModelChoice
+
+    albums = _albums(tmp_path)
+    with pytest.raises(ConfigError, match="only with hierarchical = true"):
+        AlbumsSpec(earlier_captions=2, hierarchical=False)
+    torch.manual_seed(0)
+    gen = AlbumGenerator(AlbumsSpec(max_albums_per_user=1, max_photos_per_album=4, images="none", earlier_captions=2),
+                         ModelChoice(model="scratch"))
+    _, captions = gen.training_frames(albums[:1])
+    photos = [p.caption for p in albums[0].photos]
+    assert list(captions["summary"]) == [albums[0].summary] + [
+        f"{albums[0].summary}\nearlier photos: " + " | ".join(photos[max(0, j - 2):j]) for j in range(1, len(photos))]
+    gen.fit(albums, TrainConfig(target_epsilon=4.0, delta=1e-3, expected_batch_size=3, physical_batch_size=8, steps=1,
+                                progress=False))
+    seen = []
+    sample = gen.caption_lm.sample
+
+    def spy(n, *, contexts, **kw):
+        seen.append(contexts)
+        return sample(n, contexts=contexts, **kw)
+
+    gen.caption_lm.sample = spy
+    out = gen.sample(3, seed=0, max_new_tokens=6)
+    assert len(seen) == max(len(a["captions"]) for a in out)  # one round per position
+    for j, contexts in enumerate(seen[1:], start=1):  # round j sees what rounds < j wrote
+        albums_j = [a for a in out if len(a["captions"]) > j]
+        assert contexts == [gen.caption_context(a["summary"], a["captions"][:j]) for a in albums_j]
+
+
 def test_an_interrupted_album_run_resumes_each_stage_and_keeps_its_length_draw(tmp_path, monkeypatch):
     """The caption stage fails half-way (after its first checkpoint); a fresh generator with the same config
     and run folder finishes: the summary LM is not retrained, the DP length histogram is the first run's
