@@ -76,6 +76,7 @@ def main() -> None:
             train_s = time.time() - t
             t = time.time()
             out = gen.sample(args.n, seed=0, max_new_tokens=32, temperature=0.8, progress=True)
+            (work / f"albums_{name}.jsonl").write_text("".join(json.dumps(a) + "\n" for a in out))  # to rescore later
             results[name] = {"epsilon": ledger.epsilon() if private else None, "train_seconds": round(train_s, 1),
                              "sample_seconds": round(time.time() - t, 1),
                              **scores(out),
