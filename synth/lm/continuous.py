@@ -99,7 +99,7 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
     stats = SampleStats(requested=n)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-    matchers = GrammarMatchers(tokenizer.llguidance(), grammar, n) if grammar is not None and n else FreeText()
+    matchers = GrammarMatchers(tokenizer.llguidance(), grammar, batch_size) if grammar is not None and n else FreeText()
     eos, budget = tokenizer.eos_token_id, max_record_tokens + 1  # one more step: the closing EOS
     tokens: list[list[int]] = [[] for _ in range(n)]
     out: list[str | None] = [None] * n
@@ -124,6 +124,7 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
                         stats.tokens += len(tokens[row]) + 1
                     else:
                         stats.hit_limit += 1
+                    matchers.release(row)
                     bar.update(1)
                     continue
                 matchers.consume(row, tok)
@@ -135,6 +136,7 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
                         stats.extra["truncated"] = stats.extra.get("truncated", 0) + 1
                     else:
                         stats.hit_limit += 1
+                    matchers.release(row)
                     bar.update(1)
                     continue
                 keep.append(i)

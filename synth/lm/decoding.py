@@ -53,13 +53,22 @@ class GrammarMatchers:
         import llguidance
         import llguidance.torch as llt
 
-        compiled = llguidance.LLMatcher.grammar_from_lark(grammar)
-        self.matchers = [llguidance.LLMatcher(ll_tokenizer, compiled) for _ in range(n_rows)]
-        err = self.matchers[0].get_error()
+        self._new = lambda: llguidance.LLMatcher(ll_tokenizer, self._compiled)
+        self._compiled = llguidance.LLMatcher.grammar_from_lark(grammar)
+        self.matchers: dict[int, object] = {}  # made when a row first needs one, dropped by release()
+        err = self.matcher(0).get_error()
         if err:
             raise ValueError(f"grammar rejected by llguidance: {err}")
-        self.bitmask = llt.allocate_token_bitmask(n_rows, ll_tokenizer.vocab_size)
+        self.bitmask = llt.allocate_token_bitmask(n_rows, ll_tokenizer.vocab_size)  # n_rows: rows at once
         self._bits = torch.arange(32, dtype=torch.int32)
+
+    def matcher(self, row: int):
+        if row not in self.matchers:
+            self.matchers[row] = self._new()
+        return self.matchers[row]
+
+    def release(self, row: int) -> None:
+        self.matchers.pop(row, None)
 
     def mask_(self, logits: torch.Tensor, rows: list[int]) -> None:
         """Set to -inf, in place, every logit ``logits[i]`` that row ``rows[i]``'s grammar forbids."""
@@ -67,7 +76,7 @@ class GrammarMatchers:
 
         mask = self.bitmask[: len(rows)]
         for i, r in enumerate(rows):
-            llt.fill_next_token_bitmask(self.matchers[r], mask, i)
+            llt.fill_next_token_bitmask(self.matcher(r), mask, i)
         # unpack 32 tokens per int32 (llguidance's own kernel goes through torch.compile: seconds per shape)
         allowed = ((mask.unsqueeze(-1) >> self._bits) & 1).flatten(1).to(logits.device, torch.bool)
         width = min(allowed.shape[1], logits.shape[1])
@@ -75,11 +84,11 @@ class GrammarMatchers:
         logits[:, width:] = float("-inf")  # padding ids past the tokenizer's vocabulary
 
     def consume(self, row: int, token: int) -> None:
-        if not self.matchers[row].consume_token(token):
-            raise RuntimeError(f"grammar matcher refused a masked token: {self.matchers[row].get_error()}")
+        if not self.matcher(row).consume_token(token):
+            raise RuntimeError(f"grammar matcher refused a masked token: {self.matcher(row).get_error()}")
 
     def accepting(self, row: int) -> bool:
-        return self.matchers[row].is_accepting()
+        return self.matcher(row).is_accepting()
 
 
 class FreeText:
@@ -93,6 +102,9 @@ class FreeText:
 
     def accepting(self, row: int) -> bool:
         return True
+
+    def release(self, row: int) -> None:
+        pass
 
 
 def sample_next(logits: torch.Tensor, *, temperature: float, top_p: float,

@@ -10,7 +10,6 @@ values are drawn from ``self.conditioning`` (declared public or a DP histogram).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from trainer.io import atomic_directory
 
 from ..conditioning import ConditioningDistribution, plain_value
 from ..lm import ModelChoice, SampleStats, build_model, sample_texts
+from ..lm.continuous import sample_from_prompts
 from ..lm.saved import read_generator, write_generator
 from ..spec import DatasetSpec
 from .grammar import derive_grammar
@@ -107,26 +107,31 @@ class RecordGenerator:
         conditions = [()] * n
         if self.spec.conditioning:
             conditions = self.conditioning.sample(n, np.random.default_rng(seed))
-        groups: dict[tuple, int] = defaultdict(int)
-        for c in conditions:
-            groups[c] += 1
-        records, bad, stats = [], 0, None
+        prompts = {c: self._prompt_ids(c) for c in dict.fromkeys(conditions)}
+        records, bad = [], 0
         try:
-            for condition, count in groups.items():  # one prompt per group: no ragged prompts in a batch
-                texts, part = sample_texts(
-                    self.model, self.tokenizer, self.grammar, self._prompt_ids(condition), count,
+            if len(prompts) == 1:  # one prompt: prefilled once and shared by the batch
+                texts, stats = sample_texts(
+                    self.model, self.tokenizer, self.grammar, next(iter(prompts.values())), n,
                     batch_size=batch_size, max_record_tokens=self.max_record_tokens(), temperature=temperature,
                     top_p=top_p, seed=seed, progress=progress,
                 )
-                stats = part if stats is None else stats.merge(part)
-                for t in texts:
-                    try:
-                        record = parse(t, self.body_spec)
-                    except RecordParseError:  # grammar and spec disagree (a user grammar): count, never emit
-                        bad += 1
-                        continue
-                    record.update(zip(self.spec.conditioning, map(plain_value, condition), strict=True))
-                    records.append({name: record[name] for name in self.spec.names})
+                drawn = [(conditions[0], t) for t in texts]
+            else:  # a prompt per record's condition, in one continuous batch
+                texts, stats = sample_from_prompts(
+                    self.model, self.tokenizer, [prompts[c] for c in conditions], grammar=self.grammar,
+                    batch_size=batch_size, max_record_tokens=self.max_record_tokens(), temperature=temperature,
+                    top_p=top_p, seed=seed, progress=progress,
+                )
+                drawn = [(c, t) for c, t in zip(conditions, texts, strict=True) if t is not None]
+            for condition, t in drawn:
+                try:
+                    record = parse(t, self.body_spec)
+                except RecordParseError:  # grammar and spec disagree (a user grammar): count, never emit
+                    bad += 1
+                    continue
+                record.update(zip(self.spec.conditioning, map(plain_value, condition), strict=True))
+                records.append({name: record[name] for name in self.spec.names})
         finally:
             if merged:
                 self.model.unmerge_adapter()

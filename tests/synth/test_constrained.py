@@ -94,3 +94,29 @@ def test_free_text_kept_when_cut_at_the_budget_is_counted(generator):
     texts, stats = sample_texts(generator.model, generator.tokenizer, None, generator._prompt_ids(), 5,
                                 batch_size=5, max_record_tokens=3, seed=1, progress=False, keep_unfinished=True)
     assert len(texts) == 5 and stats.hit_limit == 0 and 0 <= stats.extra["truncated"] <= 5
+
+
+def test_continuous_batching_under_a_grammar_parses_every_record_whatever_its_prompt(generator, monkeypatch):
+    from synth.lm import continuous
+    from synth.lm.continuous import sample_from_prompts
+
+    parser = lark.Lark(generator.grammar, parser="lalr")
+    base = generator._prompt_ids()
+    prompts = [base[: len(base) - k - 1] + base[-1:] for k in range(5)] * 4  # five prompt lengths
+    made = []
+    matchers = continuous.GrammarMatchers
+
+    def counting(*args):  # matchers are made per admitted row and released when it finishes
+        m = matchers(*args)
+        made.append(m)
+        return m
+
+    monkeypatch.setattr(continuous, "GrammarMatchers", counting)
+    texts, stats = sample_from_prompts(generator.model, generator.tokenizer, prompts, grammar=generator.grammar,
+                                       batch_size=6, max_record_tokens=generator.max_record_tokens(), seed=1,
+                                       progress=False)
+    assert len(texts) == 20 and stats.emitted + stats.hit_limit == 20 and stats.emitted >= 18
+    for t in texts:
+        if t is not None:
+            parser.parse(t)
+    assert made[0].bitmask.shape[0] == 6 and made[0].matchers == {}  # all released
