@@ -100,7 +100,8 @@ class AlbumGenerator:
             self.caption_lm = TextGenerator(TextSpec(
                 text="caption", context="summary" if self.spec.hierarchical else None, context_label="album summary",
                 privacy_unit="user",
-                description=f"{d} Write the caption of one of its photos.", chunk_tokens=256, overlap_tokens=0,
+                description=f"{d} Write the caption of one of its photos.",
+                chunk_tokens=256 + 192 * self.spec.earlier_captions, overlap_tokens=0,  # a cap: rows run as long as they are
                 max_chunks_per_unit=self.spec.max_albums_per_user * self.spec.max_photos_per_album), self.lm_choice)
             self.images = None
             if self.spec.image_pipeline is not None:
