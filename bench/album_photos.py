@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 from evaluation import Encoder
-from evaluation.albums.evaluate import evaluate_albums
+from evaluation.albums.evaluate import album_feature_net, evaluate_albums
 from evaluation.fixtures.albums import EmojiAlbums
-from evaluation.scene_net import FeatureNetSpec, SceneFeatures, to_tensor
+from evaluation.scene_net import SceneFeatures, to_tensor
 from synth.albums import AlbumsSpec, bound_albums
 from synth.diffusion import ImageGenerator, UNetChoice
 from trainer import TrainConfig
@@ -79,8 +79,7 @@ def main() -> None:
     prompts = as_dicts(maker.albums(args.n, seed=SEEDS["prompts"]), with_images=False)
     private_dicts = [{"summary": a.summary, "captions": [p.caption for p in a.photos],
                       "images": [p.image for p in a.photos]} for a in private[: 4 * args.n]]
-    features = SceneFeatures.trained_on_fixture(FeatureNetSpec(objects=maker.objects, backgrounds="albums",
-                                                               n_train=6000, epochs=8))
+    features = SceneFeatures.trained_on_fixture(album_feature_net())
     encoder = Encoder()
     choice = UNetChoice(model="tiny", image_size=32, captions=True)
 

@@ -73,7 +73,7 @@ def album_coherence(albums: list[dict], *, features: SceneFeatures | None = None
         others = [o for o, i in index.items() if o not in HEROES for row in found if row[i]]
         if theme is not None and others:
             theme_p.append(float(np.mean([o in THEMES[theme]["objects"] for o in others])))
-    why = "no photo in which the network finds a hero / theme object"
+    why = "no album whose summary names a known hero / theme and whose photos show a hero / theme object"
     out += [_mean(hero_p, "photo_hero_consistency", len(albums), why),
             _mean(same_p, "photo_same_hero", len(albums), why),
             _mean(theme_p, "photo_theme_agreement", len(albums), why)]

@@ -135,9 +135,8 @@ def _run_albums(args, raw) -> int:
     caption consistency) against held-out real albums, and memorisation against the private ones (--real).
     Photos are scored with the public emoji-album SceneNet: meaningful for emoji-like albums only."""
     from evaluation import Encoder
-    from evaluation.albums.evaluate import evaluate_albums
-    from evaluation.fixtures.albums import EmojiAlbums
-    from evaluation.scene_net import FeatureNetSpec, SceneFeatures
+    from evaluation.albums.evaluate import album_feature_net, evaluate_albums
+    from evaluation.scene_net import SceneFeatures
     from trainer.errors import ConfigError
 
     from ..albums import load_album_folder
@@ -157,7 +156,7 @@ def _run_albums(args, raw) -> int:
     synthetic, heldout, private = albums(args.synthetic, True), albums(args.heldout), albums(args.real)
     features = None
     if synthetic and all("images" in a for a in synthetic):
-        net_spec = FeatureNetSpec(objects=EmojiAlbums().objects, backgrounds="albums", n_train=args.feature_net_images)
+        net_spec = album_feature_net(args.feature_net_images)
         if size != net_spec.image_size:
             raise ConfigError(f"the public album SceneNet scores {net_spec.image_size} px photos; this run makes {size} px")
         features = SceneFeatures.trained_on_fixture(net_spec, cache_dir=args.cache_dir)

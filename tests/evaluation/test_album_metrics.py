@@ -57,12 +57,11 @@ def test_text_metrics_separate_real_from_shuffled_albums(albums):
 @pytest.mark.slow
 def test_photo_metrics_and_grids(albums, tmp_path):
     from evaluation import Encoder
-    from evaluation.albums.evaluate import evaluate_albums
-    from evaluation.scene_net import FeatureNetSpec, SceneFeatures
+    from evaluation.albums.evaluate import album_feature_net, evaluate_albums
+    from evaluation.scene_net import SceneFeatures
 
     maker, private, heldout, fresh = albums
-    net = SceneFeatures.trained_on_fixture(FeatureNetSpec(objects=maker.objects, backgrounds="albums", n_train=6000,
-                                                          epochs=8), cache_dir=tmp_path)
+    net = SceneFeatures.trained_on_fixture(album_feature_net(), cache_dir=tmp_path)
     enc = Encoder()
     real = evaluate_albums(_dicts(fresh, images=True), _dicts(heldout, images=True), encoder=enc, features=net,
                            private=_dicts(private, images=True))
