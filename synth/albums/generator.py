@@ -34,6 +34,7 @@ from ..domains import one_row_per_unit
 from ..lm import ModelChoice
 from ..lm.text_generator import TextGenerator
 from ..lm.text_spec import TextSpec
+from ..saved_meta import read_meta
 from .describe import DescribeReport, describe_albums
 from .folder import AlbumRecord
 from .spec import AlbumsSpec
@@ -216,13 +217,9 @@ class AlbumGenerator:
         captions, _ = self.caption_lm.sample(len(contexts), contexts=contexts if hierarchical else None,
                                              batch_size=batch_size, max_new_tokens=max_new_tokens,
                                              temperature=temperature, seed=seed, progress=progress)
-        by_summary: dict[str, list[str]] = defaultdict(list)
-        for s, c in zip(contexts if not hierarchical else captions["summary"], captions["caption"], strict=True):
-            by_summary[s].append(c)  # independent captions: dealt to the albums in order
-        albums = []
-        for i, (s, k) in enumerate(zip(summaries["summary"], lengths, strict=True)):
-            albums.append({"album_id": f"album{i:05d}", "summary": str(s), "captions": [by_summary[s].pop(0)
-                                                                                   for _ in range(k)]})
+        it = iter(captions["caption"])  # in the contexts' order (independent captions: dealt in order)
+        albums = [{"album_id": f"album{i:05d}", "summary": str(s), "captions": [next(it) for _ in range(k)]}
+                  for i, (s, k) in enumerate(zip(summaries["summary"], lengths, strict=True))]
         return self._draw_photos(albums, image_steps, guidance_scale, seed, progress)
 
     def _captions_in_order(self, summaries: list[str], lengths: list[int], *, seed, batch_size, max_new_tokens,
@@ -269,10 +266,9 @@ class AlbumGenerator:
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "AlbumGenerator":
         directory = Path(directory)
-        meta_path = directory / "dpsynth_config.json"
-        if not meta_path.is_file() or json.loads(meta_path.read_text()).get("kind") != KIND:
+        meta = read_meta(directory, KIND)
+        if meta is None:
             raise FileNotFoundError(f"{directory} is not a saved dpsynth album generator")
-        meta = json.loads(meta_path.read_text())
         spec = AlbumsSpec(**meta["spec"])
         images = ImageGenerator.from_pretrained(directory / "image_model") if (directory / "image_model").is_dir() else None
         if spec.image_pipeline is not None:  # a public pipeline is referenced by its path, not copied

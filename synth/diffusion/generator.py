@@ -31,6 +31,8 @@ from trainer.errors import ConfigError
 from trainer.io import atomic_directory
 from trainer.objectives import Diffusion
 
+from ..saved_meta import read_meta
+
 KIND = "dpsynth.ImageGenerator"
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 PRESETS = {
@@ -312,10 +314,9 @@ class ImageGenerator:
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "ImageGenerator":
         directory = Path(directory)
-        meta_path = directory / "dpsynth_config.json"
-        if not meta_path.is_file() or json.loads(meta_path.read_text()).get("kind") != KIND:
+        meta = read_meta(directory, KIND)
+        if meta is None:
             raise FileNotFoundError(f"{directory} is not a saved dpsynth image generator")
-        meta = json.loads(meta_path.read_text())
         # what was trained (full or LoRA-merged) is a plain UNet in unet/: reload it as a pretrained folder
         choice = UNetChoice(**{**meta["model"], "model": str(directory / "unet"), "finetune": "full"})
         gen = cls(choice, _unet=_unet_class(directory / "unet").from_pretrained(directory / "unet",

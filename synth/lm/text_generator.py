@@ -156,7 +156,6 @@ class TextGenerator:
             ctx = {self.spec.context: context} if self.spec.context else {}
             out.append({**dict(zip(self.spec.label_names, map(plain_value, labels), strict=True)), **ctx,
                         self.spec.text: text})
-        stats = stats or SampleStats()
         stats.requested, stats.emitted = n, len(out)
         context_column = [self.spec.context] if self.spec.context else []
         frame = pd.DataFrame(out, columns=[*self.spec.label_names, *context_column, self.spec.text])
