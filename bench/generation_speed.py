@@ -50,7 +50,7 @@ class _HFMask:
 
     def __init__(self, matchers, prompt_len: int, eos: int):
         self.m, self.prompt_len, self.eos = matchers, prompt_len, eos
-        self.done = [False] * len(matchers.matchers)
+        self.done = [False] * matchers.n_rows
 
     def __call__(self, input_ids, scores):
         if input_ids.shape[1] > self.prompt_len:

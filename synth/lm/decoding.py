@@ -59,7 +59,8 @@ class GrammarMatchers:
         err = self.matcher(0).get_error()
         if err:
             raise ValueError(f"grammar rejected by llguidance: {err}")
-        self.bitmask = llt.allocate_token_bitmask(n_rows, ll_tokenizer.vocab_size)  # n_rows: rows at once
+        self.n_rows = n_rows  # rows decoded at once (the bitmask's height)
+        self.bitmask = llt.allocate_token_bitmask(n_rows, ll_tokenizer.vocab_size)
         self._bits = torch.arange(32, dtype=torch.int32)
 
     def matcher(self, row: int):
