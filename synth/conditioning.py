@@ -102,5 +102,7 @@ def dp_histogram(frame: pd.DataFrame, spec: DatasetSpec, noise_multiplier: float
 
 
 def plain_value(v):
-    """A numpy / pandas scalar as the Python value it stands for."""
+    """A numpy / pandas scalar as the Python value it stands for (a missing value: None)."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return None
     return v.item() if hasattr(v, "item") else v

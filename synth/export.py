@@ -125,10 +125,17 @@ def render_card(card: dict[str, Any]) -> str:
     ]
     for e in p["stages"]:
         details = ", ".join(f"{k}={v}" for k, v in sorted(e["details"].items()) if v is not None)
-        mechanism = "subsampled Gaussian" if e["sample_rate"] < 1 else "Gaussian"
+        mechanism = ("ρ-zCDP (exponential mechanism)" if e.get("mechanism") == "zcdp" else
+                     "subsampled Gaussian" if e["sample_rate"] < 1 else "Gaussian")
         if e.get("extra_delta"):
             mechanism += f" + threshold (extra δ {e['extra_delta']:.3g})"
         lines.append(f"| {e['stage']} | {mechanism} | {_fmt(e['noise_multiplier'])} | {_fmt(e['sample_rate'])} | {e['steps']} | {details} |")
+    if any(e.get("mechanism") == "zcdp" for e in p["stages"]):
+        lines += ["", "The ρ-zCDP stages (the column model's selections: exponential mechanism, ρ = ε²/8) have the "
+                  "Rényi-DP curve α·ρ, the Gaussian stages their exact RDP curves; the RDP accountant adds the curves "
+                  "of every stage and converts the sum to (ε, δ) once (Bun & Steinke 2016; Mironov 2017), so the "
+                  "guarantee above covers the column model and the LM together. σ shown for a zCDP stage is the "
+                  "Gaussian's with the same RDP curve, 1/√(2ρ)."]
     if p.get("extra_delta"):
         lines += ["", f"Of δ, {p['extra_delta']:.3g} is the chance that a DP category list names a value only one "
                   f"row holds (partition selection); ε is the accountant's at the remaining δ = "
@@ -184,7 +191,7 @@ def privacy_block(ledger, *, max_examples_per_user: int | None = None) -> dict[s
         "accountant_delta": ledger.accountant_delta,
         "stages": [
             {"stage": e.stage, "noise_multiplier": e.noise_multiplier, "sample_rate": e.sample_rate,
-             "steps": e.steps, "details": e.details, "extra_delta": e.extra_delta}
+             "steps": e.steps, "details": e.details, "extra_delta": e.extra_delta, "mechanism": e.mechanism}
             for e in ledger.events
         ],
     }

@@ -84,10 +84,18 @@ def _train(config: SynthConfig, *, progress: bool) -> tuple[RecordGenerator, pd.
                   "and are left out (data.skip_unparseable)", file=sys.stderr)
     run_dir = Path(config.output.dir)
     n_units = frame[config.spec.privacy_unit].nunique() if config.spec.privacy_unit != "example" else len(frame)
-    ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=config.train.accountant,
+    accountant = config.train.accountant
+    if config.columns.model != "lm":
+        from .records.column_road import check_column_road, note_accountant
+
+        check_column_road(config)
+        note_accountant(config)
+        accountant = "rdp"
+    ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=accountant,
                            privacy_unit=config.train.privacy_unit, declared_public=config.spec.public_facts())
     # δ is fixed here, from the rows read, and the trainer keeps it whatever the checks below drop
-    train_config = dataclasses.replace(config.train, progress=progress and config.train.progress, delta=ledger.delta)
+    train_config = dataclasses.replace(config.train, progress=progress and config.train.progress, delta=ledger.delta,
+                                       accountant=accountant)
     spec = config.spec
     estimated = {c.name for c in spec.columns if c.estimate}
     if estimated:
@@ -102,12 +110,31 @@ def _train(config: SynthConfig, *, progress: bool) -> tuple[RecordGenerator, pd.
         print(f"dpsynth: {domain.summary()}; rejected by the grammar: {data_report.get('rejected_by_grammar', 0)}",
               file=sys.stderr)
     units = _units(config, frame)
-    generator = RecordGenerator(spec, config.model, grammar=grammar)
-    if config.spec.conditioning:
-        generator.conditioning = conditioning_distribution(config, frame, units, ledger)
-    generator.fit(frame, train_config, units=units, output_dir=run_dir / "checkpoints", ledger=ledger)
+    if config.columns.model != "lm":
+        generator = _train_column_road(config, spec, frame, units, ledger, train_config, progress=progress)
+    else:
+        generator = RecordGenerator(spec, config.model, grammar=grammar)
+        if config.spec.conditioning:
+            generator.conditioning = conditioning_distribution(config, frame, units, ledger)
+        generator.fit(frame, train_config, units=units, output_dir=run_dir / "checkpoints", ledger=ledger)
     generator.save_pretrained(run_dir / "generator")
     return generator, frame
+
+
+def _train_column_road(config: SynthConfig, spec, frame: pd.DataFrame, units: list | None, ledger: PrivacyLedger,
+                       train_config, *, progress: bool):
+    """The column model for the categorical and numeric columns; the LM, given them, for the text ones."""
+    from .records.column_road import ColumnTableGenerator, fit_column_model, split_spec
+
+    has_text = any(c.type == "text" for c in spec.columns)
+    column_model = fit_column_model(config, spec, frame, units, ledger, progress=progress,
+                                    share=config.columns.budget_share if has_text else 1.0)
+    if not has_text:
+        return ColumnTableGenerator(spec, column_model, ledger)
+    generator = RecordGenerator(split_spec(spec), config.model)
+    generator.conditioning = column_model
+    generator.fit(frame, train_config, units=units, output_dir=Path(config.output.dir) / "checkpoints", ledger=ledger)
+    return generator
 
 
 def _units(config: SynthConfig, frame: pd.DataFrame) -> list | None:
@@ -168,7 +195,15 @@ def generate(config: SynthConfig, *, progress: bool = True) -> dict:
     """Sample and export from the generator a previous ``train`` saved in the run folder."""
     saved = saved_generator_path(config)
     with run_folder(config, fresh=False):
-        return generate_and_export(config, load_saved_generator(saved, RecordGenerator), None, progress=progress)
+        return generate_and_export(config, load_saved_generator(saved, _generator_class(saved)), None,
+                                   progress=progress)
+
+
+def _generator_class(saved: Path):
+    from .records.column_road import KIND, ColumnTableGenerator
+    from .saved_meta import read_meta
+
+    return ColumnTableGenerator if read_meta(saved, KIND) is not None else RecordGenerator
 
 
 def run(config: SynthConfig, *, progress: bool = True) -> dict:

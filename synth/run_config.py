@@ -85,7 +85,42 @@ class OutputSection:
             raise ConfigError("output.dir must name a folder")
 
 
-SECTIONS = {"data": DataSection, "model": ModelChoice, "train": TrainConfig, "generate": GenerateSection, "output": OutputSection}
+COLUMN_ROADS = ("lm", "aim")
+
+
+@dataclass
+class ColumnsSection:
+    """How a record's categorical and numeric columns are made (records runs)."""
+    model: str = field(default="lm", metadata={"help": "lm: every column through the DP LM (as text); aim: a DP marginal model (AIM, mbi) for the categorical and numeric columns, the DP LM only for the text columns, written given them (a table without text skips the LM)."})
+    budget_share: float = field(default=0.5, metadata={"help": "model = aim with text columns: the share of the ε left after the domain estimates that the column model spends (the LM gets the rest of the target); a table without text gives the column model all of it."})
+    max_model_size: float = field(default=80.0, metadata={"help": "AIM: largest graphical model, in MB (runtime grows with it)."})
+    max_cells: int = field(default=10_000, metadata={"help": "AIM: pair marginals with more cells than this are left out of the workload."})
+    rounds: int | None = field(default=None, metadata={"help": "AIM: rounds the budget is planned for (default 16 × columns; annealing ends sooner)."})
+    pgm_iters: int = field(default=1000, metadata={"help": "AIM: mirror-descent iterations of each graphical-model refit."})
+
+    def __post_init__(self):
+        check_field_types(self, "columns")
+        if self.model not in COLUMN_ROADS:
+            raise ConfigError(f"columns.model must be one of {', '.join(COLUMN_ROADS)}, got {self.model!r}")
+        if not 0 < self.budget_share < 1:
+            raise ConfigError(f"columns.budget_share must be in (0, 1), got {self.budget_share}")
+        for name in ("max_cells", "pgm_iters"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"columns.{name} must be >= 1, got {getattr(self, name)}")
+        if self.rounds is not None and self.rounds < 1:
+            raise ConfigError(f"columns.rounds must be >= 1, got {self.rounds}")
+        if not self.max_model_size > 0:
+            raise ConfigError(f"columns.max_model_size must be > 0, got {self.max_model_size}")
+
+    def settings(self):
+        from .marginals import ColumnModelSettings
+
+        return ColumnModelSettings(max_model_size=self.max_model_size, max_cells=self.max_cells, rounds=self.rounds,
+                                   pgm_iters=self.pgm_iters)
+
+
+SECTIONS = {"data": DataSection, "model": ModelChoice, "train": TrainConfig, "generate": GenerateSection, "output": OutputSection,
+            "columns": ColumnsSection}
 
 
 @dataclass
@@ -101,6 +136,7 @@ class SynthConfig:
     images: ImagesSpec | None = None  # an [images] table: an imagefolder (then model is a UNetChoice)
     albums: AlbumsSpec | None = None  # an [albums] table: an album folder (model: the LMs, image_model: the UNet)
     image_model: UNetChoice | None = None
+    columns: ColumnsSection = field(default_factory=ColumnsSection)
 
     @property
     def kind(self) -> str:
@@ -201,6 +237,9 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         raise ConfigError("no dataset spec: give a [spec] section or data.spec = 'path/to/spec.yaml'")
     if not built["data"].path:
         raise ConfigError("data.path is required: the private data set to synthesise")
+    if built["columns"].model != "lm" and (text is not None or images is not None or albums is not None):
+        raise ConfigError("columns.model = aim is for records runs ([spec]): text, image and album runs have no "
+                          "table of categorical columns to model")
     evaluation = raw.get("evaluation")
     if evaluation is not None:
         from evaluation import EvalSpec

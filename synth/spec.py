@@ -30,6 +30,8 @@ class ColumnSpec:
     max: float | None = field(default=None, metadata={"help": "Public upper bound (integer/float)."})
     max_chars: int = field(default=200, metadata={"help": "Longest value generated for text (bounds every record)."})
     nullable: bool = field(default=False, metadata={"help": "The value may be missing (null)."})
+    bins: int | None = field(default=None, metadata={"help": "Column model only: equal-width bins of this number's range (default: one per value for integer ranges of at most 100 values, else 32)."})
+    decimals: int | None = field(default=None, metadata={"help": "Column model only: decimal places of generated float values (drawn uniformly in their bin, then rounded)."})
     estimate: bool = field(default=False, metadata={"help": "Measure this column's undeclared domain with DP, paid from the budget: the category list (categorical), [min, max] (integer/float) or max_chars (text)."})
 
     def __post_init__(self):
@@ -50,6 +52,12 @@ class ColumnSpec:
         if (self.type == "integer" and self.min is not None and self.max is not None
                 and math.ceil(self.min) > math.floor(self.max)):
             raise ConfigError(f"column {self.name!r}: no integer lies in [{self.min}, {self.max}]")
+        if (self.bins is not None or self.decimals is not None) and self.type not in ("integer", "float"):
+            raise ConfigError(f"column {self.name!r}: bins and decimals are only for integer and float columns")
+        if self.bins is not None and self.bins < 1:
+            raise ConfigError(f"column {self.name!r}: bins must be >= 1, got {self.bins}")
+        if self.decimals is not None and (self.type != "float" or self.decimals < 0):
+            raise ConfigError(f"column {self.name!r}: decimals (>= 0) is only for float columns")
         if self.max_chars < 1:
             raise ConfigError(f"column {self.name!r}: max_chars must be >= 1")
         if self.estimate and (self.categories is not None or self.min is not None or self.max is not None):
@@ -94,10 +102,10 @@ class DatasetSpec:
                 raise ConfigError(f"conditioning column {c!r} is not among the spec's columns {names}")
             col = self.column(c)
             if not ((col.type == "categorical" and col.categories)
-                    or (col.type == "integer" and col.min is not None and col.max is not None)):
+                    or (col.type in ("integer", "float") and col.min is not None and col.max is not None)):
                 raise ConfigError(
                     f"conditioning column {c!r} needs a public domain: a categorical column with declared "
-                    "categories, or an integer column with declared min and max")
+                    "categories, or a numeric column with declared min and max")
         if self.conditioning_weights is not None:
             if len(self.conditioning) != 1:
                 raise ConfigError("conditioning_weights declares the distribution of exactly one conditioning column")

@@ -4,6 +4,7 @@
     <folder>/dpsynth_config.json     kind, spec, model choice, description (+ the generator's own facts)
     <folder>/privacy_ledger.json     what training (and every other paid stage) spent
     <folder>/conditioning.json       the label / conditioning distribution used at generation, if any
+    <folder>/column_model/           or the DP column model the conditioning columns are drawn from
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def write_generator(tmp: Path, generator, kind: str, **extra: Any) -> None:
     meta = {"kind": kind, "spec": asdict(generator.spec), "model": asdict(generator.choice),
             "model_description": generator.model_description, **extra}
     (tmp / "dpsynth_config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-    if generator.conditioning is not None:
+    if hasattr(generator.conditioning, "save_pretrained"):  # a column model (synth.marginals)
+        generator.conditioning.save_pretrained(tmp / "column_model")
+    elif generator.conditioning is not None:
         (tmp / "conditioning.json").write_text(json.dumps(generator.conditioning.to_dict(), indent=2))
     if generator.ledger is not None:
         generator.ledger.save(tmp / "privacy_ledger.json")
@@ -47,6 +50,10 @@ def read_generator(directory: str | Path, kind: str) -> tuple[dict, ModelChoice,
     model, tok, _ = load_trained(choice, directory / "model")
     ledger = PrivacyLedger.load(directory / "privacy_ledger.json") if (directory / "privacy_ledger.json").exists() else None
     conditioning = None
-    if (directory / "conditioning.json").exists():
+    if (directory / "column_model").is_dir():
+        from ..marginals import ColumnModel
+
+        conditioning = ColumnModel.from_pretrained(directory / "column_model")
+    elif (directory / "conditioning.json").exists():
         conditioning = ConditioningDistribution.from_dict(json.loads((directory / "conditioning.json").read_text()))
     return meta, choice, (model, tok, meta["model_description"]), ledger, conditioning

@@ -34,6 +34,11 @@ class PrivacyEvent:
     # δ spent outside the Gaussian mechanism's privacy curve (e.g. partition selection: the
     # chance a value only one row holds is released); added to the run's δ, not accounted for by ε
     extra_delta: float = 0.0
+    # "gaussian": a (subsampled) Gaussian mechanism, any accountant composes it exactly.  "zcdp": a
+    # ρ-zCDP mechanism (e.g. an exponential-mechanism selection, ρ = ε²/8): its RDP curve α·ρ is the
+    # Gaussian's at σ = 1/√(2ρ), q = 1, which is how it is stored; only the RDP accountant may compose
+    # it (PRV would assume the Gaussian's whole privacy curve, which a zCDP bound does not give)
+    mechanism: str = "gaussian"
 
 
 @dataclass
@@ -80,11 +85,19 @@ class PrivacyLedger:
             and last.noise_multiplier == noise_multiplier
             and last.sample_rate == sample_rate
             and last.details == details
+            and last.mechanism == "gaussian"
         ):
             last.steps += steps
         else:
             self.events.append(PrivacyEvent(stage, float(noise_multiplier), float(sample_rate), steps, details,
                                             float(extra_delta)))
+
+    def record_zcdp(self, stage: str, *, rho: float, **details) -> None:
+        """Add a ρ-zCDP mechanism (composed exactly by the RDP accountant only: epsilon() refuses PRV)."""
+        if not (math.isfinite(rho) and rho > 0):
+            raise ConfigError(f"stage {stage!r}: ρ must be a finite number > 0, got {rho}")
+        self.events.append(PrivacyEvent(stage, 1.0 / math.sqrt(2.0 * rho), 1.0, 1, {**details, "rho": float(rho)},
+                                        mechanism="zcdp"))
 
     def resume_stage(self, saved: "PrivacyLedger", stage: str, *, where: str) -> None:
         """Take ``stage``'s spend from a checkpoint's ledger into this one, in place (the caller keeps its
@@ -119,6 +132,10 @@ class PrivacyLedger:
     def epsilon(self, delta: float | None = None) -> float:
         """ε of the whole run at its δ (or at ``delta``): the accountant's ε at δ − extra δ."""
         total = self.delta if delta is None else delta
+        zcdp = [e.stage for e in self.events if e.mechanism == "zcdp"]
+        if zcdp and self.accountant != "rdp":
+            raise ConfigError(f"stages {zcdp} are ρ-zCDP mechanisms, which only the rdp accountant composes exactly "
+                              f"(this ledger uses {self.accountant}): set train.accountant = \"rdp\"")
         if total <= self.extra_delta:
             return math.inf
         return epsilon(self.history, delta=total - self.extra_delta, accountant=self.accountant)

@@ -1,0 +1,196 @@
+"""AIM, the adaptive and iterative mechanism (McKenna, Mullins, Sheldon, Miklau 2022), on mbi.
+
+Select, measure, estimate, round after round, inside a zCDP budget ρ:
+
+* the one-way marginal of every column is measured first (Gaussian noise);
+* each round the exponential mechanism picks the marginal (of the workload's downward
+  closure) that the current model fits worst, with ε_t (ρ = ε_t²/8), among the candidates
+  that keep the graphical model under ``max_model_size``;
+* the Gaussian mechanism measures it with σ_t (ρ = 1/(2σ_t²) per unit of sensitivity);
+* mbi's mirror descent (Private-PGM) refits the graphical model to every noisy measurement;
+* when a measurement changed the model by less than its noise, σ_t halves and ε_t doubles;
+  the last round spends what is left.
+
+The inference is mbi's; the loop is ours, so that each selection and each measurement is
+reported for the ledger (``AIMSpend``).  A unit (a row, or a user's at most ``sensitivity``
+rows) moves every marginal count vector by at most ``sensitivity`` in L1 and L2, and every
+selection score by ``sensitivity`` × its weight: noise and scores are scaled by it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Clique = tuple[str, ...]
+
+
+@dataclass
+class AIMSettings:
+    max_model_size: float = 80.0  # MB of the graphical model's potentials at the end
+    max_cells: int = 10_000  # workload marginals larger than this are left out
+    rounds: int | None = None  # the budget is planned for this many rounds (default 16 × columns)
+    pgm_iters: int = 1000  # mirror-descent iterations per refit
+    select_share: float = 0.1  # share of each round's ρ spent on selection
+
+
+@dataclass
+class AIMSpend:
+    """What the mechanism released, for the ledger: Gaussian noise multipliers (σ / sensitivity) of
+    every measurement, and the ρ of every exponential-mechanism selection."""
+    measure_multipliers: list[float] = field(default_factory=list)
+    select_rhos: list[float] = field(default_factory=list)
+    measured: list[Clique] = field(default_factory=list)
+
+    @property
+    def rho(self) -> float:
+        return sum(0.5 / s**2 for s in self.measure_multipliers) + sum(self.select_rhos)
+
+
+def workload(columns: list[str], sizes: dict[str, int], max_cells: int) -> list[Clique]:
+    """Every pair of columns whose marginal has at most ``max_cells`` cells (AIM's default workload)."""
+    return [cl for cl in itertools.combinations(columns, 2) if sizes[cl[0]] * sizes[cl[1]] <= max_cells]
+
+
+def candidates_of(work: list[Clique]) -> dict[Clique, float]:
+    """The downward closure of the workload, each clique weighted by how many workload attributes it covers."""
+    closure = {sub for cl in work for r in range(1, len(cl) + 1) for sub in itertools.combinations(cl, r)}
+    return {cl: float(sum(len(set(cl) & set(w)) for w in work)) for cl in sorted(closure, key=len)}
+
+
+def marginal(codes: dict[str, np.ndarray], sizes: dict[str, int], clique: Clique) -> np.ndarray:
+    """Counts of the private rows in every cell of ``clique`` (flattened, C order)."""
+    flat = np.ravel_multi_index([codes[a] for a in clique], [sizes[a] for a in clique])
+    return np.bincount(flat, minlength=math.prod(sizes[a] for a in clique)).astype(float)
+
+
+def model_marginals(model, cliques: list[Clique]) -> dict[Clique, np.ndarray]:
+    """The model's marginals on ``cliques``, in numpy: from a fitted marginal when one covers the clique,
+    else by contracting the exponentiated potentials (one einsum per clique).  mbi's own projection
+    compiles a JAX program per clique, which for AIM's hundreds of candidates per round costs more
+    than the whole fit."""
+    tables = {tuple(f.domain.attributes): np.asarray(f.values, dtype=float) for f in model.marginals.tables.values()}
+    attrs = list(model.domain.attributes)
+    if len(attrs) > 52:  # einsum's index letters: fall back to mbi
+        return {cl: np.asarray(model.project(cl).datavector()) for cl in cliques}
+    index = {a: i for i, a in enumerate(attrs)}
+    operands: list = []
+    for f in model.potentials.tables.values():
+        v = np.asarray(f.values, dtype=float)
+        operands += [np.exp(v - v.max()), [index[a] for a in f.domain.attributes]]
+    total = float(model.total)
+    out = {}
+    for cl in cliques:
+        cover = next((t for t in tables if set(cl) <= set(t)), None)
+        if cover is not None:
+            axes = tuple(i for i, a in enumerate(cover) if a not in cl)
+            m = tables[cover].sum(axis=axes)
+            kept = [a for a in cover if a in cl]
+            m = np.transpose(m, [kept.index(a) for a in cl])
+        else:
+            ones = [x for a in cl for x in (np.ones(model.domain[a]), [index[a]])]
+            m = np.einsum(*operands, *ones, [index[a] for a in cl], optimize="greedy")
+            s = m.sum()
+            if not (np.isfinite(s) and s > 1e-200):  # (near) underflow: let mbi do it
+                m = np.asarray(model.project(cl).datavector()).reshape(m.shape)
+            else:
+                m = m / s * total
+        out[cl] = np.asarray(m, dtype=float).ravel()
+    return out
+
+
+def _exponential_mechanism(scores: np.ndarray, eps: float, sensitivity: float, rng: np.random.Generator) -> int:
+    logits = eps / (2 * sensitivity) * (scores - scores.max())
+    p = np.exp(logits)
+    return int(rng.choice(len(scores), p=p / p.sum()))
+
+
+def _round_noise(rho: float, select_share: float) -> tuple[float, float]:
+    """(σ multiplier, ε of the selection) of a round that spends ``rho``."""
+    return math.sqrt(1 / (2 * (1 - select_share) * rho)), math.sqrt(8 * select_share * rho)
+
+
+# JAX keeps every compiled program mapped; AIM's refits compile new ones each round, and past about
+# 65,000 mappings (Linux's default vm.max_map_count) LLVM fails with "Cannot allocate memory"
+MAX_MAPPINGS = 30_000
+
+
+def _release_compiled_programs(jax) -> None:
+    """Drop JAX's compiled programs when the process holds many memory mappings (recompiling costs
+    seconds, so not every round)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            mappings = sum(1 for _ in maps)
+    except OSError:  # not Linux: no such limit known
+        return
+    if mappings > MAX_MAPPINGS:
+        jax.clear_caches()
+
+
+def run_aim(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng: np.random.Generator, *,
+            sensitivity: int = 1, settings: AIMSettings | None = None, progress=None):
+    """Fit a graphical model to the coded private columns with AIM inside ρ-zCDP.
+    Returns (mbi MarkovRandomField, AIMSpend).  ``progress(fraction_of_rho_spent, clique)`` is called
+    after every round."""
+    import jax
+    from mbi import Domain, LinearMeasurement
+    from mbi.estimation import MirrorDescent
+    from mbi.junction_tree import hypothetical_model_size
+
+    settings = settings or AIMSettings()
+    columns = list(codes)
+    domain = Domain(columns, [sizes[c] for c in columns])
+    work = workload(columns, sizes, settings.max_cells)
+    candidates = candidates_of(work) if work else {(c,): 1.0 for c in columns}
+    answers = {cl: marginal(codes, sizes, cl) for cl in candidates}
+    for c in columns:
+        answers.setdefault((c,), marginal(codes, sizes, (c,)))
+    rounds = max(settings.rounds or 16 * len(columns), len(columns))
+    sigma, eps = _round_noise(rho / rounds, settings.select_share)  # σ as a multiplier of the sensitivity
+    spend = AIMSpend()
+    measurements = []
+
+    def measure(cl: Clique, multiplier: float) -> None:
+        x = answers[cl]
+        y = x + rng.normal(0.0, multiplier * sensitivity, size=x.size)
+        measurements.append(LinearMeasurement(y, cl, multiplier * sensitivity))
+        spend.measure_multipliers.append(multiplier)
+        spend.measured.append(cl)
+
+    # the one-way marginals first, at the planned per-round σ (AIM's initialisation): at most 90% of ρ
+    for c in columns:
+        measure((c,), sigma)
+    estimator = MirrorDescent()
+    model = estimator.estimate(domain, measurements, iters=settings.pgm_iters)
+    done = False
+    while not done:
+        left = rho - spend.rho
+        if left <= 2 * (0.5 / sigma**2 + eps**2 / 8):  # the last round takes what is left
+            sigma, eps = _round_noise(left, settings.select_share)
+            done = True
+        # this round's spend, counted before the size limit is set (as in AIM)
+        size_limit = settings.max_model_size * (spend.rho + 0.5 / sigma**2 + eps**2 / 8) / rho
+        cliques = list(model.cliques)
+        free = {sub for cl in cliques for r in range(1, len(cl) + 1) for sub in itertools.combinations(cl, r)}
+        small = [cl for cl in candidates
+                 if cl in free or hypothetical_model_size(domain, [*cliques, cl]) <= size_limit]
+        estimates = model_marginals(model, small)
+        bias = math.sqrt(2 / math.pi) * sigma * sensitivity
+        scores = np.array([candidates[cl] * (np.abs(answers[cl] - estimates[cl]).sum() - bias * answers[cl].size)
+                           for cl in small])
+        chosen = small[_exponential_mechanism(scores, eps, sensitivity * max(candidates[cl] for cl in small), rng)]
+        spend.select_rhos.append(eps**2 / 8)
+        measure(chosen, sigma)
+        before = estimates[chosen]
+        model = estimator.estimate(domain, measurements, iters=settings.pgm_iters, warm_start=model)
+        _release_compiled_programs(jax)
+        after = model_marginals(model, [chosen])[chosen]
+        if progress is not None:
+            progress(min(1.0, spend.rho / rho), chosen)
+        if not done and np.abs(after - before).sum() <= math.sqrt(2 / math.pi) * sigma * sensitivity * before.size:
+            sigma, eps = sigma / 2, eps * 2  # the measurement told the model little: spend more per round
+    assert spend.rho <= rho * (1 + 1e-9), (spend.rho, rho)
+    return model, spend
