@@ -93,6 +93,12 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, spec: EvalSpec, gramma
     if spec.label:
         metrics += _utility(real, synthetic, syn_ok, spec, encoder, train_idx, test_idx, sources)
 
+    # tabular quality (SDMetrics) of the categorical and numeric columns
+    if spec.table_columns:
+        from .metrics.quality import sdmetrics_quality
+
+        metrics += sdmetrics_quality(real, synthetic, spec.table_columns, numeric, train_idx, test_idx)
+
     # memorisation: exact copies over every synthetic record, nearest similarity
     metrics.append(memorisation.exact_copies(real_set.texts, syn_set.texts))
     near_s = memorisation.nearest_similarity(emb_s_all, emb_r_all)

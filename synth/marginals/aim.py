@@ -58,7 +58,9 @@ def workload(columns: list[str], sizes: dict[str, int], max_cells: int) -> list[
 def candidates_of(work: list[Clique]) -> dict[Clique, float]:
     """The downward closure of the workload, each clique weighted by how many workload attributes it covers."""
     closure = {sub for cl in work for r in range(1, len(cl) + 1) for sub in itertools.combinations(cl, r)}
-    return {cl: float(sum(len(set(cl) & set(w)) for w in work)) for cl in sorted(closure, key=len)}
+    # sorted by size, then by name: a set's order changes with every process's string hashing, and the
+    # exponential mechanism picks by index (a seeded run must pick the same clique)
+    return {cl: float(sum(len(set(cl) & set(w)) for w in work)) for cl in sorted(closure, key=lambda c: (len(c), c))}
 
 
 def marginal(codes: dict[str, np.ndarray], sizes: dict[str, int], clique: Clique) -> np.ndarray:
