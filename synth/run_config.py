@@ -85,13 +85,13 @@ class OutputSection:
             raise ConfigError("output.dir must name a folder")
 
 
-COLUMN_ROADS = ("lm", "aim")
+COLUMN_ROADS = ("lm", "aim", "mst")
 
 
 @dataclass
 class ColumnsSection:
     """How a record's categorical and numeric columns are made (records runs)."""
-    model: str = field(default="lm", metadata={"help": "lm: every column through the DP LM (as text); aim: a DP marginal model (AIM, mbi) for the categorical and numeric columns, the DP LM only for the text columns, written given them (a table without text skips the LM)."})
+    model: str = field(default="lm", metadata={"help": "lm: every column through the DP LM (as text); aim: a DP marginal model (AIM, mbi) for the categorical and numeric columns, the DP LM only for the text columns, written given them (a table without text skips the LM); mst: the same with MST (one spanning tree of pairs: faster, weaker on non-tree dependencies)."})
     budget_share: float = field(default=0.25, metadata={"help": "model = aim with text columns: the share of the ε left after the domain estimates that the column model spends (the LM gets the rest of the target); a table without text gives the column model all of it."})
     max_model_size: float = field(default=80.0, metadata={"help": "AIM: largest graphical model, in MB (runtime grows with it)."})
     max_cells: int = field(default=10_000, metadata={"help": "AIM: pair marginals with more cells than this are left out of the workload."})
@@ -238,7 +238,7 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
     if not built["data"].path:
         raise ConfigError("data.path is required: the private data set to synthesise")
     if built["columns"].model != "lm" and (text is not None or images is not None or albums is not None):
-        raise ConfigError("columns.model = aim is for records runs ([spec]): text, image and album runs have no "
+        raise ConfigError(f"columns.model = {built['columns'].model} is for records runs ([spec]): text, image and album runs have no "
                           "table of categorical columns to model")
     evaluation = raw.get("evaluation")
     if evaluation is not None:

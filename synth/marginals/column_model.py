@@ -31,10 +31,14 @@ class ColumnModelSettings(AIMSettings):
     """AIM's settings (the run config's [columns] section adds the road and the budget share)."""
 
 
-class ColumnModel:
-    source = "DP column model (AIM, mbi)"
+MECHANISMS = ("aim", "mst")
 
-    def __init__(self, codes: list[ColumnCode], model, spend: AIMSpend, *, sensitivity: int = 1):
+
+class ColumnModel:
+    def __init__(self, codes: list[ColumnCode], model, spend: AIMSpend, *, sensitivity: int = 1,
+                 mechanism: str = "aim"):
+        self.mechanism = mechanism
+        self.source = f"DP column model ({mechanism.upper()}, mbi)"
         self.codes = codes
         self.model = model  # mbi MarkovRandomField
         self.spend = spend
@@ -48,23 +52,28 @@ class ColumnModel:
     @classmethod
     def fit(cls, frame: pd.DataFrame, columns: list[ColumnSpec], rho: float, *, rng: np.random.Generator,
             sensitivity: int = 1, settings: AIMSettings | None = None, progress: bool = False,
-            source: str = "data") -> "ColumnModel":
-        """AIM inside ρ-zCDP on ``frame``'s ``columns``.  ``sensitivity``: rows a unit may hold (the
-        caller keeps at most that many per user)."""
+            source: str = "data", mechanism: str = "aim") -> "ColumnModel":
+        """AIM (or MST) inside ρ-zCDP on ``frame``'s ``columns``.  ``sensitivity``: rows a unit may hold
+        (the caller keeps at most that many per user)."""
         from tqdm.auto import tqdm
 
+        from .mst import run_mst
+
+        if mechanism not in MECHANISMS:
+            raise ValueError(f"unknown column model {mechanism!r}; one of {MECHANISMS}")
         codes = column_codes(columns)
         data = {c.name: c.encode(frame[c.name].reset_index(drop=True), source=source) for c in codes}
         sizes = {c.name: c.size for c in codes}
-        with _quiet_jax(), tqdm(total=100, desc="column model (AIM)", unit="% of ρ",
+        with _quiet_jax(), tqdm(total=100, desc=f"column model ({mechanism.upper()})", unit="% of ρ",
                                 disable=not progress) as bar:
             def report(fraction: float, clique) -> None:
                 bar.update(round(100 * fraction) - bar.n)
                 bar.set_postfix_str(f"measured {'×'.join(clique)}")
 
-            model, spend = run_aim(data, sizes, rho, rng, sensitivity=sensitivity, settings=settings,
-                                   progress=report)
-        return cls(codes, model, spend, sensitivity=sensitivity)
+            mechanism_fn = run_aim if mechanism == "aim" else run_mst
+            model, spend = mechanism_fn(data, sizes, rho, rng, sensitivity=sensitivity, settings=settings,
+                                        progress=report)
+        return cls(codes, model, spend, sensitivity=sensitivity, mechanism=mechanism)
 
     # --------------------------------------------------------------- sample
     def sample_codes(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -96,14 +105,14 @@ class ColumnModel:
         which marginals AIM chose to measure)."""
         return {"source": self.source, "columns": self.columns, "coding": [c.describe() for c in self.codes],
                 "measured_marginals": ["×".join(cl) for cl in self.spend.measured if len(cl) > 1],
-                "rho": self.spend.rho, "sensitivity": self.sensitivity}
+                "rho": self.spend.rho, "sensitivity": self.sensitivity, "mechanism": self.mechanism}
 
     # ---------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path) -> None:
         tables = list(self.model.potentials.tables.values())
         meta = {"kind": "dpsynth.ColumnModel", "codes": [dataclasses.asdict(c) for c in self.codes],
                 "cliques": [list(f.domain.attributes) for f in tables], "total": float(self.model.total),
-                "sensitivity": self.sensitivity, "spend": dataclasses.asdict(self.spend)}
+                "sensitivity": self.sensitivity, "spend": dataclasses.asdict(self.spend), "mechanism": self.mechanism}
         with atomic_directory(directory) as tmp:
             (tmp / "column_model.json").write_text(json.dumps(meta, indent=2))
             np.savez(tmp / "potentials.npz", **{f"clique_{i}": np.asarray(f.values) for i, f in enumerate(tables)})
@@ -126,7 +135,7 @@ class ColumnModel:
         spend = meta["spend"]
         spend = AIMSpend(spend["measure_multipliers"], spend["select_rhos"], [tuple(c) for c in spend["measured"]])
         return cls(codes, MarkovRandomField(potentials=potentials, marginals=marginals, total=meta["total"]), spend,
-                   sensitivity=meta["sensitivity"])
+                   sensitivity=meta["sensitivity"], mechanism=meta.get("mechanism", "aim"))
 
 
 @contextlib.contextmanager

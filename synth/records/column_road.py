@@ -41,16 +41,16 @@ def check_column_road(config) -> None:
     """What the column road cannot do, refused before anything is read."""
     spec = config.spec
     if spec.grammar:
-        raise ConfigError("columns.model = aim derives the grammar of the text columns itself; drop spec.grammar (or "
+        raise ConfigError("the column model road (columns.model = aim or mst) derives the grammar of the text columns itself; drop spec.grammar (or "
                           "use columns.model = lm)")
     if spec.conditioning_weights is not None:
-        raise ConfigError("columns.model = aim models every categorical and numeric column with DP; drop "
+        raise ConfigError("the column model road models every categorical and numeric column with DP; drop "
                           "spec.conditioning_weights")
     if config.train.target_epsilon is None or config.train.non_private:
-        raise ConfigError("columns.model = aim needs train.target_epsilon (the column model takes its share of it; it "
+        raise ConfigError("the column model road needs train.target_epsilon (the column model takes its share of it; it "
                           "has no non-private or fixed-σ mode)")
     if not [c for c in spec.columns if c.type != "text"]:
-        raise ConfigError("columns.model = aim: the spec has no categorical or numeric column to model")
+        raise ConfigError("the column model road: the spec has no categorical or numeric column to model")
 
 
 def split_spec(spec: DatasetSpec) -> DatasetSpec:
@@ -86,10 +86,11 @@ def column_rho(ledger: PrivacyLedger, target_epsilon: float, share: float) -> fl
 
 def record_spend(ledger: PrivacyLedger, model: ColumnModel) -> None:
     for multiplier, count in sorted(Counter(model.spend.measure_multipliers).items()):
-        ledger.record("columns:measure", noise_multiplier=multiplier, sample_rate=1.0, steps=count, model="aim",
-                      sensitivity=model.sensitivity)
-    ledger.record_zcdp("columns:select", rho=sum(model.spend.select_rhos), selections=len(model.spend.select_rhos),
-                       model="aim")
+        ledger.record("columns:measure", noise_multiplier=multiplier, sample_rate=1.0, steps=count,
+                      model=model.mechanism, sensitivity=model.sensitivity)
+    if model.spend.select_rhos:  # MST on one column selects nothing
+        ledger.record_zcdp("columns:select", rho=sum(model.spend.select_rhos), selections=len(model.spend.select_rhos),
+                           model=model.mechanism)
 
 
 def rows_for_column_model(frame: pd.DataFrame, units: list | None, k: int, seed: int | None) -> pd.DataFrame:
@@ -121,14 +122,14 @@ def fit_column_model(config, spec: DatasetSpec, frame: pd.DataFrame, units: list
     if saved.is_dir():
         model = ColumnModel.from_pretrained(saved)
         if model.columns != [c.name for c in columns] or not math.isclose(model.spend.rho, rho, rel_tol=1e-6) \
-                or model.sensitivity != sensitivity:
+                or model.sensitivity != sensitivity or model.mechanism != config.columns.model:
             raise ConfigError(f"{saved} was fitted for columns {model.columns} at ρ={model.spend.rho:.6g}; this config "
                               f"asks for {[c.name for c in columns]} at ρ={rho:.6g}: pass --overwrite to start afresh")
     else:
         rows = rows_for_column_model(frame, units, sensitivity, config.train.seed)
         model = ColumnModel.fit(rows, columns, rho, rng=numpy_rng(config.train.seed, "column_model"),
                                 sensitivity=sensitivity, settings=config.columns.settings(), progress=progress,
-                                source=config.data.path)
+                                source=config.data.path, mechanism=config.columns.model)
         model.save_pretrained(saved)
     record_spend(ledger, model)
     return model
@@ -174,5 +175,5 @@ class ColumnTableGenerator:
 
 def note_accountant(config) -> None:
     if config.train.accountant != "rdp":
-        print("dpsynth: columns.model = aim: the column model's selections are ρ-zCDP, so the run is accounted with "
+        print(f"dpsynth: columns.model = {config.columns.model}: the column model's selections are ρ-zCDP, so the run is accounted with "
               "RDP (train.accountant = rdp), which composes them with DP-SGD exactly", file=sys.stderr)

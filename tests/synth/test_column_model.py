@@ -128,6 +128,15 @@ def test_aim_spends_exactly_its_rho_and_its_numpy_marginals_match_mbi(tmp_path):
     pd.testing.assert_frame_equal(same, model.sample_frame(50, np.random.default_rng(9)))
 
 
+def test_mst_measures_a_spanning_tree_inside_its_rho():
+    model = ColumnModel.fit(_frame(), COLUMNS, 0.5, rng=np.random.default_rng(0), settings=FAST, mechanism="mst")
+    assert model.spend.rho == pytest.approx(0.5, rel=1e-9) and model.mechanism == "mst"
+    pairs = [cl for cl in model.spend.measured if len(cl) == 2]
+    assert len(pairs) == 2 and len(model.spend.select_rhos) == 2  # a tree over 3 columns
+    rows = model.sample_frame(2000, np.random.default_rng(3))
+    assert (rows.loc[rows["a"] == "x", "b"] <= 2).mean() > 0.7  # the a-b edge is the one a tree must take
+
+
 def test_one_user_moves_every_measured_marginal_by_at_most_k():
     """User level: at most k rows per user are counted, so adding or removing a user (here one with
     500 rows) changes every workload marginal by at most k in L2 (the σ AIM adds is k × the multiplier)."""
