@@ -68,7 +68,7 @@ class EvalSpec:
         A dpsynth run config's ``[spec]`` supplies ``columns`` and ``serialization``
         when the evaluation table does not give them.
         """
-        values = dict(d.get("evaluation", d))
+        values = dict(d.get("evaluation", {} if isinstance(d.get("spec"), dict) else d))  # a run config: its [spec]
         run_spec = d.get("spec")
         if isinstance(run_spec, dict) and "columns" in run_spec and not values.get("text_column"):
             values.setdefault("columns", [c["name"] if isinstance(c, dict) else c for c in run_spec["columns"]])

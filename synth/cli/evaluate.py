@@ -54,14 +54,21 @@ def run(args) -> int:
     if args.label:
         spec.label = args.label
     grammar_path = args.grammar or (Path(spec.grammar) if spec.grammar else None)
-    if grammar_path is None:
-        raise ConfigError("no grammar: give --grammar FILE or grammar = 'file.lark' in the spec")
-    if args.grammar is None and not grammar_path.is_absolute():
+    if grammar_path is None and not isinstance(raw.get("spec"), dict):
+        raise ConfigError("no grammar: give --grammar FILE or grammar = 'file.lark' in the spec (a run config's "
+                          "[spec] gives its derived grammar)")
+    if grammar_path is not None and args.grammar is None and not grammar_path.is_absolute():
         grammar_path = args.spec.parent / grammar_path
     if (args.out / "dpsynth.json").exists() or (args.out.resolve() == args.synthetic.resolve().parent):
         raise ConfigError(f"{args.out} is an export folder: the report holds non-DP statistics of the real data, "
                           "write it elsewhere (--out)")
-    grammar = RecordGrammar.from_file(grammar_path)
+    if grammar_path is not None:
+        grammar = RecordGrammar.from_file(grammar_path)
+    else:  # a run config: the grammar the run derived from its [spec]
+        from ..records.grammar import derive_grammar
+        from ..spec import DatasetSpec
+
+        grammar = RecordGrammar.from_text(derive_grammar(DatasetSpec.from_dict(raw["spec"])), source=str(args.spec))
     real, synthetic = load_table(args.real), load_table(args.synthetic)
     encoder = Encoder(args.encoder or spec.encoder, cache_dir=args.cache_dir)
     report = evaluate(real, synthetic, spec, grammar, encoder, card=load_card(args.synthetic),

@@ -190,6 +190,17 @@ def test_a_table_without_text_runs_on_the_column_model_alone_and_resumes(tmp_pat
     assert abs((synthetic["income"] == ">50K").mean() - (real["income"] == ">50K").mean()) < 0.1
     readme = (tmp_path / "run" / "export" / "README.md").read_text()
     assert "ρ-zCDP (exponential mechanism)" in readme
+    # `dpsynth evaluate` with the run config alone: the derived grammar, SDMetrics on the table columns
+    import yaml
+
+    from synth.cli.main import main
+
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["evaluate", "--real", str(data), "--synthetic", str(tmp_path / "run" / "export" / "synthetic.csv"),
+                 "--spec", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "eval")]) == 0
+    scores = {m["name"]: m["value"] for m in json.loads((tmp_path / "eval" / "report.json").read_text())["metrics"]}
+    assert scores["cfg_pr"] == 1.0 and 0.5 < scores["quality/sdmetrics_overall"] <= 1.0
+    assert scores["quality/real_holdout_sdmetrics_overall"] > scores["quality/sdmetrics_overall"] - 0.3
     # generate again from the saved generator: the same ledger, no refit
     again = generate(build_config({**raw, "output": {"dir": str(tmp_path / "run"), "overwrite": True}}), progress=False)
     assert again["epsilon"] == pytest.approx(card["privacy"]["epsilon"])
