@@ -71,37 +71,55 @@ def marginal(codes: dict[str, np.ndarray], sizes: dict[str, int], clique: Clique
 
 def model_marginals(model, cliques: list[Clique]) -> dict[Clique, np.ndarray]:
     """The model's marginals on ``cliques``, in numpy: from a fitted marginal when one covers the clique,
-    else by contracting the exponentiated potentials (one einsum per clique).  mbi's own projection
-    compiles a JAX program per clique, which for AIM's hundreds of candidates per round costs more
-    than the whole fit."""
-    tables = {tuple(f.domain.attributes): np.asarray(f.values, dtype=float) for f in model.marginals.tables.values()}
-    attrs = list(model.domain.attributes)
-    if len(attrs) > 52:  # einsum's index letters: fall back to mbi
+    else by variable elimination over the exponentiated potentials.  mbi's own projection compiles a
+    JAX program per clique, which for AIM's hundreds of candidates per round costs more than the fit."""
+    if len(model.domain.attributes) > 52:  # einsum's index letters: let mbi do it
         return {cl: np.asarray(model.project(cl).datavector()) for cl in cliques}
-    index = {a: i for i, a in enumerate(attrs)}
-    operands: list = []
+    tables = {tuple(f.domain.attributes): np.asarray(f.values, dtype=float) for f in model.marginals.tables.values()}
+    factors = []
     for f in model.potentials.tables.values():
         v = np.asarray(f.values, dtype=float)
-        operands += [np.exp(v - v.max()), [index[a] for a in f.domain.attributes]]
+        factors.append((np.exp(v - v.max()), tuple(f.domain.attributes)))
+    sizes = {a: model.domain[a] for a in model.domain.attributes}
     total = float(model.total)
     out = {}
     for cl in cliques:
         cover = next((t for t in tables if set(cl) <= set(t)), None)
         if cover is not None:
-            axes = tuple(i for i, a in enumerate(cover) if a not in cl)
-            m = tables[cover].sum(axis=axes)
+            m = tables[cover].sum(axis=tuple(i for i, a in enumerate(cover) if a not in cl))
             kept = [a for a in cover if a in cl]
             m = np.transpose(m, [kept.index(a) for a in cl])
         else:
-            ones = [x for a in cl for x in (np.ones(model.domain[a]), [index[a]])]
-            m = np.einsum(*operands, *ones, [index[a] for a in cl], optimize="greedy")
-            s = m.sum()
-            if not (np.isfinite(s) and s > 1e-200):  # (near) underflow: let mbi do it
-                m = np.asarray(model.project(cl).datavector()).reshape(m.shape)
-            else:
-                m = m / s * total
+            m = _eliminate(factors, cl, sizes)
+            m = m / m.sum() * total
         out[cl] = np.asarray(m, dtype=float).ravel()
     return out
+
+
+def _eliminate(factors: list[tuple[np.ndarray, Clique]], keep: Clique, sizes: dict[str, int]) -> np.ndarray:
+    """Σ over every attribute not in ``keep`` of the product of ``factors`` (unnormalised, axes in ``keep``
+    order).  Each new factor is divided by its maximum, so long products never underflow (the scale
+    cancels when the marginal is normalised)."""
+    letters = {a: i for i, a in enumerate(sizes)}
+    work = list(factors) + [(np.ones(sizes[a]), (a,)) for a in keep]
+    hidden = {a for _, attrs in work for a in attrs} - set(keep)
+    while hidden:
+        # eliminate the attribute whose combined factor is smallest (greedy min-size order)
+        def cost(var):
+            union = {a for _, attrs in work if var in attrs for a in attrs}
+            return math.prod(sizes[a] for a in union)
+
+        var = min(sorted(hidden), key=cost)
+        involved = [f for f in work if var in f[1]]
+        work = [f for f in work if var not in f[1]]
+        union = tuple(dict.fromkeys(a for _, attrs in involved for a in attrs if a != var))
+        args = [x for arr, attrs in involved for x in (arr, [letters[a] for a in attrs])]
+        new = np.einsum(*args, [letters[a] for a in union])
+        peak = new.max()
+        work.append((new / peak if peak > 0 else new, union))
+        hidden.discard(var)
+    args = [x for arr, attrs in work for x in (arr, [letters[a] for a in attrs])]
+    return np.einsum(*args, [letters[a] for a in keep])
 
 
 def _exponential_mechanism(scores: np.ndarray, eps: float, sensitivity: float, rng: np.random.Generator) -> int:
