@@ -105,11 +105,7 @@ def _eliminate(factors: list[tuple[np.ndarray, Clique]], keep: Clique, sizes: di
     hidden = {a for _, attrs in work for a in attrs} - set(keep)
     while hidden:
         # eliminate the attribute whose combined factor is smallest (greedy min-size order)
-        def cost(var):
-            union = {a for _, attrs in work if var in attrs for a in attrs}
-            return math.prod(sizes[a] for a in union)
-
-        var = min(sorted(hidden), key=cost)
+        var = min(sorted(hidden), key=lambda v, work=work: _combined_size(work, v, sizes))
         involved = [f for f in work if var in f[1]]
         work = [f for f in work if var not in f[1]]
         union = tuple(dict.fromkeys(a for _, attrs in involved for a in attrs if a != var))
@@ -120,6 +116,10 @@ def _eliminate(factors: list[tuple[np.ndarray, Clique]], keep: Clique, sizes: di
         hidden.discard(var)
     args = [x for arr, attrs in work for x in (arr, [letters[a] for a in attrs])]
     return np.einsum(*args, [letters[a] for a in keep])
+
+
+def _combined_size(work: list[tuple[np.ndarray, Clique]], var: str, sizes: dict[str, int]) -> int:
+    return math.prod(sizes[a] for a in {a for _, attrs in work if var in attrs for a in attrs})
 
 
 def _exponential_mechanism(scores: np.ndarray, eps: float, sensitivity: float, rng: np.random.Generator) -> int:
