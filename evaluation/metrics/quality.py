@@ -7,6 +7,7 @@ Beside the synthetic score, the same report of the held-out real rows against th
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pandas as pd
@@ -21,10 +22,10 @@ def _report(real: pd.DataFrame, synthetic: pd.DataFrame, numeric: list[str]) -> 
 
     meta = {"columns": {c: {"sdtype": "numerical" if c in numeric else "categorical"} for c in real.columns}}
     synthetic = synthetic[list(real.columns)].copy()
-    for c in real.columns:  # one dtype per column on both sides (SDMetrics compares them as given)
-        kind = float if c in numeric else str
-        real[c] = pd.to_numeric(real[c], errors="coerce") if kind is float else real[c].astype("object")
-        synthetic[c] = pd.to_numeric(synthetic[c], errors="coerce") if kind is float else synthetic[c].astype("object")
+    for frame in (real, synthetic):  # one plain dtype per column on both sides
+        for c in real.columns:
+            frame[c] = (pd.to_numeric(frame[c], errors="coerce").astype(float) if c in numeric
+                        else frame[c].astype("object"))
     report = QualityReport()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -45,7 +46,15 @@ def sdmetrics_quality(real: pd.DataFrame, synthetic: pd.DataFrame, columns: list
         return [MetricRecord(n, None, "higher", reason=reason) for n in NAMES]
     scores = _report(real[columns].copy(), synthetic, numeric)
     held_out = _report(real.iloc[test_idx][columns].copy(), real.iloc[train_idx][columns], numeric)
-    out = [MetricRecord(n, v, "higher", len(real), len(synthetic)) for n, v in zip(NAMES, scores, strict=True)]
-    out += [MetricRecord(n.replace("quality/", "quality/real_holdout_"), v, "reference", len(test_idx), len(train_idx))
+    out = [_record(n, v, "higher", len(real), len(synthetic)) for n, v in zip(NAMES, scores, strict=True)]
+    out += [_record(n.replace("quality/", "quality/real_holdout_"), v, "reference", len(test_idx), len(train_idx))
             for n, v in zip(NAMES, held_out, strict=True)]
     return out
+
+
+def _record(name: str, value: float, better: str, n_real: int, n_synthetic: int) -> MetricRecord:
+    if math.isfinite(value):
+        return MetricRecord(name, value, better, n_real, n_synthetic)
+    # SDMetrics leaves out numeric pairs whose real correlation is below its threshold
+    return MetricRecord(name, None, better, n_real, n_synthetic,
+                        reason="SDMetrics scored no column pair (every real correlation is below its threshold)")

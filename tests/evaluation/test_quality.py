@@ -27,3 +27,17 @@ def test_quality_scores_rank_a_faithful_table_above_a_scrambled_one_and_carry_a_
     assert good["quality/sdmetrics_overall"] > 0.95 > bad["quality/sdmetrics_overall"]
     assert good["quality/column_pair_trends"] > bad["quality/column_pair_trends"] + 0.1
     assert 0.6 < good["quality/real_holdout_sdmetrics_overall"] <= 1.0  # 100 held-out rows vs 300: noisier
+
+
+
+def test_a_pair_sdmetrics_leaves_out_is_none_with_a_reason_not_nan():
+    """SDMetrics skips numeric pairs whose real correlation is weak: with no pair left the score is
+    undefined, said so, never NaN."""
+    rng = np.random.default_rng(0)
+    real = pd.DataFrame({"rating": pd.array(rng.integers(1, 6, 300), dtype="Int64"), "other": rng.normal(0, 1, 300)})
+    idx = np.arange(300)
+    records = {m.name: m for m in sdmetrics_quality(real, real.copy(), ["rating", "other"], ["rating", "other"],
+                                                    idx[:200], idx[200:])}
+    pair = records["quality/column_pair_trends"]
+    assert pair.value is None and "threshold" in pair.reason
+    assert records["quality/column_shapes"].value > 0.9
