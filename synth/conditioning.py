@@ -38,8 +38,9 @@ def domain(spec: DatasetSpec) -> list[tuple]:
             per_column.append(list(range(math.ceil(col.min), math.floor(col.max) + 1)))
         else:
             raise ConfigError(
-                f"conditioning column {name!r} needs a public domain: a categorical column with declared "
-                "categories, or an integer column with declared min and max")
+                f"conditioning column {name!r} needs a finite public domain for its DP histogram: a categorical "
+                "column with declared categories, or an integer column with declared min and max (a float column "
+                "is drawn from a column model: columns.model = \"aim\")")
     cells = math.prod(len(v) for v in per_column)
     if cells > MAX_CELLS:
         raise ConfigError(f"the conditioning columns have {cells} value combinations (at most {MAX_CELLS})")
