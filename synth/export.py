@@ -134,8 +134,9 @@ def render_card(card: dict[str, Any]) -> str:
         lines += ["", "The ρ-zCDP stages (the column model's selections: exponential mechanism, ρ = ε²/8) have the "
                   "Rényi-DP curve α·ρ, the Gaussian stages their exact RDP curves; the RDP accountant adds the curves "
                   "of every stage and converts the sum to (ε, δ) once (Bun & Steinke 2016; Mironov 2017), so the "
-                  "guarantee above covers the column model and the LM together. σ shown for a zCDP stage is the "
-                  "Gaussian's with the same RDP curve, 1/√(2ρ)."]
+                  "guarantee above covers the column model and the LM together. The column model's rounds adapt their "
+                  "noise to its earlier outputs inside a total ρ fixed before it starts (a zCDP privacy filter, as in "
+                  "AIM's own proof). σ shown for a zCDP stage is the Gaussian's with the same RDP curve, 1/√(2ρ)."]
     if p.get("extra_delta"):
         lines += ["", f"Of δ, {p['extra_delta']:.3g} is the chance that a DP category list names a value only one "
                   f"row holds (partition selection); ε is the accountant's at the remaining δ = "
