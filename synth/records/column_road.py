@@ -38,7 +38,7 @@ KIND = "dpsynth.ColumnTableGenerator"
 
 
 def check_column_road(config) -> None:
-    """What the column road cannot do, refused before anything is read."""
+    """What the column road cannot do, refused before anything is released."""
     spec = config.spec
     if spec.grammar:
         raise ConfigError("the column model road (columns.model = aim or mst) derives the grammar of the text columns itself; drop spec.grammar (or "
