@@ -71,15 +71,10 @@ def marginal(codes: dict[str, np.ndarray], sizes: dict[str, int], clique: Clique
 
 def model_marginals(model, cliques: list[Clique]) -> dict[Clique, np.ndarray]:
     """The model's marginals on ``cliques``, in numpy: from a fitted marginal when one covers the clique,
-    else by variable elimination over the exponentiated potentials.  mbi's own projection compiles a
+    else by variable elimination over the potentials (in log space).  mbi's own projection compiles a
     JAX program per clique, which for AIM's hundreds of candidates per round costs more than the fit."""
-    if len(model.domain.attributes) > 52:  # einsum's index letters: let mbi do it
-        return {cl: np.asarray(model.project(cl).datavector()) for cl in cliques}
     tables = {tuple(f.domain.attributes): np.asarray(f.values, dtype=float) for f in model.marginals.tables.values()}
-    factors = []
-    for f in model.potentials.tables.values():
-        v = np.asarray(f.values, dtype=float)
-        factors.append((np.exp(v - v.max()), tuple(f.domain.attributes)))
+    factors = [(np.asarray(f.values, dtype=float), tuple(f.domain.attributes)) for f in model.potentials.tables.values()]
     sizes = {a: model.domain[a] for a in model.domain.attributes}
     total = float(model.total)
     out = {}
@@ -97,25 +92,32 @@ def model_marginals(model, cliques: list[Clique]) -> dict[Clique, np.ndarray]:
 
 
 def _eliminate(factors: list[tuple[np.ndarray, Clique]], keep: Clique, sizes: dict[str, int]) -> np.ndarray:
-    """Σ over every attribute not in ``keep`` of the product of ``factors`` (unnormalised, axes in ``keep``
-    order).  Each new factor is divided by its maximum, so long products never underflow (the scale
-    cancels when the marginal is normalised)."""
-    letters = {a: i for i, a in enumerate(sizes)}
-    work = list(factors) + [(np.ones(sizes[a]), (a,)) for a in keep]
+    """Σ over every attribute not in ``keep`` of the product of the exponentiated log-potentials
+    ``factors`` (unnormalised, axes in ``keep`` order), eliminating in log space (log-sum-exp), so that
+    products of many small factors never underflow."""
+    from scipy.special import logsumexp
+
+    work = list(factors) + [(np.zeros(sizes[a]), (a,)) for a in keep]
     hidden = {a for _, attrs in work for a in attrs} - set(keep)
     while hidden:
         # eliminate the attribute whose combined factor is smallest (greedy min-size order)
         var = min(sorted(hidden), key=lambda v, work=work: _combined_size(work, v, sizes))
         involved = [f for f in work if var in f[1]]
         work = [f for f in work if var not in f[1]]
-        union = tuple(dict.fromkeys(a for _, attrs in involved for a in attrs if a != var))
-        args = [x for arr, attrs in involved for x in (arr, [letters[a] for a in attrs])]
-        new = np.einsum(*args, [letters[a] for a in union])
-        peak = new.max()
-        work.append((new / peak if peak > 0 else new, union))
+        union = tuple(dict.fromkeys(a for _, attrs in involved for a in attrs))
+        joint = sum(_broadcast(arr, attrs, union) for arr, attrs in involved)
+        work.append((logsumexp(joint, axis=union.index(var)), tuple(a for a in union if a != var)))
         hidden.discard(var)
-    args = [x for arr, attrs in work for x in (arr, [letters[a] for a in attrs])]
-    return np.einsum(*args, [letters[a] for a in keep])
+    joint = sum(_broadcast(arr, attrs, keep) for arr, attrs in work)
+    return np.exp(joint - joint.max())
+
+
+def _broadcast(arr: np.ndarray, attrs: Clique, union: Clique) -> np.ndarray:
+    """``arr`` (axes ``attrs``) with its axes in ``union`` order and size-1 axes for the attributes it lacks."""
+    order = sorted(range(len(attrs)), key=lambda i: union.index(attrs[i]))
+    moved = np.transpose(arr, order)
+    present = [attrs[i] for i in order]
+    return moved.reshape([moved.shape[present.index(a)] if a in present else 1 for a in union])
 
 
 def _combined_size(work: list[tuple[np.ndarray, Clique]], var: str, sizes: dict[str, int]) -> int:
