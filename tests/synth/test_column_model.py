@@ -138,22 +138,26 @@ def test_mst_measures_a_spanning_tree_inside_its_rho():
 
 
 def test_model_marginals_survive_potentials_whose_products_underflow():
-    """A chain of 12 columns with log-potentials of ±300: the product of the exponentiated factors
-    underflows float64, the log-space elimination does not (and agrees with mbi's)."""
+    """A star: one column in six cliques whose log-potentials peak at different values of it, so at every
+    value at least four factors are e^-300: their product underflows float64, the log-space elimination
+    does not (and agrees with mbi's)."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
     from mbi import CliqueVector, Domain, Factor, MarkovRandomField
     from mbi.marginal_oracles import message_passing_stable
 
-    names = [f"x{i}" for i in range(12)]
-    domain = Domain(names, [3] * 12)
-    cliques = [(names[i], names[i + 1]) for i in range(11)]
-    rng = np.random.default_rng(0)
-    tables = {cl: Factor(domain.project(cl), rng.uniform(-300, 0, (3, 3))) for cl in cliques}
+    names = ["c"] + [f"leaf{i}" for i in range(6)]
+    domain = Domain(names, [3] * 7)
+    cliques = [("c", leaf) for leaf in names[1:]]
+    tables = {}
+    for i, cl in enumerate(cliques):
+        values = np.full((3, 3), -300.0)
+        values[i % 3, :] = 0.0
+        tables[cl] = Factor(domain.project(cl), values)
     potentials = CliqueVector(domain, cliques, tables)
     model = MarkovRandomField(potentials=potentials, marginals=message_passing_stable(potentials, 100.0), total=100.0)
-    ours = model_marginals(model, [("x0", "x11"), ("x3", "x7")])
+    ours = model_marginals(model, [("leaf0", "leaf1"), ("leaf2", "leaf5")])
     for cl, m in ours.items():
         assert np.isfinite(m).all() and m.sum() == pytest.approx(100.0)
         np.testing.assert_allclose(m, np.asarray(model.project(cl).datavector()), rtol=1e-6, atol=1e-9)
