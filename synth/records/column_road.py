@@ -71,16 +71,12 @@ def column_rho(ledger: PrivacyLedger, target_epsilon: float, share: float) -> fl
     def eps_at(rho: float) -> float:
         return epsilon([*prior, (1 / math.sqrt(2 * rho), 1.0, 1)], delta=delta, accountant="rdp")
 
-    import warnings
-
     lo, hi = 1e-8, 1.0
-    with warnings.catch_warnings():  # tiny trial ρ put the best RDP order past Opacus' largest: a looser
-        warnings.filterwarnings("ignore", message="Optimal order")  # bound there, and no concern of the user's
-        while eps_at(hi) < goal:
-            lo, hi = hi, hi * 2
-        for _ in range(60):
-            mid = math.sqrt(lo * hi)
-            lo, hi = (mid, hi) if eps_at(mid) <= goal else (lo, mid)
+    while eps_at(hi) < goal:
+        lo, hi = hi, hi * 2
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if eps_at(mid) <= goal else (lo, mid)
     return lo
 
 

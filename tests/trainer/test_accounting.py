@@ -89,3 +89,18 @@ def test_too_small_epsilon_says_smallest_feasible_and_most_steps():
     assert floor == pytest.approx(epsilon([(50.0, 0.5, 1000)], delta=1e-5), rel=1e-2)
     most = int(msg.split("at most ")[1].split(" steps")[0])
     assert epsilon([(50.0, 0.5, most)], delta=1e-5) <= 0.01 < epsilon([(50.0, 0.5, most + 1)], delta=1e-5)
+
+
+def test_epsilon_prints_none_of_opacus_numerical_warnings():
+    """PRV at q = 1 divides by zero in log and RDP warns at the edge of its order grid; the values are
+    right (or a valid looser bound), so the user is not shown them (hundreds per calibration)."""
+    import warnings
+
+    from trainer.accounting.accountants import _epsilon, epsilon
+
+    _epsilon.cache_clear()  # a cached value would print nothing anyway
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        epsilon([(10.0, 1.0, 1), (1.0, 0.01, 100)], delta=1e-5, accountant="prv")
+        epsilon([(50.0, 0.01, 10)], delta=1e-5, accountant="rdp")
+    assert [str(w.message) for w in caught] == []
