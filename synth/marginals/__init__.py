@@ -1,8 +1,8 @@
-"""DP marginal models of a table's categorical and numeric columns (AIM through mbi / private-pgm).
+"""DP marginal models of a table's categorical and numeric columns (AIM or MST on mbi / private-pgm).
 
 A floor: the records road uses it for the non-text part of a record; other rooms may use it for
-label tables.  ``coding`` maps columns to codes over their public domains, ``aim`` is the
-mechanism (its selections and measurements), ``column_model`` the fitted, saveable sampler.
+label tables.  ``coding`` maps columns to codes over their public domains, ``aim`` and ``mst`` are
+the mechanisms (their selections and measurements), ``column_model`` the fitted, saveable sampler.
 """
 
 from .coding import ColumnCode, column_codes

@@ -1,6 +1,6 @@
 """ColumnModel: a DP graphical model of a table's categorical and numeric columns that samples rows.
 
-Fitted with AIM (``aim.py``) on the columns' public codes (``coding.py``); what it keeps is
+Fitted with AIM (``aim.py``) or MST (``mst.py``) on the columns' public codes (``coding.py``); what it keeps is
 the graphical model's potentials, a post-processing of the noisy measurements.  It has the
 conditioning distributions' interface (``columns``, ``sample(n, rng)`` -> tuples), so the
 records road can draw a record's non-text columns from it and let the DP LM write the text
@@ -28,7 +28,8 @@ from .coding import ColumnCode, column_codes
 
 @dataclass
 class ColumnModelSettings(AIMSettings):
-    """AIM's settings (the run config's [columns] section adds the road and the budget share)."""
+    """The mechanisms' settings (MST uses max_cells and pgm_iters; the run config's [columns] section adds
+    the road and the budget share)."""
 
 
 MECHANISMS = ("aim", "mst")
