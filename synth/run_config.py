@@ -25,6 +25,7 @@ from .diffusion import UNetChoice
 from .images.spec import ImagesSpec
 from .lm import ModelChoice
 from .lm.text_spec import TextSpec
+from .marginals.column_model import MECHANISMS
 from .spec import DatasetSpec
 
 INVALID_ROWS = ("error", "drop", "clip")
@@ -85,7 +86,7 @@ class OutputSection:
             raise ConfigError("output.dir must name a folder")
 
 
-COLUMN_ROADS = ("lm", "aim", "mst")
+COLUMN_ROADS = ("lm", *MECHANISMS)  # lm: no column model
 
 
 @dataclass

@@ -119,8 +119,10 @@ def fit_column_model(config, spec: DatasetSpec, frame: pd.DataFrame, units: list
         model = ColumnModel.from_pretrained(saved)
         if model.columns != [c.name for c in columns] or not math.isclose(model.spend.rho, rho, rel_tol=1e-6) \
                 or model.sensitivity != sensitivity or model.mechanism != config.columns.model:
-            raise ConfigError(f"{saved} was fitted for columns {model.columns} at ρ={model.spend.rho:.6g}; this config "
-                              f"asks for {[c.name for c in columns]} at ρ={rho:.6g}: pass --overwrite to start afresh")
+            raise ConfigError(f"{saved} was fitted with {model.mechanism} for columns {model.columns} at "
+                              f"ρ={model.spend.rho:.6g}, sensitivity {model.sensitivity}; this config asks for "
+                              f"{config.columns.model} on {[c.name for c in columns]} at ρ={rho:.6g}, sensitivity "
+                              f"{sensitivity}: pass --overwrite to start afresh")
     else:
         rows = rows_for_column_model(frame, units, sensitivity, config.train.seed)
         model = ColumnModel.fit(rows, columns, rho, rng=numpy_rng(config.train.seed, "column_model"),
@@ -160,10 +162,12 @@ class ColumnTableGenerator:
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "ColumnTableGenerator":
+        from ..saved_meta import read_meta
+
         directory = Path(directory)
-        meta = json.loads((directory / "dpsynth_config.json").read_text())
-        if meta.get("kind") != KIND:
-            raise ValueError(f"{directory}: kind {meta.get('kind')!r} is not {KIND!r}")
+        meta = read_meta(directory, KIND)
+        if meta is None:
+            raise FileNotFoundError(f"{directory} is not a saved dpsynth column-model generator")
         ledger_path = directory / "privacy_ledger.json"
         ledger = PrivacyLedger.load(ledger_path) if ledger_path.is_file() else None
         return cls(DatasetSpec.from_dict(meta["spec"]), ColumnModel.from_pretrained(directory / "column_model"), ledger)
