@@ -36,12 +36,14 @@ from trainer.seeds import numpy_rng
 
 from .spec import ColumnSpec, DatasetSpec
 
-_UNIT_LIMIT = 1024  # unit-width bins on [-1024, 1024); geometric (4 per octave) beyond, up to 2^64
+_UNIT_LIMIT = 16  # unit-width bins on [-16, 16); geometric (4 per octave) beyond, up to 2^64: coarse enough
+# that a small table's bins clear the noise (unit bins up to 1024 cut 1,000 census ages down to one value)
 _LENGTH_LIMIT = 1 << 20  # longest text length the grid covers
 
 
 def _number_edges() -> np.ndarray:
-    geometric = 2.0 ** np.arange(10.25, 64.01, 0.25)
+    start = math.log2(_UNIT_LIMIT) + 0.25
+    geometric = 2.0 ** np.arange(start, 64.01, 0.25)
     return np.concatenate([-geometric[::-1], np.arange(-_UNIT_LIMIT, _UNIT_LIMIT + 1, dtype=float), geometric])
 
 

@@ -151,12 +151,20 @@ def render_card(card: dict[str, Any]) -> str:
         lines += ["", "## Columns of the data file not synthesised", "",
                   f"The data file also has {', '.join(f'`{c}`' for c in left_out)} (names from its header); the spec "
                   "leaves them out, so this export has no such columns."]
-    policy = card.get("data_checks", {}).get("invalid_rows")
+    checks = card.get("data_checks", {})
+    policy = checks.get("invalid_rows")
     if policy:
         action = {"error": "would have stopped the run (there were none)", "drop": "were left out of training",
                   "clip": "were truncated / clamped into the domain (or left out when that was impossible)"}[policy]
         lines += ["", f"Private rows outside the spec's declared domain {action} (data.invalid_rows = {policy}); "
                   "how many is not DP and stays in the run folder."]
+        if checks.get("estimated_columns"):
+            lines += ["", "Private rows outside a domain estimated with DP (a value below a category list's release "
+                      "threshold, a number outside the estimated range, a longer text: columns "
+                      f"{', '.join(f'`{c}`' for c in checks['estimated_columns'])}) were clamped or truncated into it, "
+                      "or left out of training when that was impossible (a category not in the list), whatever "
+                      "data.invalid_rows says; how many is not DP and stays in the run folder. Such values are "
+                      "never generated."]
     gen = card["generation"]
     lines += [
         "",

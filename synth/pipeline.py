@@ -35,13 +35,16 @@ from .run_folder import (
 from .validation import check_domain
 
 
-def load_private(config: SynthConfig) -> pd.DataFrame:
-    return typed_frame(load_table(config.data.path), config.spec, source=config.data.path)
+def load_private(config: SynthConfig, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The private rows, typed by the spec: from ``data.path``, or ``frame`` (a DataFrame given in
+    memory by the Python API, where ``data.path`` only names it in messages)."""
+    raw = load_table(config.data.path) if frame is None else frame.reset_index(drop=True)
+    return typed_frame(raw, config.spec, source=config.data.path)
 
 
-def _read_private(config: SynthConfig) -> tuple[pd.DataFrame, list[str]]:
-    """The typed private frame, and the data file's columns that the spec leaves out (warned)."""
-    raw = load_table(config.data.path)
+def _read_private(config: SynthConfig, given: pd.DataFrame | None) -> tuple[pd.DataFrame, list[str]]:
+    """The typed private frame, and the data's columns that the spec leaves out (warned)."""
+    raw = load_table(config.data.path) if given is None else given.reset_index(drop=True)
     kept = set(config.spec.names) | {config.spec.privacy_unit}
     left_out = [str(c) for c in raw.columns if c not in kept]
     if left_out:
@@ -50,15 +53,18 @@ def _read_private(config: SynthConfig) -> tuple[pd.DataFrame, list[str]]:
     return typed_frame(raw, config.spec, source=config.data.path), left_out
 
 
-def train(config: SynthConfig, *, progress: bool = True) -> tuple[RecordGenerator, pd.DataFrame]:
-    """DP-train a generator on the private data (resuming from checkpoints in the run folder)."""
+def train(config: SynthConfig, *, progress: bool = True, frame: pd.DataFrame | None = None
+          ) -> tuple[RecordGenerator, pd.DataFrame]:
+    """DP-train a generator on the private data (resuming from checkpoints in the run folder);
+    ``frame``: the private rows in memory instead of ``data.path``."""
     with run_folder(config):
-        return _train(config, progress=progress)
+        return _train(config, progress=progress, given=frame)
 
 
-def _train(config: SynthConfig, *, progress: bool) -> tuple[RecordGenerator, pd.DataFrame]:
+def _train(config: SynthConfig, *, progress: bool, given: pd.DataFrame | None = None
+           ) -> tuple[RecordGenerator, pd.DataFrame]:
     config.model.check_source()
-    frame, left_out = _read_private(config)
+    frame, left_out = _read_private(config, given)
     data_report: dict = {"note": "NOT differentially private: statistics of the private data, do not publish",
                          "rows_read": len(frame), "columns_not_synthesised": left_out}
     grammar = None
@@ -170,7 +176,8 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
         "model": generator.model_description,
         "spec": {"columns": generator.spec.names, "serialization": generator.spec.serialization,
                  "columns_not_synthesised": left_out},
-        "data_checks": {"invalid_rows": config.data.invalid_rows},
+        "data_checks": {"invalid_rows": config.data.invalid_rows,
+                        "estimated_columns": [c.name for c in config.spec.columns if c.estimate]},
         "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
                        "rejected_by_spec": rejected, "temperature": g.temperature, "top_p": g.top_p},
         "seed": g.seed,
@@ -206,17 +213,18 @@ def _generator_class(saved: Path):
     return ColumnTableGenerator if read_meta(saved, KIND) is not None else RecordGenerator
 
 
-def run(config: SynthConfig, *, progress: bool = True) -> dict:
+def run(config: SynthConfig, *, progress: bool = True, frame: pd.DataFrame | None = None) -> dict:
     """Train, generate, export.  Checkpoints of an interrupted run are resumed; ``overwrite``
-    starts afresh (it removes this run's own artefacts, nothing else in the folder)."""
+    starts afresh (it removes this run's own artefacts, nothing else in the folder).
+    ``frame``: the private rows in memory instead of ``data.path``."""
     refuse_existing_export(config)
     with run_folder(config):
-        generator, private = _train(config, progress=progress)
+        generator, private = _train(config, progress=progress, given=frame)
         result = generate_and_export(config, generator, private, progress=progress)
         if config.evaluation is not None:
             # scored against the data file as it is, not the rows as clipped or filtered for training
-            result["evaluation"] = evaluate_run(config, generator.grammar, load_private(config), result["synthetic"],
-                                                result["card"])
+            result["evaluation"] = evaluate_run(config, generator.grammar, load_private(config, frame),
+                                                result["synthetic"], result["card"])
         return result
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import audit, demo, evaluate, generate, run, train
+from . import audit, demo, evaluate, generate, init, run, train
 
-SUBCOMMANDS = {"train": train, "generate": generate, "run": run, "evaluate": evaluate, "audit": audit, "demo": demo}
+SUBCOMMANDS = {"init": init, "train": train, "generate": generate, "run": run, "evaluate": evaluate, "audit": audit, "demo": demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,8 @@ a categorical column its category list (declared or DP-estimated), a number its 
 (declared or DP-estimated) cut into bins.  The bins come from the range alone (never
 from the data): an integer range of at most ``EXACT_INTEGERS`` values gets one code
 per value, anything wider ``DEFAULT_BINS`` equal-width bins unless the column sets
-``bins``.  A nullable column has one more code for "missing".  Decoding draws a value
+``bins``; a binned range that holds zero gives zero a bin of its own (integers: [0, 1); floats: an
+edge at 0), since many numeric columns pile up there.  A nullable column has one more code for "missing".  Decoding draws a value
 uniformly inside its bin (integers: a whole number in the bin; floats: rounded to the
 column's ``decimals`` when given), which is post-processing of the model's output.
 """
@@ -107,9 +108,15 @@ def column_code(col: ColumnSpec) -> ColumnCode:
         width = hi - lo + 1
         bins = col.bins or (width if width <= EXACT_INTEGERS else DEFAULT_BINS)
         bins = min(bins, width)  # every bin holds at least one whole number
-        edges = np.linspace(lo, hi + 1, bins + 1).tolist()
+        edges = np.unique(np.ceil(np.linspace(lo, hi + 1, bins + 1)))  # the same bins' whole numbers
+        if len(edges) - 1 < width and lo <= 0 <= hi:
+            edges = np.union1d(edges, [0, 1])  # zero, often a spike (no capital gain), gets a bin of its own
+        edges = edges.tolist()
     else:
-        edges = np.linspace(col.min, col.max, (col.bins or DEFAULT_BINS) + 1).tolist()
+        edges = np.linspace(col.min, col.max, (col.bins or DEFAULT_BINS) + 1)
+        if col.min < 0 < col.max:
+            edges = np.union1d(edges, [0.0])  # no bin straddles zero: signs survive decoding
+        edges = edges.tolist()
     return ColumnCode(col.name, col.type, edges=edges, nullable=col.nullable, decimals=col.decimals)
 
 

@@ -110,7 +110,8 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
         "model": generator.model_description,
         "spec": {"columns": list(synthetic.columns), "text": spec.text, "labels": spec.label_names,
                  "chunk_tokens": spec.chunk_tokens, "max_chunks_per_unit": spec.max_chunks_per_unit},
-        "data_checks": {"invalid_rows": config.data.invalid_rows},
+        "data_checks": {"invalid_rows": config.data.invalid_rows,
+                        "estimated_columns": [c.name for c in config.spec.columns if c.estimate]},
         "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": 0,
                        "truncated": truncated, "max_new_tokens": g.max_new_tokens, "temperature": g.temperature,
                        "top_p": g.top_p, "decoding": f"free text, at most {g.max_new_tokens} tokens a document "

@@ -31,14 +31,19 @@ def test_codes_cover_the_public_domain_and_decode_inside_their_bin():
     assert codes.tolist() == [1, 2, 0] and cat.decode(codes, rng) == ["b", None, "a"]
     small = column_code(ColumnSpec("i", "integer", min=1, max=5))  # a code per value
     assert small.size == 5 and small.decode(small.encode(pd.Series([1, 5, 3])), rng) == [1, 5, 3]
-    wide = column_code(ColumnSpec("w", "integer", min=0, max=99_999))  # 32 equal-width bins
-    assert wide.size == 32
-    values = pd.Series([0, 3_124, 3_125, 99_999])
+    wide = column_code(ColumnSpec("w", "integer", min=0, max=99_999))  # 32 equal-width bins, zero on its own
+    assert wide.size == 33
+    values = pd.Series([0, 1, 3_124, 3_125, 99_999])
     codes = wide.encode(values)
-    assert codes.tolist() == [0, 0, 1, 31]
+    assert codes.tolist() == [0, 1, 1, 2, 32]
+    assert wide.decode(np.zeros(20, dtype=int), rng) == [0] * 20  # a spike at zero decodes to zero
     for v, back in zip(values, wide.decode(codes, rng), strict=True):
         lo = wide.edges[wide.encode(pd.Series([v]))[0]]
         assert isinstance(back, int) and lo <= back < lo + 3_125.01
+    shifted = column_code(ColumnSpec("s", "integer", min=5, max=99_999))  # no zero in the range: 32 bins
+    assert shifted.size == 32
+    signed = column_code(ColumnSpec("g", "float", min=-1, max=2, bins=4))  # an edge at zero: no bin straddles it
+    assert 0.0 in signed.edges and signed.size == 5
     flt = column_code(ColumnSpec("f", "float", min=1, max=5, bins=4, decimals=1))
     codes = flt.encode(pd.Series([1.0, 2.9, 5.0]))
     assert codes.tolist() == [0, 1, 3]

@@ -41,10 +41,14 @@ def test_range_spans_the_bins_above_the_noise_and_cuts_rare_outliers():
     assert estimate_range(ratings, True, 5.0, rng)[0] == [1, 5]
     floats = pd.Series(np.linspace(3.1, 4.6, 1000))
     assert estimate_range(floats, False, 5.0, rng)[0] == [3.0, 5.0]
-    big = pd.Series(np.full(500, 5000.0))  # geometric bins beyond 1024: 5000 lies in [2^12.25, 2^12.5)
+    big = pd.Series(np.full(500, 5000.0))  # geometric bins beyond 16: 5000 lies in [2^12.25, 2^12.5)
     lo, hi = estimate_range(big, False, 5.0, rng)[0]
     assert lo <= 5000 < hi and hi / lo == pytest.approx(2 ** 0.25)
     assert estimate_range(pd.Series([7, 8]), True, 5.0, rng)[0] is None  # two rows never clear the noise
+    # 1,000 ages spread over 17..90 (~14 rows per value): the bins beyond 16 are wide enough to clear σ = 10
+    # (unit bins up to 1024 released nothing, or one value)
+    lo, hi = estimate_range(pd.Series(rng.integers(17, 91, 1000)), True, 10.0, rng)[0]
+    assert lo <= 23 and hi >= 75
 
 
 def test_max_chars_is_the_longest_length_many_rows_reach():
