@@ -157,8 +157,14 @@ def estimate_domains(frame: pd.DataFrame, spec: DatasetSpec, *, noise_multiplier
     return out
 
 
-def apply_estimates(spec: DatasetSpec, estimates: list[DomainEstimate]) -> DatasetSpec:
-    """The spec with the estimated domains filled in (and ``estimate`` cleared: the values are now fixed)."""
+# records: the value an estimated category list adds for every value below its release threshold, so
+# that a row holding a rare value is kept (that cell becomes OTHER) instead of left out of training
+OTHER_CATEGORY = "(other)"
+
+
+def apply_estimates(spec: DatasetSpec, estimates: list[DomainEstimate], *, other: bool = False) -> DatasetSpec:
+    """The spec with the estimated domains filled in (and ``estimate`` cleared: the values are now fixed).
+    ``other``: every estimated category list also gets OTHER_CATEGORY (data-independent: always added)."""
     by_name = {e.column: e for e in estimates}
 
     def filled(col: ColumnSpec) -> ColumnSpec:
@@ -174,7 +180,8 @@ def apply_estimates(spec: DatasetSpec, estimates: list[DomainEstimate]) -> Datas
                               "categories, make it a text column, or lower spec.estimate_noise")
         if e.value is not None:
             if e.kind == "categories":
-                changes["categories"] = list(e.value)
+                changes["categories"] = list(e.value) + ([OTHER_CATEGORY] if other and OTHER_CATEGORY
+                                                         not in e.value else [])
             elif e.kind == "range":
                 changes["min"], changes["max"] = e.value
             else:

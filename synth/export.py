@@ -159,12 +159,13 @@ def render_card(card: dict[str, Any]) -> str:
         lines += ["", f"Private rows outside the spec's declared domain {action} (data.invalid_rows = {policy}); "
                   "how many is not DP and stays in the run folder."]
         if checks.get("estimated_columns"):
-            lines += ["", "Private rows outside a domain estimated with DP (a value below a category list's release "
-                      "threshold, a number outside the estimated range, a longer text: columns "
-                      f"{', '.join(f'`{c}`' for c in checks['estimated_columns'])}) were clamped or truncated into it, "
-                      "or left out of training when that was impossible (a category not in the list), whatever "
-                      "data.invalid_rows says; how many is not DP and stays in the run folder. Such values are "
-                      "never generated."]
+            other = checks.get("other_category")
+            fate = (f"a category below the list's release threshold became `{other}`, a value every DP category "
+                    f"list holds, so `{other}` in this data stands for values too rare to release" if other else
+                    "a row holding a category not in the list was left out of training")
+            lines += ["", "Private rows outside a domain estimated with DP (columns "
+                      f"{', '.join(f'`{c}`' for c in checks['estimated_columns'])}) were clamped or truncated into it "
+                      f"whatever data.invalid_rows says; {fate}. How many is not DP and stays in the run folder."]
     gen = card["generation"]
     lines += [
         "",
@@ -173,8 +174,10 @@ def render_card(card: dict[str, Any]) -> str:
         f"- model: {card['model']}",
         *([f"- requested / emitted: {gen['requested']} / {gen['emitted']}: {gen['summary']}; seed: {card.get('seed')}"]
           if "summary" in gen else [
-            f"- requested / emitted: {gen['requested']} / {gen['emitted']} (dropped for not closing within "
-            f"the token budget: {gen['hit_limit']}; rejected by the spec after decoding: {gen.get('rejected_by_spec', 0)})",
+            f"- requested / emitted: {gen['requested']} / {gen['emitted']} ("
+            + ("drawn again after " if "redrawn" in gen else "dropped for ")
+            + f"not closing within the token budget: {gen['hit_limit']}; rejected by the spec after decoding: "
+            f"{gen.get('rejected_by_spec', 0)})",
             f"- {gen.get('decoding') or 'every record was decoded under the record grammar (`grammar.lark` in the run folder)'}"
             f"; seed: {card.get('seed')}"]),
         "",

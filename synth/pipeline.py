@@ -17,6 +17,7 @@ import pandas as pd
 from trainer import PrivacyLedger
 from trainer.io import atomic_write_text
 
+from .domains import OTHER_CATEGORY
 from .export import export, privacy_block
 from .loading import load_table, typed_frame
 from .records.generator import RecordGenerator
@@ -107,7 +108,7 @@ def _train(config: SynthConfig, *, progress: bool, given: pd.DataFrame | None = 
     if estimated:
         from .domains import apply_estimates
 
-        spec = apply_estimates(spec, domain_estimates(config, frame, _units(config, frame), ledger))
+        spec = apply_estimates(spec, domain_estimates(config, frame, _units(config, frame), ledger), other=True)
     frame, domain = check_domain(frame, spec, policy=config.data.invalid_rows, estimated=estimated,
                                  source=config.data.path)
     data_report["domain"] = domain.to_dict()
@@ -147,15 +148,70 @@ def _units(config: SynthConfig, frame: pd.DataFrame) -> list | None:
     return frame[config.spec.privacy_unit].tolist() if config.spec.privacy_unit != "example" else None
 
 
+# re-draws of the records the grammar's token budget or the spec rejected, before giving up on n
+RESAMPLE_ROUNDS = 5
+
+
+def sample_until(sample, n: int, seed: int | None):
+    """``n`` usable rows from ``sample(count, seed) -> (frame, SampleStats)``: what the token budget or
+    the spec rejected is drawn again (each round its own derived seed), at most RESAMPLE_ROUNDS more
+    times; short of ``n`` after that, what exists is returned and the shortfall is said."""
+    from trainer.seeds import stream_seed
+
+    frames, stats, need = [], None, n
+    for attempt in range(RESAMPLE_ROUNDS + 1):
+        part, part_stats = sample(need, seed if seed is None or attempt == 0 else stream_seed(seed, f"redraw:{attempt}"))
+        frames.append(part)
+        stats = part_stats if stats is None else stats.merge(part_stats)
+        need -= len(part)
+        if need <= 0:
+            break
+    else:
+        print(f"dpsynth: warning: {need} of {n} rows were still missing after {RESAMPLE_ROUNDS} re-draws of the "
+              "rejected ones (did not close within the token budget, or rejected by the spec): raise the columns' "
+              "max_chars / generate.max_new_tokens, or check the grammar", file=sys.stderr)
+    stats.requested = n
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return frame.head(n), stats
+
+
+def card_base(config: SynthConfig, generator, *, left_out: list[str] | None = None,
+              schema_inferred: bool = False) -> dict:
+    """What a card says before any sampling: the guarantee, what was declared public or paid for, the model."""
+    ledger = generator.ledger
+    declared = list(ledger.declared_public)
+    if schema_inferred:
+        from .drafting import SCHEMA_FACT
+
+        declared.insert(0, SCHEMA_FACT.format(how="inferred by dpsynth from how the data's values look"))
+    return {
+        "privacy": privacy_block(ledger, max_examples_per_user=config.train.max_examples_per_user
+                                 if config.train.grouped else None),
+        "declared_public": declared,
+        "paid_for": [e.stage for e in ledger.events],
+        "estimated_with_dp": [e.details["result"] for e in ledger.events if e.stage.startswith("domain:")],
+        "model": generator.model_description,
+        "spec": {"columns": generator.spec.names, "serialization": generator.spec.serialization,
+                 "columns_not_synthesised": left_out or []},
+        "data_checks": {"invalid_rows": config.data.invalid_rows,
+                        "estimated_columns": [c.name for c in config.spec.columns if c.estimate],
+                        "other_category": OTHER_CATEGORY if any(c.estimate and c.type == "categorical"
+                                                                for c in config.spec.columns) else None},
+    }
+
+
 def generate_and_export(config: SynthConfig, generator: RecordGenerator, private: pd.DataFrame | None, *,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, schema_inferred: bool = False) -> dict:
     from trainer.errors import DPSynthError
 
     g = config.generate
 
-    def sample(count: int, seed: int | None):
+    def draw(count: int, seed: int | None):
         return generator.sample(count, batch_size=g.batch_size, temperature=g.temperature, top_p=g.top_p,
                                 seed=seed, progress=progress)
+
+    def sample(count: int, seed: int | None):
+        return sample_until(draw, count, seed)
 
     synthetic, stats = resumable_sample(config, sample, fingerprint=generator_fingerprint(config))
     stats.requested = g.n
@@ -168,18 +224,10 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
     data_report = run_dir / "data_report.json"
     left_out = json.loads(data_report.read_text()).get("columns_not_synthesised", []) if data_report.is_file() else []
     card = {
-        "privacy": privacy_block(ledger, max_examples_per_user=config.train.max_examples_per_user
-                                 if config.train.grouped else None),
-        "declared_public": ledger.declared_public,
-        "paid_for": [e.stage for e in ledger.events],
-        "estimated_with_dp": [e.details["result"] for e in ledger.events if e.stage.startswith("domain:")],
-        "model": generator.model_description,
-        "spec": {"columns": generator.spec.names, "serialization": generator.spec.serialization,
-                 "columns_not_synthesised": left_out},
-        "data_checks": {"invalid_rows": config.data.invalid_rows,
-                        "estimated_columns": [c.name for c in config.spec.columns if c.estimate]},
+        **card_base(config, generator, left_out=left_out, schema_inferred=schema_inferred),
         "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
-                       "rejected_by_spec": rejected, "temperature": g.temperature, "top_p": g.top_p},
+                       "rejected_by_spec": rejected, "temperature": g.temperature, "top_p": g.top_p,
+                       "redrawn": stats.hit_limit + rejected},
         "seed": g.seed,
     }
     if generator.conditioning is not None:

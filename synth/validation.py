@@ -10,7 +10,8 @@ make one row cost gigabytes of tokens.  Policy (``data.invalid_rows``):
   (a category not in the list, inf with no declared bound) is dropped.
 
 Domains that were *estimated* with DP (``estimate = true``) are not the user's to fix: rows
-outside them are always clipped or dropped.  The counts are statistics of the private data,
+outside them are always clipped (a records run's category below the DP list's threshold becomes
+``(other)``, which such a list always holds) or dropped.  The counts are statistics of the private data,
 not DP: they go to the console and the run folder's report, never to the export.
 """
 
@@ -24,6 +25,7 @@ import pandas as pd
 
 from evaluation.tables import DataError
 
+from .domains import OTHER_CATEGORY
 from .spec import ColumnSpec, DatasetSpec
 
 
@@ -47,8 +49,9 @@ class DomainReport:
                 f"(data.invalid_rows = {self.policy}; not DP: kept in the run folder)")
 
 
-def _outside(col: ColumnSpec, values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(outside the domain, fixable by clipping) masks over the non-missing values."""
+def _outside(col: ColumnSpec, values: pd.Series, *, other: bool = False) -> tuple[pd.Series, pd.Series]:
+    """(outside the domain, fixable by clipping) masks over the non-missing values.  ``other``: a
+    category not in the list is fixable (it becomes OTHER_CATEGORY)."""
     present = values.notna()
     if col.type in ("integer", "float"):
         num = values.astype("float64")
@@ -60,7 +63,7 @@ def _outside(col: ColumnSpec, values: pd.Series) -> tuple[pd.Series, pd.Series]:
     too_long = present & (lengths > col.max_chars)
     if col.type == "categorical" and col.categories is not None:
         unknown = present & ~values.isin(col.categories)
-        return unknown | too_long, too_long & ~unknown
+        return unknown | too_long, (too_long | unknown) if other else too_long & ~unknown
     return too_long, too_long
 
 
@@ -71,6 +74,8 @@ def _clip(col: ColumnSpec, values: pd.Series, mask: pd.Series) -> pd.Series:
         lo, hi = _bounds(col)
         num[mask] = num[mask].clip(lower=lo, upper=hi)
         return num.astype(values.dtype) if col.type == "integer" else num
+    if col.type == "categorical" and OTHER_CATEGORY in (col.categories or []):
+        out[mask & ~values.isin(col.categories)] = OTHER_CATEGORY
     out[mask] = out[mask].str.slice(0, col.max_chars)
     return out
 
@@ -84,7 +89,8 @@ def check_domain(frame: pd.DataFrame, spec: DatasetSpec, *, policy: str, estimat
     clip_masks: dict[str, pd.Series] = {}
     problems = []
     for col in spec.columns:
-        bad, fixable = _outside(col, frame[col.name])
+        other = col.name in estimated and OTHER_CATEGORY in (col.categories or [])
+        bad, fixable = _outside(col, frame[col.name], other=other)
         if not bad.any():
             continue
         report.invalid[col.name] = int(bad.sum())

@@ -11,6 +11,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help="train + generate + export from one config file (YAML or TOML)")
     p.add_argument("config", type=Path, help="run config: sections data, spec, model, train, generate, output")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (every stage's σ, q, steps and ε, δ "
+                   "against 1/N, what the generator enforces) and stop, training nothing (records runs)")
+    p.add_argument("--probe", action="store_true", help="with --dry-run: time one DP-SGD step on the data to "
+                   "estimate the training time")
     add_flags(p)
 
 
@@ -39,6 +43,15 @@ def pipeline_for(config):
 
 def run(args) -> int:
     config = load(args)
+    if args.dry_run:
+        from ..planning import plan
+
+        print(plan(config, probe=args.probe).summary())
+        return 0
+    if args.probe:
+        from trainer.errors import ConfigError
+
+        raise ConfigError("--probe goes with --dry-run")
     report(pipeline_for(config).run(config))
     return 0
 

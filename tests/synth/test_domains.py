@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synth.domains import estimate_categories, estimate_max_chars, estimate_range, one_row_per_unit
+from synth.domains import OTHER_CATEGORY, estimate_categories, estimate_max_chars, estimate_range, one_row_per_unit
 from synth.pipeline import run
 from synth.run_config import build_config
 from synth.spec import DatasetSpec
@@ -120,15 +120,18 @@ def test_estimated_domains_are_paid_for_stated_and_constrain_generation(tmp_path
     assert any("rating: range [1, 5] estimated with DP" in f for f in card["estimated_with_dp"])
     assert not any(f.startswith(("title", "rating")) for f in card["declared_public"])
     assert "Estimated from the private data with DP" in (tmp_path / "run" / "export" / "README.md").read_text()
-    # the generator is constrained to the estimated list, which holds only frequent real titles
+    # the generator is constrained to the estimated list, which holds only frequent real titles, and
+    # "(other)" for the rest (a rare title's row is kept, its title replaced)
     saved = json.loads((tmp_path / "run" / "generator" / "dpsynth_config.json").read_text())
     categories = next(c for c in saved["spec"]["columns"] if c["name"] == "title")["categories"]
     counts = private["title"].value_counts()
-    assert categories and set(categories) <= set(counts[counts >= 5].index)
+    assert categories[-1] == OTHER_CATEGORY and set(categories[:-1]) <= set(counts[counts >= 5].index)
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())["domain"]
+    assert report["outside_domain_by_column"]["title"] > 0 and report["rows_dropped"] == 0
     assert set(result["synthetic"]["title"]) <= set(categories)
     # a resumed run re-uses the saved estimates instead of releasing new ones
     saved_estimates = (tmp_path / "run" / "domains.json").read_text()
-    assert json.loads(saved_estimates)[1]["value"] == categories
+    assert json.loads(saved_estimates)[1]["value"] == categories[:-1]
 
 
 @pytest.mark.skipif(not WATER.exists(), reason="shared data not present")

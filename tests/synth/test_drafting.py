@@ -53,12 +53,25 @@ def test_init_then_run_exports_the_census_table_with_every_domain_paid_for(tmp_p
     assert main(["init", str(data), "--out", str(draft)]) == 0
     assert "Next: dpsynth run" in capsys.readouterr().out
     assert main(["init", str(data), "--out", str(draft)]) == 2  # an existing draft is never replaced silently
+    from synth.config_files import read_config
+    from synth.planning import plan
+    from synth.run_config import build_config
+
+    planned = plan(build_config(read_config(draft), base_dir=tmp_path))
+    assert [s.stage for s in planned.stages][-1] == "columns" and len(planned.stages) == 16
     assert main(["run", str(draft), "--columns.rounds", "10", "--columns.pgm_iters", "100",
                  "--generate.n", "300"]) == 0
     export = tmp_path / "runs" / "census" / "export"
     card = json.loads((export / "dpsynth.json").read_text())
     assert len(card["estimated_with_dp"]) == 15 and card["declared_public"] == []
     assert card["privacy"]["epsilon"] <= 4.0 + 1e-6
+    # the plan's ε after the domain estimates is the card's (same stages, same accountant)
+    from trainer.accounting import epsilon
+
+    domains = [(s["noise_multiplier"], 1.0, 1) for s in card["privacy"]["stages"] if s["stage"].startswith("domain:")]
+    assert planned.stages[14].epsilon_after == pytest.approx(
+        epsilon(domains, delta=card["privacy"]["accountant_delta"], accountant="rdp"), rel=1e-6)
+    assert planned.epsilon == pytest.approx(card["privacy"]["epsilon"], rel=1e-3)
     synthetic = pd.read_csv(export / "synthetic.csv")
     assert len(synthetic) == 300 and list(synthetic.columns) == list(pd.read_csv(data).columns)
     readme = (export / "README.md").read_text()
