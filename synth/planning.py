@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from trainer import PrivacyLedger
-from trainer.accounting import calibrate_noise_multiplier, epsilon
+from trainer.accounting import calibrate_noise_multiplier
 
 from .run_config import SynthConfig
 
@@ -188,7 +188,7 @@ def describe_constraints(config: SynthConfig) -> tuple[list[str], list[str]]:
     for c in spec.columns:
         null = " or missing" if c.nullable else ""
         if c.estimate:
-            what = {"categorical": "one of a category list", "text": f"text up to a length",
+            what = {"categorical": "one of a category list", "text": "text up to a length",
                     "integer": "a whole number in a range", "float": "a number in a range"}[c.type]
             enforced.append(f"{c.name}: {what}{null}, the domain estimated with DP when the run starts")
             excluded.append(f"{c.name}: values too rare to clear the DP estimate's noise"

