@@ -38,6 +38,14 @@ def _split(n: int, labels: list[str] | None, fraction: float, seed: int) -> tupl
     return np.sort(train), np.sort(test)
 
 
+def _column_distribution(real: pd.Series, synthetic: pd.Series, numeric: bool) -> dict:
+    if numeric:
+        values = [pd.to_numeric(x, errors="coerce").dropna().astype(float).tolist() for x in (real, synthetic)]
+        return {"kind": "numeric", "real": values[0], "synthetic": values[1]}
+    return {"kind": "categorical", "real": [None if pd.isna(v) else str(v) for v in real],
+            "synthetic": [None if pd.isna(v) else str(v) for v in synthetic]}
+
+
 def _labels(frame: pd.DataFrame, column: str) -> list[str | None]:
     return [None if pd.isna(v) else str(v) for v in frame[column].tolist()]
 
@@ -73,8 +81,12 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, spec: EvalSpec, gramma
                     numeric_nodes=spec.numeric_nodes, categorical_nodes=spec.categorical_nodes)
     attrs_r = attributes.extract(real_parsed, real_set.contents, **attrs_kw)
     attrs_s = attributes.extract(syn_parsed, syn_set.contents, **attrs_kw)
+    if spec.table_columns and set(spec.columns) <= set(spec.table_columns):
+        del attrs_r["words"], attrs_s["words"]  # a table without text: a record's word count means nothing
     am_records = attributes.attribute_match(attrs_r, attrs_s)
-    metrics += am_records + [mean_of("am/mean", am_records)]
+    metrics += am_records
+    if am_records and all(r.name.startswith("am/tv/") for r in am_records):
+        metrics.append(mean_of("am/mean", am_records))  # only on one scale: W1s are in each attribute's units
     for name, (kind, values) in attrs_r.items():
         distributions[f"am/{name}"] = {"kind": kind, "real": values, "synthetic": attrs_s[name][1]}
 
@@ -93,11 +105,20 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, spec: EvalSpec, gramma
     if spec.label:
         metrics += _utility(real, synthetic, syn_ok, spec, encoder, train_idx, test_idx, sources)
 
-    # tabular quality (SDMetrics) of the categorical and numeric columns
+    # tabular quality (SDMetrics) of the categorical and numeric columns, their per-column shapes
+    # and a pairwise association matrix on one scale (the report's bar chart and heatmaps)
+    table = {}
     if spec.table_columns:
-        from .metrics.quality import sdmetrics_quality
+        from .metrics.association import association_matrices
+        from .metrics.quality import quality_with_details
 
-        metrics += sdmetrics_quality(real, synthetic, spec.table_columns, numeric, train_idx, test_idx)
+        records, details = quality_with_details(real, synthetic, spec.table_columns, numeric, train_idx, test_idx)
+        metrics += records
+        table = {"quality": details}
+        if len(spec.table_columns) >= 2:
+            table["association"] = association_matrices(real, synthetic, spec.table_columns, numeric)
+        for c in spec.table_columns:
+            distributions[f"column/{c}"] = _column_distribution(real[c], synthetic[c], c in numeric)
 
     # memorisation: exact copies over every synthetic record, nearest similarity
     metrics.append(memorisation.exact_copies(real_set.texts, syn_set.texts))
@@ -121,6 +142,7 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, spec: EvalSpec, gramma
         "not_private": "This report is computed from the real data without differential privacy. Keep it "
                        "with the private data; do not publish it next to the synthetic data.",
     }
+    info.update(table)
     if card is not None:
         privacy = card.get("privacy", {})
         info["privacy"] = {k: privacy.get(k) for k in ("epsilon", "delta", "accountant", "privacy_unit")}

@@ -90,7 +90,10 @@ class EvaluationReport:
         raise KeyError(f"no metric {name!r}; have {[m.name for m in self.metrics]}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"info": self.info, "metrics": [asdict(m) for m in self.metrics], "distributions": self.distributions}
+        from .verdicts import verdicts
+
+        return {"info": self.info, "metrics": [asdict(m) for m in self.metrics],
+                "verdicts": [v.to_dict() for v in verdicts(self.metrics)], "distributions": self.distributions}
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``report.json`` and ``report.html`` into ``out_dir`` (each atomically)."""
@@ -132,44 +135,6 @@ def _json_default(x):
     return x.item() if hasattr(x, "item") else str(x)
 
 
-def _plot(name: str, dist: dict[str, Any]) -> str:
-    """A PNG (base64) of the real vs synthetic distribution."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.2, 2.8), dpi=90)
-    real, syn = dist["real"], dist["synthetic"]
-    real_label = dist.get("real_label", "real")
-    if dist["kind"] == "numeric":
-        values = [v for v in real + syn if v is not None]
-        if values:
-            lo, hi = min(values), max(values)
-            bins = 30 if hi > lo else 1
-            rng = (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
-            for data, label, color in ((real, real_label, "#1f77b4"), (syn, "synthetic", "#ff7f0e")):
-                if data:
-                    ax.hist(data, bins=bins, range=rng, density=True, alpha=0.5, label=label, color=color)
-    else:
-        from collections import Counter
-
-        cr, cs = Counter(real), Counter(syn)
-        cats = [c for c, _ in (cr + cs).most_common(15)]
-        xs = range(len(cats))
-        ax.bar([x - 0.2 for x in xs], [cr[c] / max(len(real), 1) for c in cats], 0.4, label=real_label)
-        ax.bar([x + 0.2 for x in xs], [cs[c] / max(len(syn), 1) for c in cats], 0.4, label="synthetic")
-        ax.set_xticks(list(xs), [str(c)[:12] for c in cats], rotation=45, ha="right", fontsize=7)
-    ax.set_title(name, fontsize=9)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def image_grid(images, columns: int = 8, scale: int = 2) -> str:
     """A base64 PNG of the first ``columns``² images ((N, C, H, W) in [-1, 1]), nearest-neighbour enlarged."""
     import numpy as np
@@ -189,16 +154,49 @@ def image_grid(images, columns: int = 8, scale: int = 2) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _verdict_badge(v) -> str:
+    colour = {"good": "#1a7f37", "fair": "#9a6700", "poor": "#cf222e"}[v.verdict]
+    return f'<span class=badge style="background:{colour}">{v.verdict}</span>'
+
+
+def _headline(report: EvaluationReport, verdict_by_name: dict) -> str:
+    """The one overall score, its parts, its real-vs-real reference and verdict (tables only)."""
+    e = html.escape
+    values = {m.name: m.value for m in report.metrics}
+    overall = values.get("quality/sdmetrics_overall")
+    if overall is None:
+        return ""
+    parts = " · ".join(f"{label} <b>{values[n]:.1%}</b>" for n, label in (
+        ("quality/column_shapes", "column shapes"), ("quality/column_pair_trends", "column pair trends"))
+        if values.get(n) is not None)
+    reference = values.get("quality/real_holdout_sdmetrics_overall")
+    ref = (f"<div>real vs real (a held-out split of the real rows against the rest): <b>{reference:.1%}</b>, "
+           "what a perfect generator could reach with this much data</div>") if reference is not None else ""
+    v = verdict_by_name.get("quality/sdmetrics_overall")
+    badge = f" {_verdict_badge(v)} <span class=why>{e(v.why)}</span>" if v else ""
+    return (f'<div class=headline><div class=score>Quality score <b>{overall:.1%}</b>{badge}</div>'
+            f"<div>{parts} (SDMetrics QualityReport: the mean of the two)</div>{ref}</div>")
+
+
 def render_html(report: EvaluationReport) -> str:
+    from . import report_plots
+    from .verdicts import verdicts
+
     e = html.escape
     info = report.info
+    found = verdicts(report.metrics)
+    verdict_by_name = {v.metric: v for v in found}
     rows = []
     for m in report.metrics:
         value = f"{m.value:.4f}" if m.value is not None else f"<i>null: {e(m.reason or '')}</i>"
-        rows.append(f"<tr><td>{e(m.name)}</td><td>{value}</td><td>{e(m.better)}</td>"
+        v = verdict_by_name.get(m.name)
+        verdict = f"{_verdict_badge(v)} {e(v.why)}" if v else ""
+        rows.append(f"<tr><td>{e(m.name)}</td><td>{value}</td><td>{e(m.better)}</td><td>{verdict}</td>"
                     f"<td>{_n(m.n_real)} / {_n(m.n_synthetic)}</td><td>{e(meaning(m.name))}</td></tr>")
+    flags = "".join(f"<p class=warn>{e(v.metric)}: {e(v.why)}</p>" for v in found
+                    if v.metric.endswith("tstr_accuracy") and "FLOOR" in v.why)
     plots = "".join(
-        f'<figure><img alt="{e(name)}" src="data:image/png;base64,{_plot(name, dist)}"></figure>'
+        f'<figure><img alt="{e(name)}" src="data:image/png;base64,{report_plots.distribution(name, dist)}"></figure>'
         for name, dist in report.distributions.items())
     if "headline" in info:
         intro = e(info["headline"])
@@ -211,9 +209,24 @@ def render_html(report: EvaluationReport) -> str:
     privacy = ""
     if "privacy" in info:
         p = info["privacy"]
-        privacy = (f"<p>The synthetic data's card states <b>(ε = {e(str(p['epsilon']))}, δ = {e(str(p['delta']))})"
+        privacy = (f"<p>The synthetic data's card states <b>(ε = {e(_short(p['epsilon']))}, δ = {e(_short(p['delta']))})"
                    f"-DP</b> (unit: {e(str(p['privacy_unit']))}, accountant: {e(str(p['accountant']))}).</p>")
     warning = f"<p class=warn>{e(info['warning'])}</p>" if "warning" in info else ""
+    table = ""
+    if info.get("quality"):
+        table += ("<h2>Column shapes</h2><p>Per column: SDMetrics' KS complement (numbers) or TV complement "
+                  "(categories), 1 = the same distribution as the real data; beside it the held-out real rows "
+                  f'scored the same way.</p><img alt="column shape scores" '
+                  f'src="data:image/png;base64,{report_plots.column_scores(info["quality"])}">')
+    if info.get("association"):
+        table += ("<h2>Column pair associations</h2><p>Every pair of columns, real beside synthetic, on one "
+                  f"scale: {e(info['association']['measure'])}; 0 = independent, 1 = one determines the other. "
+                  "The third matrix is what the synthetic data gets wrong.</p>"
+                  f'<img alt="association heatmaps" style="max-width:100%" '
+                  f'src="data:image/png;base64,{report_plots.association_heatmaps(info["association"])}">')
+    if info.get("training"):
+        table += ("<h2>Training</h2>"
+                  f'<img alt="training curves" src="data:image/png;base64,{report_plots.training_curves(info["training"])}">')
     grids = "".join(f'<figure><img alt="{e(t)}" style="image-rendering:pixelated" src="data:image/png;base64,{png}">'
                     f"<figcaption>{e(t)}</figcaption></figure>" for t, png in report.grids.items())
     if grids:
@@ -224,15 +237,26 @@ def render_html(report: EvaluationReport) -> str:
         grids += f"<h2>Examples</h2>{examples}"
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>dpsynth evaluation</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}}figure{{display:inline-block;margin:4px}}
-.warn{{color:#a00}}.note{{background:#fff6d5;padding:6px}}</style></head><body>
+.warn{{color:#a00;font-weight:bold}}.note{{background:#fff6d5;padding:6px}}
+.headline{{border:1px solid #ccc;border-radius:6px;padding:10px 14px;margin:1em 0;background:#f6f8fa}}
+.score{{font-size:26px}}.badge{{color:white;border-radius:4px;padding:1px 7px;font-size:13px}}
+.why{{font-size:13px;color:#555}}</style></head><body>
 <h1>Synthetic data evaluation</h1>
 <p>{intro}</p>
 {privacy}{warning}<p class=note>{e(info['not_private'])}</p>
+{_headline(report, verdict_by_name)}{flags}
+{table}
 <h2>Metrics</h2>
-<table><tr><th>metric</th><th>value</th><th>better</th><th>n real / synthetic</th><th>what it measures</th></tr>
+<p>Verdicts only where the report holds a yardstick on the same scale (a real-vs-real reference, the
+majority floor and the real-trained ceiling): good / fair / poor, rules in <code>evaluation/verdicts.py</code>.</p>
+<table><tr><th>metric</th><th>value</th><th>better</th><th>verdict</th><th>n real / synthetic</th><th>what it measures</th></tr>
 {''.join(rows)}</table>
 {grids}<h2>Distributions</h2>{plots}
 </body></html>
 """
+
+
+def _short(x) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)

@@ -23,6 +23,13 @@ if [ ! -f "$EMOJI_FONT" ] || [ ! -f "$EMOJI_TEST" ]; then
         echo "[bootstrap] the emoji fixture needs: sudo apt-get install fonts-noto-color-emoji unicode-data" >&2
     fi
 fi
+# a headless browser, for the test that screenshots the HTML report (skipped without one)
+if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null \
+        && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[bootstrap] installing chromium-headless-shell (screenshots of the evaluation report)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium-headless-shell; } >/dev/null 2>&1 || echo "[bootstrap] no chromium-headless-shell: the report screenshot test is skipped" >&2
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
     if "$PY" -c "import torch" 2>/dev/null; then

@@ -195,3 +195,23 @@ def generator_fingerprint(config: SynthConfig) -> dict:
                    for p in saved.rglob("*") if p.is_file()) if saved.is_dir() else []
     settings = {k: v for k, v in dataclasses.asdict(config.generate).items() if k != "n"}
     return {"generator_files": files, "generate": settings}
+
+
+def training_curves(run_dir: str | Path, card: dict, points: int = 25) -> dict | None:
+    """The run's DP-SGD loss per step (``<run>/checkpoints/train_log.jsonl``, not DP) and the ε spent
+    after each step, recomputed from the card's ledger (every earlier stage composed); None without
+    a DP-SGD stage."""
+    from trainer.accounting import epsilon
+    from trainer.loop import read_train_log
+
+    p = card.get("privacy", {})
+    stages = p.get("stages", [])
+    train = next((s for s in stages if s["stage"] == "train"), None)
+    if train is None or not train["steps"]:
+        return None
+    prior = [(s["noise_multiplier"], s["sample_rate"], s["steps"]) for s in stages if s is not train]
+    total = int(train["steps"])
+    steps = sorted({max(1, round(total * i / points)) for i in range(1, points + 1)})
+    curve = [[k, epsilon([*prior, (train["noise_multiplier"], train["sample_rate"], k)],
+                         delta=p["accountant_delta"], accountant=p["accountant"])] for k in steps]
+    return {"loss": [list(x) for x in read_train_log(Path(run_dir) / "checkpoints")], "epsilon": curve}

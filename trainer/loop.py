@@ -12,6 +12,7 @@ resumes from the newest one in ``output_dir``.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from contextlib import nullcontext
@@ -174,6 +175,8 @@ class DPTrainer:
             losses.append(loss)
             tokens += n_tok
             self.step += 1
+            if self.output_dir is not None:
+                _log_step(self.output_dir, self.step, loss)
             if self.step % c.log_every == 0 or self.step in (end, start + 1):
                 eps = self.ledger.epsilon()
             rate = tokens / max(1e-9, time.perf_counter() - t0)
@@ -299,6 +302,31 @@ def train_model(model: nn.Module, examples: Sequence[Mapping], config: TrainConf
         return trainer.train()
     finally:
         trainer.close()
+
+
+TRAIN_LOG = "train_log.jsonl"  # one line per step: {"step", "loss"}; NOT DP (the loss reads the private batch)
+
+
+def _log_step(output_dir: Path, step: int, loss: float) -> None:
+    """Append the step's loss to the run's training log (a resumed run re-does the steps after its last
+    checkpoint: readers keep the last line of each step, see ``read_train_log``)."""
+    with open(Path(output_dir) / TRAIN_LOG, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, "loss": loss if math.isfinite(loss) else None}) + "\n")
+
+
+def read_train_log(output_dir: str | Path) -> list[tuple[int, float]]:
+    """(step, loss) in step order, the last entry of each step; [] without a log."""
+    path = Path(output_dir) / TRAIN_LOG
+    if not path.is_file():
+        return []
+    by_step = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a crash
+            continue
+        by_step[int(entry["step"])] = entry["loss"]
+    return [(step, loss) for step, loss in sorted(by_step.items()) if loss is not None]
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -76,8 +76,14 @@ def run(args) -> int:
         grammar = RecordGrammar.from_text(derive_grammar(DatasetSpec.from_dict(raw["spec"])), source=str(args.spec))
     real, synthetic = load_table(args.real), load_table(args.synthetic)
     encoder = Encoder(args.encoder or spec.encoder, cache_dir=args.cache_dir)
-    report = evaluate(real, synthetic, spec, grammar, encoder, card=load_card(args.synthetic),
+    card = load_card(args.synthetic)
+    report = evaluate(real, synthetic, spec, grammar, encoder, card=card,
                       sources=(str(args.real), str(args.synthetic)))
+    if args.run_config is not None and card is not None:
+        from ..run_folder import training_curves
+
+        if curves := training_curves(args.run_config.output.dir, card):
+            report.info["training"] = curves
     paths = report.save(args.out)
     print(report.summary())
     print(f"\nreport: {paths['json']} and {paths['html']}")
@@ -90,6 +96,7 @@ def _fill_from_run_config(args) -> None:
     user asked for, so real rows outside it still parse)."""
     from trainer.errors import ConfigError
 
+    args.run_config = None
     if args.config is None:
         missing = [flag for flag in ("real", "synthetic", "spec") if getattr(args, flag) is None]
         if missing:
@@ -99,7 +106,7 @@ def _fill_from_run_config(args) -> None:
     from ..config_files import read_config
     from ..run_config import build_config
 
-    config = build_config(read_config(args.config), base_dir=args.config.parent)
+    config = args.run_config = build_config(read_config(args.config), base_dir=args.config.parent)
     run_dir = Path(config.output.dir)
     args.spec = args.spec or args.config
     args.real = args.real or Path(config.data.path)
