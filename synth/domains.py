@@ -12,7 +12,9 @@ paid from the privacy budget, instead of declared public:
 * integer / float -> the range [min, max]: Gaussian-noised counts over a fixed,
   data-independent grid of bins (unit bins near zero, geometric beyond); the range
   spans the bins whose noisy count clears a threshold (3 σ above what an empty
-  bin would show, Bonferroni over the grid), so outliers held by few rows are cut.
+  bin would show, Bonferroni over the grid), around the fullest one (a lone bin further than
+  two bins from the rest counts only at twice the threshold: else it is noise or a few
+  outliers), so outliers held by few rows are cut.
 * text -> ``max_chars``: the same on a grid of lengths; the longest length bin that
   clears the threshold.
 
@@ -62,6 +64,9 @@ class DomainEstimate:
     noise_multiplier: float
     threshold: float
     selection_delta: float = 0.0
+    # the noisy count of rows inside the released domain (post-processing of the released noisy
+    # counts, so DP): with the public N it says what share of rows the domain cannot reproduce
+    inside_count: float | None = None
 
     def describe(self) -> str:
         if self.value is None:
@@ -81,48 +86,80 @@ def _noisy(counts: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nda
 
 
 def _bins_above_noise(x: np.ndarray, edges: np.ndarray, sigma: float,
-                      rng: np.random.Generator) -> tuple[np.ndarray, float]:
+                      rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
     """Indices of the bins [edges[i], edges[i+1]) whose Gaussian-noised count of ``x`` exceeds the
-    count an empty bin reaches with probability ≤ 5 % over the whole grid (post-processing)."""
+    count an empty bin reaches with probability ≤ 5 % over the whole grid (post-processing), the
+    threshold, and the noisy counts of every bin (the grid is public: all of them are DP output)."""
     counts = np.bincount(np.searchsorted(edges, x, side="right") - 1, minlength=len(edges) - 1).astype(float)
     threshold = sigma * NormalDist().inv_cdf(1 - 0.05 / len(counts))
-    return np.flatnonzero(_noisy(counts, sigma, rng) > threshold), threshold
+    noisy = _noisy(counts, sigma, rng)
+    return np.flatnonzero(noisy > threshold), threshold, noisy
 
 
 def estimate_categories(values: pd.Series, sigma: float, selection_delta: float,
-                        rng: np.random.Generator) -> tuple[list[str] | None, float]:
-    """Values whose noisy count exceeds τ = 1 + σ Φ⁻¹(1 − selection_delta), in order of noisy count."""
+                        rng: np.random.Generator) -> tuple[list[str] | None, float, float]:
+    """Values whose noisy count exceeds τ = 1 + σ Φ⁻¹(1 − selection_delta), in order of noisy count;
+    τ; the sum of the released values' noisy counts."""
     if not sigma > 0 or not 0 < selection_delta < 1:
         raise ValueError("partition selection needs σ > 0 and 0 < selection_delta < 1")
     threshold = 1 + sigma * NormalDist().inv_cdf(1 - selection_delta)
     counts = values.dropna().astype(str).value_counts(sort=False)
     noisy = _noisy(counts.to_numpy(dtype=float), sigma, rng)
     kept = sorted(((n, v) for n, v in zip(noisy, counts.index, strict=True) if n > threshold), reverse=True)
-    return ([v for _, v in kept] or None), threshold
+    return ([v for _, v in kept] or None), threshold, float(sum(n for n, _ in kept))
 
 
 def estimate_range(values: pd.Series, integer: bool, sigma: float,
-                   rng: np.random.Generator) -> tuple[list[float] | None, float]:
-    """[left edge of the lowest, right edge of the highest] bin whose noisy count clears the threshold."""
+                   rng: np.random.Generator) -> tuple[list[float] | None, float, float | None]:
+    """[left edge of the lowest, right edge of the highest] bin whose noisy count clears the threshold;
+    the threshold; the noisy count of the rows inside that range."""
     edges = _number_edges()
     x = np.clip(pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float), edges[0], edges[-1] - 1e-9)
-    passed, threshold = _bins_above_noise(x, edges, sigma, rng)
+    passed, threshold, noisy = _bins_above_noise(x, edges, sigma, rng)
     if not len(passed):
-        return None, threshold
-    lo, hi = float(edges[passed[0]]), float(edges[passed[-1] + 1])
+        return None, threshold, None
+    first, last = _bulk(passed, noisy, threshold)
+    lo, hi = float(edges[first]), float(edges[last + 1])
+    inside = float(noisy[first: last + 1].sum())
     if integer:  # integer bins hold [lo, hi): the largest integer in the top bin is hi - 1
-        return [int(math.ceil(lo)), int(math.ceil(hi)) - 1], threshold
-    return [lo, hi], threshold
+        return [int(math.ceil(lo)), int(math.ceil(hi)) - 1], threshold, inside
+    return [lo, hi], threshold, inside
 
 
-def estimate_max_chars(values: pd.Series, sigma: float, rng: np.random.Generator) -> tuple[int | None, float]:
-    """The right edge of the longest length bin whose noisy count clears the threshold."""
+# passing bins further than this many failing bins from the bulk are left out of a range
+RANGE_GAP = 2
+
+
+def _bulk(passed: np.ndarray, noisy: np.ndarray, threshold: float) -> tuple[int, int]:
+    """The first and last bin of the run of passing bins around the highest noisy count (bridging gaps
+    of at most RANGE_GAP failing bins), widened to any distant bin at twice the threshold or more.
+    With 5 % a grid of ~500 empty bins shows one barely above the threshold somewhere: such a lone
+    bin must not stretch age to [16, 1,763,487]; a real distant cluster clears it by far (noise
+    reaching 2x the threshold, ~8 σ, does not happen).  Post-processing of the noisy counts."""
+    peak = int(passed[np.argmax(noisy[passed])])
+    kept = {peak}
+    ordered = sorted(passed.tolist())
+    i = ordered.index(peak)
+    for step, stop in ((1, len(ordered)), (-1, -1)):
+        j, edge = i + step, peak
+        while j != stop and abs(ordered[j] - edge) <= RANGE_GAP + 1:
+            edge = ordered[j]
+            kept.add(edge)
+            j += step
+    kept.update(int(b) for b in passed if noisy[b] >= 2 * threshold)
+    return min(kept), max(kept)
+
+
+def estimate_max_chars(values: pd.Series, sigma: float, rng: np.random.Generator
+                       ) -> tuple[int | None, float, float | None]:
+    """The right edge of the longest length bin whose noisy count clears the threshold; the
+    threshold; the noisy count of the texts no longer than that."""
     edges = _length_edges()
     lengths = np.clip(values.dropna().astype(str).str.len().to_numpy(dtype=float), 1, edges[-1] - 1)
-    passed, threshold = _bins_above_noise(lengths, edges, sigma, rng)
+    passed, threshold, noisy = _bins_above_noise(lengths, edges, sigma, rng)
     if not len(passed):
-        return None, threshold
-    return int(edges[passed[-1] + 1]) - 1, threshold
+        return None, threshold, None
+    return int(edges[passed[-1] + 1]) - 1, threshold, float(noisy[: passed[-1] + 1].sum())
 
 
 def one_row_per_unit(frame: pd.DataFrame, units: list | None, rng: np.random.Generator) -> pd.DataFrame:
@@ -145,15 +182,16 @@ def estimate_domains(frame: pd.DataFrame, spec: DatasetSpec, *, noise_multiplier
         if not col.estimate:
             continue
         values = rows[col.name]
+        present = values.dropna()  # a missing value is in every nullable column's domain
         if col.type == "categorical":
-            value, tau = estimate_categories(values, noise_multiplier, selection_delta, rng)
-            out.append(DomainEstimate(col.name, "categories", value, noise_multiplier, tau, selection_delta))
+            value, tau, inside = estimate_categories(present, noise_multiplier, selection_delta, rng)
+            out.append(DomainEstimate(col.name, "categories", value, noise_multiplier, tau, selection_delta, inside))
         elif col.type in ("integer", "float"):
-            value, tau = estimate_range(values, col.type == "integer", noise_multiplier, rng)
-            out.append(DomainEstimate(col.name, "range", value, noise_multiplier, tau))
+            value, tau, inside = estimate_range(present, col.type == "integer", noise_multiplier, rng)
+            out.append(DomainEstimate(col.name, "range", value, noise_multiplier, tau, inside_count=inside))
         else:
-            value, tau = estimate_max_chars(values, noise_multiplier, rng)
-            out.append(DomainEstimate(col.name, "max_chars", value, noise_multiplier, tau))
+            value, tau, inside = estimate_max_chars(present, noise_multiplier, rng)
+            out.append(DomainEstimate(col.name, "max_chars", value, noise_multiplier, tau, inside_count=inside))
     return out
 
 

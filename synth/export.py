@@ -87,6 +87,10 @@ def export_imagefolder(frame: pd.DataFrame, out_dir: str | Path, *, card: dict[s
     return out_dir
 
 
+# ledger details that feed the card's other sections (the shares of rows a DP domain cannot reproduce)
+CARD_HIDDEN_DETAILS = ("inside_count", "nullable")
+
+
 def _fmt(x) -> str:
     return "∞" if isinstance(x, float) and math.isinf(x) else (f"{x:.4g}" if isinstance(x, float) else str(x))
 
@@ -120,16 +124,19 @@ def render_card(card: dict[str, Any]) -> str:
            if p.get("max_examples_per_user") else "")
         + f", composed over every stage that read private data (accountant: {p['accountant']}).",
         "",
-        "| stage | mechanism | noise multiplier σ | sampling rate q | steps | details |",
-        "|---|---|---:|---:|---:|---|",
+        "| stage | mechanism | noise multiplier σ | sampling rate q | steps | ε after this stage | details |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for e in p["stages"]:
-        details = ", ".join(f"{k}={v}" for k, v in sorted(e["details"].items()) if v is not None)
+        details = ", ".join(f"{k}={v}" for k, v in sorted(e["details"].items())
+                            if v is not None and k not in CARD_HIDDEN_DETAILS)
         mechanism = ("ρ-zCDP (exponential mechanism)" if e.get("mechanism") == "zcdp" else
                      "subsampled Gaussian" if e["sample_rate"] < 1 else "Gaussian")
         if e.get("extra_delta"):
             mechanism += f" + threshold (extra δ {e['extra_delta']:.3g})"
-        lines.append(f"| {e['stage']} | {mechanism} | {_fmt(e['noise_multiplier'])} | {_fmt(e['sample_rate'])} | {e['steps']} | {details} |")
+        after = _fmt(e["epsilon_after"]) if e.get("epsilon_after") is not None else ""
+        lines.append(f"| {e['stage']} | {mechanism} | {_fmt(e['noise_multiplier'])} | {_fmt(e['sample_rate'])} | "
+                     f"{e['steps']} | {after} | {details} |")
     if any(e.get("mechanism") == "zcdp" for e in p["stages"]):
         lines += ["", "The ρ-zCDP stages (the column model's selections: exponential mechanism, ρ = ε²/8) have the "
                   "Rényi-DP curve α·ρ, the Gaussian stages their exact RDP curves; the RDP accountant adds the curves "
@@ -141,6 +148,7 @@ def render_card(card: dict[str, Any]) -> str:
         lines += ["", f"Of δ, {p['extra_delta']:.3g} is the chance that a DP category list names a value only one "
                   f"row holds (partition selection); ε is the accountant's at the remaining δ = "
                   f"{p['accountant_delta']:.3g}."]
+    lines += _what_it_means(p, card.get("items", "records"))
     lines += ["", "## Declared public (not paid for: stated by the user, not read from the data)", ""]
     lines += [f"- {f}" for f in card.get("declared_public", [])] or ["- nothing"]
     if card.get("estimated_with_dp"):
@@ -190,9 +198,76 @@ def render_card(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _epsilon_after_each_stage(ledger) -> list[float]:
+    """The run's ε once each stage is spent (the stages before it composed), at the run's δ."""
+    import dataclasses
+
+    out = []
+    for i in range(1, len(ledger.events) + 1):
+        eps = dataclasses.replace(ledger, events=ledger.events[:i]).epsilon()
+        out.append(eps if math.isfinite(eps) else float("inf"))
+    return out
+
+
+def domain_shares(ledger) -> list[dict[str, Any]]:
+    """Per DP domain estimate, the share of the N units' rows it cannot reproduce: 1 − (noisy count of
+    the rows inside the released domain) / N.  DP: post-processing of the released noisy counts and
+    the public N.  None for a nullable column (its missing rows are not counted) or without N."""
+    n = ledger.n_units
+    out = []
+    for e in ledger.events:
+        if not e.stage.startswith("domain:"):
+            continue
+        inside = e.details.get("inside_count")
+        share = None
+        if n and inside is not None and not e.details.get("nullable"):
+            share = min(1.0, max(0.0, 1.0 - inside / n))
+        out.append({"column": e.stage.split(":", 1)[1], "kind": e.details.get("estimate"), "share_outside": share})
+    return out
+
+
+# the scale the card reads ε on (Ponomareva et al., "How to DP-fy ML: A Practical Guide to Machine
+# Learning with Differential Privacy", JAIR 77, 2023, §5.2: tier 1 ε ≤ 1, tier 2 ε ≤ 10, tier 3 above)
+EPSILON_SCALE = ((1.0, "strong"), (10.0, "reasonable (ε of about 1 to 8 is where most DP-SGD training sits)"))
+
+
+def _what_it_means(p: dict[str, Any], items: str) -> list[str]:
+    """The guarantee in plain words: the odds ratio, the scale, δ against 1/N, what DP domains cut."""
+    eps, delta, unit = p["epsilon"], p["delta"], p["privacy_unit"]
+    if not math.isfinite(eps):
+        return []
+    grade = next((g for bound, g in EPSILON_SCALE if eps <= bound), "weak")
+    ratio = math.exp(eps)
+    lines = ["", "## What this means", "",
+             f"Whatever anyone concludes from this data, the odds of that conclusion differ by a factor of at most "
+             f"e^ε = {ratio:.3g} between the private data set with any one {unit} and without it, except with "
+             f"probability at most δ = {delta:.3g}. So these {items} say about as much about any one {unit} as they "
+             f"would if that {unit} had never been in the private data, up to that factor.",
+             "",
+             f"On the usual scale (Ponomareva et al., *How to DP-fy ML*, JAIR 2023, §5.2: ε ≤ 1 strong, ε ≤ 10 "
+             f"reasonable, above 10 weak) ε = {_fmt(eps)} is **{grade.split(' (')[0]}**"
+             + (f" ({grade.split(' (', 1)[1]}" if " (" in grade else "") + "."]
+    n = p.get("n_units")
+    if n:
+        lines += ["", f"N = {n} {unit}s were read (N is treated as public: it sets δ and the sampling rate). "
+                  f"δ = {delta:.3g} is {delta * n:.3g} × 1/N"
+                  + ("; a δ well below 1/N means no one " + unit + "'s data is let out whole by chance."
+                     if delta * n <= 0.1 else "; below 1/N, but not by much (a δ well below 1/N is the usual choice)."
+                     if delta * n < 1 else "; **δ is not below 1/N: one " + unit + " in N could be let out whole.**")]
+    cut = [d for d in p.get("domains", []) if d.get("share_outside") is not None]
+    if cut:
+        lines += ["", "Rows the DP domains cannot reproduce (a DP estimate from the released noisy counts and N; "
+                  "such values are clamped into the domain, or become `(other)`, or their rows are left out):", ""]
+        lines += [f"- `{d['column']}` ({d['kind']}): about {d['share_outside']:.0%} of rows" for d in cut]
+    return lines
+
+
 def privacy_block(ledger, *, max_examples_per_user: int | None = None) -> dict[str, Any]:
     eps = ledger.epsilon()
+    after = _epsilon_after_each_stage(ledger)
     return {
+        "n_units": ledger.n_units,
+        "domains": domain_shares(ledger),
         "epsilon": eps if math.isfinite(eps) else float("inf"),
         "delta": ledger.delta,
         "accountant": ledger.accountant,
@@ -203,7 +278,8 @@ def privacy_block(ledger, *, max_examples_per_user: int | None = None) -> dict[s
         "accountant_delta": ledger.accountant_delta,
         "stages": [
             {"stage": e.stage, "noise_multiplier": e.noise_multiplier, "sample_rate": e.sample_rate,
-             "steps": e.steps, "details": e.details, "extra_delta": e.extra_delta, "mechanism": e.mechanism}
-            for e in ledger.events
+             "steps": e.steps, "details": e.details, "extra_delta": e.extra_delta, "mechanism": e.mechanism,
+             "epsilon_after": eps_after}
+            for e, eps_after in zip(ledger.events, after, strict=True)
         ],
     }

@@ -99,7 +99,8 @@ def _train(config: SynthConfig, *, progress: bool, given: pd.DataFrame | None = 
         note_accountant(config)
         accountant = "rdp"
     ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=accountant,
-                           privacy_unit=config.train.privacy_unit, declared_public=config.spec.public_facts())
+                           privacy_unit=config.train.privacy_unit, declared_public=config.spec.public_facts(),
+                           n_units=int(n_units))
     # δ is fixed here, from the rows read, and the trainer keeps it whatever the checks below drop
     train_config = dataclasses.replace(config.train, progress=progress and config.train.progress, delta=ledger.delta,
                                        accountant=accountant)

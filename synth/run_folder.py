@@ -103,7 +103,8 @@ def domain_estimates(config: SynthConfig, frame: pd.DataFrame, units: list | Non
         atomic_write_text(saved, json.dumps([e.to_dict() for e in estimates], indent=2))
     for e in estimates:
         ledger.record(f"domain:{e.column}", noise_multiplier=e.noise_multiplier, sample_rate=1.0, steps=1,
-                      extra_delta=e.selection_delta, estimate=e.kind, result=e.describe())
+                      extra_delta=e.selection_delta, estimate=e.kind, result=e.describe(),
+                      nullable=spec.column(e.column).nullable, inside_count=e.inside_count)
     return estimates
 
 

@@ -109,7 +109,8 @@ class DPTrainer:
             seed=config.seed,
         )
         self.delta = config.resolve_delta(n_units)
-        self.ledger = ledger or PrivacyLedger(delta=self.delta, accountant=config.accountant, privacy_unit=config.privacy_unit)
+        self.ledger = ledger or PrivacyLedger(delta=self.delta, accountant=config.accountant, privacy_unit=config.privacy_unit,
+                                              n_units=n_units)
         if self.ledger.delta != self.delta or self.ledger.accountant != config.accountant:
             raise ConfigError("the given ledger's δ or accountant differs from this run's")
         self.noise_multiplier = self._noise_multiplier()

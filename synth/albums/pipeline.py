@@ -65,7 +65,7 @@ def _train(config: SynthConfig, *, progress: bool) -> AlbumGenerator:
     n_public = _pretrain_images(config, gen, progress) if spec.public_images else None
     users = {a.user_id for a in albums}
     ledger = PrivacyLedger(delta=config.train.resolve_delta(len(users)), accountant=config.train.accountant,
-                           privacy_unit="user", declared_public=_public_facts(config, n_public))
+                           privacy_unit="user", declared_public=_public_facts(config, n_public), n_units=len(users))
     train_config = dataclasses.replace(config.train, progress=progress and config.train.progress, delta=ledger.delta)
     gen.fit(albums, train_config, output_dir=run_dir / "checkpoints", ledger=ledger,
             image_steps=spec.image_steps)

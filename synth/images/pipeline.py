@@ -96,7 +96,8 @@ def _train(config: SynthConfig, *, progress: bool):
     n_public = _pretrain(config, generator, progress) if spec.pretrain_steps else None
     n_units = len(set(users)) if users else len(folder.images)
     ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=config.train.accountant,
-                           privacy_unit="user" if users else "image", declared_public=_public_facts(config, n_public))
+                           privacy_unit="user" if users else "image", declared_public=_public_facts(config, n_public),
+                           n_units=n_units)
     if spec.conditioning == "class":
         frame = pd.DataFrame({CLASS_COLUMN: labels})
         generator.conditioning = conditioning_distribution(config, frame, users, ledger)

@@ -60,7 +60,8 @@ def _train(config: SynthConfig, *, progress: bool) -> tuple[TextGenerator, pd.Da
     users = frame[spec.user_column].tolist() if spec.user_column else None
     n_units = len(set(users)) if users else len(frame)
     ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=config.train.accountant,
-                           privacy_unit="user" if users else "document", declared_public=_public_facts(config))
+                           privacy_unit="user" if users else "document", declared_public=_public_facts(config),
+                           n_units=n_units)
     estimated = set(spec.estimated_labels)
     if estimated:  # undeclared label lists: measured with DP (paid, kept in the run folder), then fixed
         from ..domains import apply_estimates

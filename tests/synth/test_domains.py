@@ -29,9 +29,10 @@ from .specs import WATER
 def test_partition_selection_threshold_and_release_rate_of_a_singleton():
     values = pd.Series(["a"] * 400 + ["b"] * 200 + ["lonely"])
     sigma, sel = 4.0, 0.05
-    kept, tau = estimate_categories(values, sigma, sel, np.random.default_rng(0))
+    kept, tau, inside = estimate_categories(values, sigma, sel, np.random.default_rng(0))
     assert tau == pytest.approx(1 + sigma * NormalDist().inv_cdf(1 - sel))
     assert kept[:2] == ["a", "b"]
+    assert abs(inside - 600) < 4 * sigma * np.sqrt(2)  # the released values' noisy counts: ~600 rows inside
     # a value one row holds is released with probability selection_delta (here 5 %, measured)
     rng = np.random.default_rng(1)
     released = sum("lonely" in (estimate_categories(pd.Series(["lonely"]), sigma, sel, rng)[0] or [])
@@ -55,6 +56,12 @@ def test_range_spans_the_bins_above_the_noise_and_cuts_rare_outliers():
     # (unit bins up to 1024 released nothing, or one value)
     lo, hi = estimate_range(pd.Series(rng.integers(17, 91, 1000)), True, 10.0, rng)[0]
     assert lo <= 23 and hi >= 75
+    # a lone bin that barely clears the threshold far from the data (noise: ~5 % of estimates have one;
+    # or a few outliers) does not stretch the range; a real distant cluster does
+    few = pd.Series([30] * 300 + [40] * 300 + [2_000_000] * 25)  # 25 rows: above τ ≈ 19.5, below 2τ
+    assert estimate_range(few, True, 5.0, rng)[0][1] < 100
+    many = pd.Series([30] * 300 + [40] * 300 + [2_000_000] * 200)
+    assert estimate_range(many, True, 5.0, rng)[0][1] > 2_000_000
 
 
 def test_max_chars_is_the_longest_length_many_rows_reach():

@@ -51,6 +51,9 @@ class PrivacyLedger:
     # what weakens or voids the guarantee, stated on every card: "non_private" (a stage ran without
     # noise), "insecure_seed" (the noise can be recomputed from a seed)
     caveats: list[str] = field(default_factory=list)
+    # N, the number of privacy units the run read: treated as public (it sets δ = 1/N^1.1 and the
+    # sampling rate q = B/N, the usual DP-SGD practice), stated on the card beside δ
+    n_units: int | None = None
 
     def __post_init__(self):
         if self.accountant not in ACCOUNTANTS:
