@@ -121,7 +121,8 @@ class EvaluationReport:
                 f"{self.info['seconds']} s")]
         if "privacy" in self.info:
             p = self.info["privacy"]
-            head.append(f"synthetic data card: (ε = {p['epsilon']}, δ = {p['delta']})-DP, unit: {p['privacy_unit']}")
+            head.append(f"synthetic data card: (ε = {_short(p['epsilon'])}, δ = {_short(p['delta'])})-DP, "
+                        f"unit: {p['privacy_unit']}")
         if "warning" in self.info:
             head.append(f"warning: {self.info['warning']}")
         return "\n".join(head + [""] + lines)

@@ -23,8 +23,16 @@ class DataError(DPSynthError, ValueError):
 
 def load_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
+    if path.is_dir() and (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
+        from datasets import load_from_disk  # a Hugging Face `datasets` folder (save_to_disk)
+
+        frame = load_from_disk(str(path)).to_pandas()
+        if len(frame) == 0:
+            raise DataError(f"{path} holds no rows")
+        return frame
     if path.is_dir():
-        raise DataError(f"{path} is a folder; give the data file itself (.csv, .jsonl or .parquet)")
+        raise DataError(f"{path} is a folder; give the data file itself (.csv, .jsonl or .parquet) or a Hugging "
+                        "Face datasets folder (save_to_disk)")
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     fmt = FORMATS.get(path.suffix.lower())

@@ -19,7 +19,12 @@ import pandas as pd
 from trainer.errors import ConfigError
 from trainer.io import atomic_directory
 
-FORMATS = ("csv", "jsonl", "parquet")
+FORMATS = ("csv", "jsonl", "parquet", "hf")  # hf: a Hugging Face `datasets` folder (save_to_disk)
+HF_FOLDER = "dataset"
+
+
+def data_file_name(fmt: str) -> str:
+    return f"{HF_FOLDER}/" if fmt == "hf" else f"synthetic.{fmt}"
 
 
 def software_version() -> str:
@@ -46,6 +51,10 @@ def write_table(frame: pd.DataFrame, path: Path, fmt: str) -> None:
         frame.to_json(path, orient="records", lines=True, force_ascii=False)
     elif fmt == "parquet":
         frame.to_parquet(path, index=False)
+    elif fmt == "hf":
+        from datasets import Dataset
+
+        Dataset.from_pandas(frame, preserve_index=False).save_to_disk(str(path))
     else:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
@@ -57,12 +66,39 @@ def export(frame: pd.DataFrame, out_dir: str | Path, *, fmt: str, card: dict[str
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"output folder {out_dir} exists; pass --overwrite to replace it")
-    card = {**card, "rows": len(frame), "data_file": f"synthetic.{fmt}", "software_version": software_version()}
+    card = {**card, "rows": len(frame), "data_file": data_file_name(fmt), "software_version": software_version()}
     with atomic_directory(out_dir) as tmp:
-        write_table(frame, tmp / f"synthetic.{fmt}", fmt)
+        write_table(frame, tmp / data_file_name(fmt).rstrip("/"), fmt)
         (tmp / "dpsynth.json").write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
-        (tmp / "README.md").write_text(render_card(card))
+        readme = render_card(card)
+        if fmt == "hf":
+            readme = hub_card_header(card) + readme + hub_push_note(out_dir)
+        (tmp / "README.md").write_text(readme)
     return out_dir
+
+
+def hub_card_header(card: dict[str, Any]) -> str:
+    """The YAML block a Hugging Face dataset card starts with, its ``dp`` block the card's guarantee."""
+    import yaml
+
+    p = card["privacy"]
+    rows = card["rows"]
+    size = ("n<1K" if rows < 1_000 else "1K<n<10K" if rows < 10_000 else "10K<n<100K" if rows < 100_000
+            else "100K<n<1M" if rows < 1_000_000 else "n>1M")
+    meta = {"tags": ["synthetic", "differential-privacy", "dpsynth"], "size_categories": [size],
+            "dp": {"epsilon": None if not math.isfinite(p["epsilon"]) else float(p["epsilon"]),
+                   "delta": float(p["delta"]), "privacy_unit": p["privacy_unit"], "accountant": p["accountant"],
+                   "stages": [e["stage"] for e in p["stages"]], "caveats": list(p.get("caveats", [])),
+                   "generator": "dpsynth " + str(card["software_version"])}}
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
+
+
+def hub_push_note(out_dir: Path) -> str:
+    """How to publish the folder (never run by dpsynth: publishing is the user's decision)."""
+    return ("\n## Publishing on the Hugging Face Hub (dpsynth never does this for you)\n\n```bash\n"
+            f"python -c \"from datasets import load_from_disk; load_from_disk('{out_dir}/{HF_FOLDER}')"
+            ".push_to_hub('YOUR_NAME/YOUR_DATASET')\"\n"
+            f"huggingface-cli upload YOUR_NAME/YOUR_DATASET {out_dir}/README.md README.md --repo-type dataset\n```\n")
 
 
 def export_imagefolder(frame: pd.DataFrame, out_dir: str | Path, *, card: dict[str, Any], overwrite: bool = False

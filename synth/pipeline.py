@@ -239,7 +239,8 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
         private = load_private(config)
     private_texts = set(frame_to_texts(private, generator.spec))
     dupes = sum(t in private_texts for t in frame_to_texts(synthetic, generator.spec))
-    report = {"exact_copies_of_training_rows": dupes, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
+    report = {"exact_copies_of_training_rows": dupes, "requested": g.n, "emitted": len(synthetic),
+              "hit_limit": stats.hit_limit,
               "rejected_by_spec": rejected,
               "tokens_per_second": stats.tokens_per_second, "note": "NOT differentially private: do not publish"}
     atomic_write_text(run_dir / "private_report.json", json.dumps(report, indent=2, sort_keys=True))

@@ -73,7 +73,7 @@ class GenerateSection:
 @dataclass
 class OutputSection:
     dir: str = field(default="runs/synth", metadata={"help": "Run folder: checkpoints, generator, reports; the export goes to <dir>/export."})
-    format: str = field(default="csv", metadata={"help": "Export format: csv, jsonl or parquet."})
+    format: str = field(default="csv", metadata={"help": "Export format: csv, jsonl, parquet, or hf (a Hugging Face datasets folder, save_to_disk, with the card as its dataset card; the command to push it to the Hub is printed in the card, never run)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing export folder."})
 
     def __post_init__(self):

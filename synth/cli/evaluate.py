@@ -112,7 +112,10 @@ def _fill_from_run_config(args) -> None:
     args.real = args.real or Path(config.data.path)
     export = run_dir / "export"
     if args.synthetic is None:
-        args.synthetic = export if config.kind in ("images", "albums") else export / f"synthetic.{config.output.format}"
+        from ..export import data_file_name
+
+        args.synthetic = export if config.kind in ("images", "albums") else export / data_file_name(
+            config.output.format).rstrip("/")
         if not args.synthetic.exists():
             raise ConfigError(f"{args.synthetic} does not exist: run `dpsynth run {args.config}` first, or give "
                               "--synthetic FILE")

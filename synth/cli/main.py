@@ -11,7 +11,15 @@ SUBCOMMANDS = {"init": init, "train": train, "generate": generate, "run": run, "
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..quiet import quiet_third_party
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv  # anywhere on the line, before or after the subcommand
+    argv = [a for a in argv if a != "--verbose"]
+    quiet_third_party(verbose)
     parser = argparse.ArgumentParser(prog="dpsynth", description="Differentially private synthetic data.")
+    parser.add_argument("--verbose", action="store_true", help="also show third-party notices (library progress "
+                        "bars, deprecation warnings) that dpsynth hides by default")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS.values():
         module.add_parser(sub)

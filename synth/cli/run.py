@@ -82,9 +82,10 @@ def report(result: dict) -> None:
         print(f"cut at max_new_tokens: {r['truncated']}; exact copies of training documents: "
               f"{r['exact_copies_of_training_rows']} (not DP, kept in the run folder's private_report.json)")
     else:
-        print(f"dropped: {r['hit_limit']} did not close within the token budget, {r.get('rejected_by_spec', 0)} "
-              f"rejected by the spec; exact copies of training rows: {r['exact_copies_of_training_rows']} (not DP, "
-              "kept in the run folder's private_report.json)")
+        short = f"; {r['requested'] - r['emitted']} still missing" if r.get("requested", 0) > r["emitted"] else ""
+        print(f"drawn again: {r['hit_limit']} did not close within the token budget, {r.get('rejected_by_spec', 0)} "
+              f"were rejected by the spec{short}; exact copies of training rows: {r['exact_copies_of_training_rows']} "
+              "(not DP, kept in the run folder's private_report.json)")
     with pd.option_context("display.max_colwidth", 60, "display.width", 160):
         print(result["sample"].to_string(index=False))
     if "evaluation" in result:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -33,9 +34,30 @@ def load_smollm2(dtype=None):
     from transformers import AutoModelForCausalLM
 
     path = smollm2_gguf_path()
-    return AutoModelForCausalLM.from_pretrained(
-        str(path.parent), gguf_file=path.name, dtype=dtype or torch.float32
-    )
+    with _gguf_bar_follows_transformers():
+        return AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, dtype=dtype or torch.float32
+        )
+
+
+@contextlib.contextmanager
+def _gguf_bar_follows_transformers():
+    """transformers' GGUF de-quantizing bar is a plain tqdm that ignores its own progress-bar switch:
+    while that switch is off (dpsynth's quiet default, synth/quiet.py) the bar is off too."""
+    from functools import partial
+
+    from transformers import modeling_gguf_pytorch_utils as gguf
+    from transformers.utils import logging as hf_logging
+
+    original = getattr(gguf, "tqdm", None)
+    if original is None or hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    gguf.tqdm = partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf.tqdm = original
 
 
 def load_smollm2_tokenizer():

@@ -92,3 +92,24 @@ def test_import_synth_stays_light():
     code = "import sys, synth; from synth import fit, load; print('torch' in sys.modules, 'pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_a_hugging_face_datasets_export_carries_the_card_as_its_dataset_card(tmp_path):
+    import yaml
+    from datasets import load_from_disk
+
+    from evaluation.tables import load_table
+    from synth import fit
+
+    df = pd.read_csv(CENSUS).head(200)
+    spec = {"columns": [{"name": "sex", "type": "categorical", "categories": ["Female", "Male"]},
+                        {"name": "income", "type": "categorical", "categories": ["<=50K", ">50K"]}]}
+    gen = fit(df, spec, epsilon=1, columns=FAST, output_dir=tmp_path / "run", progress=False)
+    out = gen.export(tmp_path / "export", n=50, fmt="hf", seed=0)
+    dataset = load_from_disk(str(out / "dataset"))
+    assert dataset.num_rows == 50 and dataset.column_names == ["sex", "income"]
+    readme = (out / "README.md").read_text()
+    header = yaml.safe_load(readme.split("---\n")[1])
+    assert header["dp"]["epsilon"] == pytest.approx(gen.epsilon) and header["dp"]["privacy_unit"] == "example"
+    assert "push_to_hub('YOUR_NAME/YOUR_DATASET')" in readme  # shown, never run
+    assert len(load_table(out / "dataset")) == 50  # `dpsynth evaluate` reads the folder as a table

@@ -95,3 +95,16 @@ def test_unknown_evaluation_key_is_refused_before_training(tmp_path, capsys):
     assert main(["run", str(cfg)]) == 2
     assert "did you mean 'key_nodes'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_third_party_notices_are_hidden_unless_verbose():
+    import subprocess
+    import sys
+
+    code = ("import sys, warnings; from synth.quiet import quiet_third_party; quiet_third_party('-v' in sys.argv); "
+            "warnings.warn_explicit('library deprecation', FutureWarning, 'x.py', 1, module='transformers.modeling_utils'); "
+            "warnings.warn_explicit('dpsynth says', UserWarning, 'y.py', 1, module='synth.pipeline')")
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    loud = subprocess.run([sys.executable, "-c", code, "-v"], capture_output=True, text=True, check=True).stderr
+    assert "dpsynth says" in quiet and "library deprecation" not in quiet
+    assert "dpsynth says" in loud and "library deprecation" in loud
