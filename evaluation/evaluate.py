@@ -38,6 +38,22 @@ def _split(n: int, labels: list[str] | None, fraction: float, seed: int) -> tupl
     return np.sort(train), np.sort(test)
 
 
+def _check_columns(real: pd.DataFrame, synthetic: pd.DataFrame, spec: EvalSpec, sources: tuple[str, str]) -> None:
+    """Every column the spec names exists in both tables, else a message naming the file and the nearest
+    column it has (not a KeyError from deep inside a metric)."""
+    from trainer.errors import nearest_key_hint
+
+    from .tables import DataError
+
+    wanted = list(dict.fromkeys([*spec.columns, *(spec.table_columns or [])]))
+    for frame, source in ((real, sources[0]), (synthetic, sources[1])):
+        have = [str(c) for c in frame.columns]
+        for c in wanted:
+            if c not in frame.columns:
+                raise DataError(f"{source}: no column {c!r} (the evaluation spec names it){nearest_key_hint(c, have)}. "
+                                f"The file's columns: {have}")
+
+
 def _column_distribution(real: pd.Series, synthetic: pd.Series, numeric: bool) -> dict:
     if numeric:
         values = [pd.to_numeric(x, errors="coerce").dropna().astype(float).tolist() for x in (real, synthetic)]
@@ -54,6 +70,7 @@ def evaluate(real: pd.DataFrame, synthetic: pd.DataFrame, spec: EvalSpec, gramma
              encoder: Encoder, *, card: dict[str, Any] | None = None,
              sources: tuple[str, str] = ("real", "synthetic")) -> EvaluationReport:
     started = time.perf_counter()
+    _check_columns(real, synthetic, spec, sources)
     numeric = spec.numeric_columns if spec.numeric_columns is not None else (
         numeric_columns(real, spec.columns) if spec.columns else [])
     real_set = build_records(real, spec, numeric, source=sources[0])

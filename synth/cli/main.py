@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import audit, demo, evaluate, generate, init, run, train
+from . import audit, demo, evaluate, generate, init, run, spec, train
 
-SUBCOMMANDS = {"init": init, "train": train, "generate": generate, "run": run, "evaluate": evaluate, "audit": audit, "demo": demo}
+SUBCOMMANDS = {"init": init, "train": train, "generate": generate, "run": run, "evaluate": evaluate, "audit": audit, "demo": demo,
+               "spec": spec}
 
 
 def main(argv: list[str] | None = None) -> int:

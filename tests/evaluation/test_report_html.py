@@ -101,3 +101,13 @@ def test_the_report_renders_in_a_real_headless_browser(table_report, tmp_path):
     image = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert image.shape == (2400, 1280)
     assert image.std() > 20  # not a blank page: text, bars and heatmaps drawn
+
+
+def test_a_column_the_data_lacks_is_a_message_naming_the_file_and_the_nearest_column():
+    from evaluation import Encoder, EvalSpec, RecordGrammar, evaluate
+    from evaluation.tables import DataError
+
+    real = pd.DataFrame({"hours-per-week": ["40", "50"], "income": ["<=50K", ">50K"]})
+    spec = EvalSpec.from_dict({"spec": {"columns": ["hours-per-week", "incomes"], "serialization": "json"}})
+    with pytest.raises(DataError, match=r"real.csv: no column 'incomes' .*did you mean 'income'"):
+        evaluate(real, real, spec, RecordGrammar.from_text('start: "x"\n'), Encoder(), sources=("real.csv", "syn.csv"))

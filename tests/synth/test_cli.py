@@ -108,3 +108,17 @@ def test_third_party_notices_are_hidden_unless_verbose():
     loud = subprocess.run([sys.executable, "-c", code, "-v"], capture_output=True, text=True, check=True).stderr
     assert "dpsynth says" in quiet and "library deprecation" not in quiet
     assert "dpsynth says" in loud and "library deprecation" in loud
+
+
+def test_dpsynth_spec_explains_every_spec_and_column_key_with_its_default(capsys):
+    from dataclasses import fields
+
+    from synth.cli.main import main
+    from synth.spec import ColumnSpec, DatasetSpec
+
+    assert main(["spec"]) == 0
+    out = capsys.readouterr().out
+    for cls in (DatasetSpec, ColumnSpec):
+        for f in fields(cls):
+            line = next((x for x in out.splitlines() if x.strip().startswith(f.name + " ")), None)
+            assert line is not None and "(default: " in line and f.metadata["help"] in line, f.name
