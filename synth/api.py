@@ -96,6 +96,10 @@ def build_fit_config(data, spec=None, *, epsilon: float | None = 4.0, delta: flo
         output["dir"] = str(output_dir)
     elif "dir" not in output:
         output["dir"] = tempfile.mkdtemp(prefix="dpsynth-fit-")
+        import sys
+
+        print(f"dpsynth: run folder {output['dir']} (checkpoints of a model trained on the private data: pass "
+              "output_dir= to keep it somewhere known, delete it when done)", file=sys.stderr)
     if overwrite:
         output["overwrite"] = True
     return build_config(raw), frame, inferred

@@ -173,7 +173,12 @@ def _check_declared_domains(config: SynthConfig, private):
     declared = [c for c in spec.columns if not c.estimate]
     if not declared:
         return "", private
-    subset = dataclasses.replace(spec, columns=declared, grammar=None)
+    from trainer.errors import ConfigError
+
+    try:
+        subset = dataclasses.replace(spec, columns=declared, grammar=None)
+    except ConfigError:  # e.g. only conditioning columns are declared: nothing the check could say alone
+        return "", private
     kept, report = check_domain(private, subset, policy=config.data.invalid_rows, source=config.data.path)
     return report.summary(), kept
 

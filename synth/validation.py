@@ -94,7 +94,7 @@ def check_domain(frame: pd.DataFrame, spec: DatasetSpec, *, policy: str, estimat
         if not bad.any():
             continue
         report.invalid[col.name] = int(bad.sum())
-        col_policy = "clip" if col.name in estimated and policy == "error" else policy
+        col_policy = "clip" if col.name in estimated else policy  # a DP domain is not the user's to fix
         if col_policy == "error":
             problems.append((col, bad))
         elif col_policy == "drop":

@@ -101,7 +101,7 @@ def test_cli_writes_reports_states_the_card_and_refuses_export_folders(tmp_path,
     assert "export folder" in capsys.readouterr().err
     assert main([*args, "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
-    assert "ε = 4.0" in out and "knd/title~cleaned_review" in out
+    assert "(ε = 4, δ = " in out and "knd/title~cleaned_review" in out
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert report["info"]["privacy"]["epsilon"] == 4.0
     assert {m["name"]: m["value"] for m in report["metrics"]}["cfg_pr"] == 1.0
