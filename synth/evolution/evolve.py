@@ -1,0 +1,144 @@
+"""Private Evolution (Lin et al. 2023; Aug-PE, Xie et al. 2024), modality-neutral.
+
+A population of candidates comes from a public (or DP-trained) generator; every iteration the
+private units vote for their nearest candidates (histogram.py: L2 sensitivity 1 per unit), the
+votes are released with Gaussian noise (one ledger step of noise multiplier σ at q = 1), counts
+under the threshold are zeroed, the population is redrawn in proportion to the noisy votes and
+varied.  Everything after the noisy histogram is post-processing: the population never sees a
+private row.  The final population is drawn by the last histogram and not varied again.
+
+The modality lives in three callables: ``random_api(n) -> items``, ``variation_api(items, rng) ->
+items`` (same length) and ``embed(items) -> (n, d) array``.  Items must be JSON-serialisable: each
+finished iteration's population is saved in ``state_dir``, so an interrupted run resumes at its last
+iteration without releasing any histogram twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from trainer import PrivacyLedger
+from trainer.io import atomic_write_text
+
+from .histogram import clean_histogram, noisy_histogram, vote_weights
+
+
+@dataclass
+class EvolutionSettings:
+    population: int = 200  # candidates per iteration (and synthetic items out)
+    iterations: int = 5  # noisy histograms released
+    k: int = 1  # nearest candidates each private row votes for
+    threshold_sigmas: float = 2.0  # noisy counts below this many σ are zeroed
+    user_votes: str = "split"  # user level: "split" a user's vote over their rows, or "one" row per user
+
+    def check(self) -> None:
+        from trainer.errors import ConfigError
+
+        for name in ("population", "iterations", "k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"evolve.{name} must be >= 1, got {getattr(self, name)}")
+        if self.k > self.population:
+            raise ConfigError(f"evolve.k ({self.k}) cannot exceed evolve.population ({self.population})")
+        if not (math.isfinite(self.threshold_sigmas) and self.threshold_sigmas >= 0):
+            raise ConfigError(f"evolve.threshold_sigmas must be a finite number >= 0, got {self.threshold_sigmas}")
+
+
+@dataclass
+class EvolutionResult:
+    items: list
+    iterations: int
+    votes_kept: list[float]  # per iteration: Σ noisy votes after the threshold / units (DP, a fidelity proxy)
+    empty_histograms: int  # iterations whose noisy histogram was all zero (population kept uniformly)
+
+
+def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
+           variation_api: Callable[[list, np.random.Generator], list], embed: Callable[[list], np.ndarray],
+           settings: EvolutionSettings, sigma: float, ledger: PrivacyLedger, rng: np.random.Generator,
+           units: list | None = None, stage: str = "evolve:histogram", state_dir: str | Path | None = None,
+           progress: bool = True) -> EvolutionResult:
+    """Run (or resume) PE; each released histogram is recorded in ``ledger`` as ``stage``."""
+    settings.check()
+    weights = vote_weights(units, rng, settings.user_votes)
+    n_units = len(private_embeddings) if units is None else len({str(u) for u in units})
+    threshold = settings.threshold_sigmas * sigma
+    state = _load_state(state_dir, settings, sigma)
+    if state is None:
+        state = {"iteration": 0, "population": random_api(settings.population), "votes_kept": [], "empty": 0}
+        _save_state(state_dir, settings, sigma, state)
+    for _ in range(state["iteration"]):  # released before an interruption: paid once, recorded again here
+        _record(ledger, stage, sigma, settings, units)
+    bar = _progress(settings.iterations, state["iteration"], progress)
+    while state["iteration"] < settings.iterations:
+        population = state["population"]
+        votes = clean_histogram(private_embeddings, embed(population), k=settings.k, weights=weights)
+        noisy = noisy_histogram(votes, sigma, threshold, rng)
+        _record(ledger, stage, sigma, settings, units)
+        total = float(noisy.sum())
+        if total > 0:
+            chosen = rng.choice(len(population), size=settings.population, p=noisy / total)
+        else:  # nothing cleared the noise: keep the population as it is (counted, shown)
+            chosen = rng.choice(len(population), size=settings.population)
+            state["empty"] += 1
+        parents = [population[i] for i in chosen]
+        last = state["iteration"] + 1 == settings.iterations
+        state = {"iteration": state["iteration"] + 1, "population": parents if last else variation_api(parents, rng),
+                 "votes_kept": [*state["votes_kept"], total / max(1, n_units)], "empty": state["empty"]}
+        if len(state["population"]) != settings.population:
+            raise ValueError(f"variation_api returned {len(state['population'])} items for {settings.population}")
+        _save_state(state_dir, settings, sigma, state)
+        bar.update(1)
+        bar.set_postfix(eps=f"{ledger.epsilon():.2f}", votes_kept=f"{state['votes_kept'][-1]:.0%}")
+    bar.close()
+    return EvolutionResult(state["population"], state["iteration"], state["votes_kept"], state["empty"])
+
+
+def _record(ledger: PrivacyLedger, stage: str, sigma: float, settings: EvolutionSettings, units) -> None:
+    ledger.record(stage, noise_multiplier=sigma, sample_rate=1.0, steps=1, k=settings.k,
+                  user_votes=settings.user_votes if units is not None else None)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="Private Evolution", unit="iteration")
+
+
+STATE_FILE = "evolution_state.json"
+
+
+def _fingerprint(settings: EvolutionSettings, sigma: float) -> dict[str, Any]:
+    return {**asdict(settings), "sigma": sigma}
+
+
+def _load_state(state_dir, settings: EvolutionSettings, sigma: float) -> dict | None:
+    if state_dir is None or not (Path(state_dir) / STATE_FILE).is_file():
+        return None
+    saved = json.loads((Path(state_dir) / STATE_FILE).read_text())
+    if saved.get("settings") != _fingerprint(settings, sigma):
+        from trainer.errors import ConfigError
+
+        raise ConfigError(f"{Path(state_dir) / STATE_FILE} is a Private Evolution run with other settings "
+                          f"({saved.get('settings')}); pass --overwrite to start afresh")
+    return saved["state"]
+
+
+def _save_state(state_dir, settings: EvolutionSettings, sigma: float, state: dict) -> None:
+    if state_dir is None:
+        return
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(state_dir) / STATE_FILE,
+                      json.dumps({"settings": _fingerprint(settings, sigma), "state": state}, default=str))
+
+
+def calibrate_sigma(target_epsilon: float, iterations: int, ledger: PrivacyLedger) -> float:
+    """The σ at which ``iterations`` histograms after the ledger's stages reach ``target_epsilon``."""
+    from trainer.accounting import calibrate_noise_multiplier
+
+    return calibrate_noise_multiplier(target_epsilon=target_epsilon, delta=ledger.accountant_delta, sample_rate=1.0,
+                                      steps=iterations, accountant=ledger.accountant, prior=ledger.history)
