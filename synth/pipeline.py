@@ -120,6 +120,8 @@ def _train(config: SynthConfig, *, progress: bool, given: pd.DataFrame | None = 
     units = _units(config, frame)
     if config.columns.model != "lm":
         generator = _train_column_road(config, spec, frame, units, ledger, train_config, progress=progress)
+    elif config.evolve.road != "fine-tune":
+        generator = _train_evolve_road(config, spec, frame, units, ledger, train_config, grammar, progress=progress)
     else:
         generator = RecordGenerator(spec, config.model, grammar=grammar)
         if config.spec.conditioning:
@@ -142,6 +144,21 @@ def _train_column_road(config: SynthConfig, spec, frame: pd.DataFrame, units: li
     generator = RecordGenerator(split_spec(spec), config.model)
     generator.conditioning = column_model
     generator.fit(frame, train_config, units=units, output_dir=Path(config.output.dir) / "checkpoints", ledger=ledger)
+    return generator
+
+
+def _train_evolve_road(config: SynthConfig, spec, frame: pd.DataFrame, units: list | None, ledger: PrivacyLedger,
+                       train_config, grammar, *, progress: bool) -> RecordGenerator:
+    """Private Evolution, with the public model or (fine-tune+evolve) the DP-fine-tuned one as its
+    random and variation model; the final population rides on the generator as ``evolved``."""
+    from .records.evolve_road import evolve_records, finetune_target
+
+    generator = RecordGenerator(spec, config.model, grammar=grammar)
+    if config.evolve.road == "fine-tune+evolve":
+        share = dataclasses.replace(train_config, target_epsilon=finetune_target(config, ledger))
+        generator.fit(frame, share, units=units, output_dir=Path(config.output.dir) / "checkpoints", ledger=ledger)
+    generator.evolved = evolve_records(config, generator, frame, units, ledger, progress=progress)
+    generator.ledger = ledger
     return generator
 
 
@@ -214,7 +231,13 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
     def sample(count: int, seed: int | None):
         return sample_until(draw, count, seed)
 
-    synthetic, stats = resumable_sample(config, sample, fingerprint=generator_fingerprint(config))
+    evolved = getattr(generator, "evolved", None)  # a ColumnTableGenerator has none
+    if evolved is not None:  # Private Evolution: the final population is the data (no more sampling)
+        from .lm.decoding import SampleStats
+
+        synthetic, stats = evolved, SampleStats(requested=g.n, emitted=len(evolved))
+    else:
+        synthetic, stats = resumable_sample(config, sample, fingerprint=generator_fingerprint(config))
     stats.requested = g.n
     rejected = stats.extra.get("unparseable_by_spec", 0)
     if len(synthetic) == 0:
@@ -229,10 +252,16 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
         "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
                        "rejected_by_spec": rejected, "temperature": g.temperature, "top_p": g.top_p,
                        "redrawn": stats.hit_limit + rejected},
+        **({"evolve": {"road": config.evolve.road, "iterations": config.evolve.iterations, "k": config.evolve.k}}
+           if evolved is not None else {}),
         "seed": g.seed,
     }
     if generator.conditioning is not None:
         card["conditioning"] = generator.conditioning.to_dict()
+    if evolved is not None:
+        from .records.evolve_road import evolution_summary
+
+        card["generation"]["summary"] = evolution_summary(config, ledger)
     out = export(synthetic, run_dir / "export", fmt=config.output.format, card=card, overwrite=config.output.overwrite)
     # not DP: computed from the private rows; stays in the run folder, out of the export
     if private is None:
@@ -252,8 +281,12 @@ def generate(config: SynthConfig, *, progress: bool = True) -> dict:
     """Sample and export from the generator a previous ``train`` saved in the run folder."""
     saved = saved_generator_path(config)
     with run_folder(config, fresh=False):
-        return generate_and_export(config, load_saved_generator(saved, _generator_class(saved)), None,
-                                   progress=progress)
+        generator = load_saved_generator(saved, _generator_class(saved))
+        if config.evolve.road != "fine-tune":
+            from .records.evolve_road import saved_population
+
+            generator.evolved = saved_population(config, generator.spec)
+        return generate_and_export(config, generator, None, progress=progress)
 
 
 def _generator_class(saved: Path):

@@ -120,8 +120,44 @@ class ColumnsSection:
                                    pgm_iters=self.pgm_iters)
 
 
+EVOLVE_ROADS = ("fine-tune", "evolve", "fine-tune+evolve")
+
+
+@dataclass
+class EvolveSection:
+    """Private Evolution for records (synth/evolution; synth/records/evolve_road.py)."""
+    road: str = field(default="fine-tune", metadata={"help": "fine-tune: DP-SGD on the LM, then sampling; evolve: Private Evolution with the public model as the random and variation model (no DP training; the population of generate.n records after the last noisy histogram is the synthetic data); fine-tune+evolve: DP fine-tuning with budget_share of the ε, then evolve with the fine-tuned model."})
+    iterations: int = field(default=5, metadata={"help": "Noisy nearest-neighbour histograms (PE iterations), each paid from the budget."})
+    k: int = field(default=1, metadata={"help": "Candidates each private record votes for (each gets 1/√k: the vote's L2 norm stays 1)."})
+    threshold_sigmas: float = field(default=2.0, metadata={"help": "Noisy vote counts below this many σ are zeroed before resampling."})
+    user_votes: str = field(default="split", metadata={"help": "User level: split (a user's rows share one vote of norm 1) or one (one random row per user votes)."})
+    budget_share: float = field(default=0.5, metadata={"help": "fine-tune+evolve: the share of the ε left after the domain estimates that DP fine-tuning may reach; the histograms get the rest."})
+    variation_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the variation model (how far a child strays from its parent)."})
+
+    def __post_init__(self):
+        from .evolution import EvolutionSettings
+
+        check_field_types(self, "evolve")
+        if self.road not in EVOLVE_ROADS:
+            raise ConfigError(f"evolve.road must be one of {', '.join(EVOLVE_ROADS)}, got {self.road!r}")
+        if not 0 < self.budget_share < 1:
+            raise ConfigError(f"evolve.budget_share must be in (0, 1), got {self.budget_share}")
+        if not (math.isfinite(self.variation_temperature) and self.variation_temperature > 0):
+            raise ConfigError(f"evolve.variation_temperature must be a finite number > 0, got {self.variation_temperature}")
+        if self.user_votes not in ("split", "one"):
+            raise ConfigError(f"evolve.user_votes must be split or one, got {self.user_votes!r}")
+        EvolutionSettings(population=max(self.k, 1), iterations=self.iterations, k=self.k,
+                          threshold_sigmas=self.threshold_sigmas).check()
+
+    def settings(self, population: int):
+        from .evolution import EvolutionSettings
+
+        return EvolutionSettings(population=population, iterations=self.iterations, k=self.k,
+                                 threshold_sigmas=self.threshold_sigmas, user_votes=self.user_votes)
+
+
 SECTIONS = {"data": DataSection, "model": ModelChoice, "train": TrainConfig, "generate": GenerateSection, "output": OutputSection,
-            "columns": ColumnsSection}
+            "columns": ColumnsSection, "evolve": EvolveSection}
 
 
 @dataclass
@@ -138,6 +174,7 @@ class SynthConfig:
     albums: AlbumsSpec | None = None  # an [albums] table: an album folder (model: the LMs, image_model: the UNet)
     image_model: UNetChoice | None = None
     columns: ColumnsSection = field(default_factory=ColumnsSection)
+    evolve: EvolveSection = field(default_factory=EvolveSection)
 
     @property
     def kind(self) -> str:
@@ -241,6 +278,17 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
     if built["columns"].model != "lm" and (text is not None or images is not None or albums is not None):
         raise ConfigError(f"columns.model = {built['columns'].model} is for records runs ([spec]): text, image and album runs have no "
                           "table of categorical columns to model")
+    if built["evolve"].road != "fine-tune":
+        if text is not None or images is not None or albums is not None:
+            raise ConfigError(f"evolve.road = {built['evolve'].road} is for records runs ([spec]); text, image and "
+                              "album runs fine-tune")
+        if built["columns"].model != "lm":
+            raise ConfigError(f"evolve.road = {built['evolve'].road} evolves whole records with the LM: it does not "
+                              f"combine with columns.model = {built['columns'].model}")
+        if spec.conditioning:
+            raise ConfigError("evolve.road evolves whole records: spec.conditioning is for the fine-tune road")
+        if built["evolve"].k > built["generate"].n:
+            raise ConfigError(f"evolve.k ({built['evolve'].k}) exceeds the population generate.n ({built['generate'].n})")
     evaluation = raw.get("evaluation")
     if evaluation is not None:
         from evaluation import EvalSpec

@@ -18,7 +18,7 @@ from trainer.io import atomic_write_text, folder_lock
 from .run_config import SynthConfig
 
 RUN_ARTEFACTS = ("checkpoints", "pretrain_checkpoints", "generator", "generation", "export", "private_report.json", "evaluation",
-                 "conditioning.json", "domains.json", "data_report.json", "column_model")
+                 "conditioning.json", "domains.json", "data_report.json", "column_model", "evolution")
 
 
 def refuse_existing_export(config: SynthConfig) -> None:

@@ -46,6 +46,7 @@ class RecordGenerator:
         self.model, self.tokenizer, self.model_description = _built or build_model(self.choice)
         self.ledger: PrivacyLedger | None = None
         self.train_config: TrainConfig | None = None
+        self.evolved: pd.DataFrame | None = None  # Private Evolution's final population (evolve roads)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "RecordGenerator":
@@ -140,6 +141,45 @@ class RecordGenerator:
         stats.extra["unparseable_by_spec"] = bad
         stats.emitted = len(records)
         return texts_to_frame(records, self.spec), stats
+
+    def vary(self, records: list[dict], *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
+             seed: int | None = None, progress: bool = False) -> tuple[list[dict], int]:
+        """Private Evolution's variation for records: one new record per parent, written by the model
+        given the parent (a public prompt holding the parent, which is synthetic), under the grammar,
+        so every child parses.  A child that does not close or parse is replaced by its parent; how
+        many is returned beside the children."""
+        if self.spec.conditioning:
+            raise ValueError("variation of conditioned records is not supported: vary the whole record")
+        kind = "a JSON object" if self.spec.serialization == "json" else "a Python dict"
+        prompts = []
+        for record in records:
+            task = ((f"{self.spec.description}\n" if self.spec.description else "")
+                    + f"Here is one record:\n{serialize(record, self.body_spec)}\nWrite another record of the same "
+                    f"kind as {kind} with the keys {', '.join(self.body_spec.names)}: keep some of its fields and "
+                    "change others, so that it reads like a different real record.")
+            prompts.append(self.tokenizer.instruction_ids("You write data records.", task, plain_suffix="\n" + PROMPT))
+        merged = hasattr(self.model, "merge_adapter")
+        if merged:
+            self.model.merge_adapter()
+        try:
+            texts, _ = sample_from_prompts(self.model, self.tokenizer, prompts, grammar=self.grammar,
+                                           batch_size=batch_size, max_record_tokens=self.max_record_tokens(),
+                                           temperature=temperature, top_p=top_p, seed=seed, progress=progress)
+        finally:
+            if merged:
+                self.model.unmerge_adapter()
+        children, kept = [], 0
+        for parent, text in zip(records, texts, strict=True):
+            try:
+                child = parse(text, self.body_spec) if text is not None else None
+            except RecordParseError:
+                child = None
+            if child is None:
+                kept += 1
+                children.append(parent)
+            else:
+                children.append({name: child[name] for name in self.spec.names})
+        return children, kept
 
     # ---------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path) -> None:

@@ -1,0 +1,128 @@
+"""Records by Private Evolution (``evolve.road = "evolve"`` or ``"fine-tune+evolve"``).
+
+The floor's loop (synth/evolution) with the records room's generator as its random and variation
+model: the public model (``evolve``) or the DP-fine-tuned one (``fine-tune+evolve``, the budget
+split by ``evolve.budget_share``) writes candidates under the record grammar, the offline MiniLM
+embeds them as their field values (the private records' embeddings are computed once and cached in
+the run folder), and every private unit votes.  The final population is the synthetic data; it is
+kept in ``<run>/evolution`` so that an interrupted run resumes at its last iteration and
+`dpsynth generate` re-exports it without another release.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trainer import PrivacyLedger
+from trainer.seeds import numpy_rng
+
+from ..conditioning import plain_value
+from ..spec import DatasetSpec
+from .serialize import texts_to_frame
+
+STAGE = "evolve:histogram"
+
+
+def record_contents(records: list[dict], spec: DatasetSpec) -> list[str]:
+    """A record as the evaluator embeds it: its field values, one per line (keys and quotes are the
+    same in every record and would only dilute the embedding)."""
+    return ["\n".join("" if r.get(c) is None else str(r[c]) for c in spec.names) for r in records]
+
+
+def plain_records(frame: pd.DataFrame, spec: DatasetSpec) -> list[dict]:
+    return [{c: plain_value(r[c]) for c in spec.names} for r in frame.to_dict("records")]
+
+
+def finetune_target(config, ledger: PrivacyLedger) -> float:
+    """fine-tune+evolve: the ε the DP fine-tuning may reach (after the earlier stages), so that the
+    histograms get the rest: the share ``evolve.budget_share`` of what is left goes to fine-tuning."""
+    from trainer.accounting import epsilon
+
+    target = config.train.target_epsilon
+    spent = epsilon(ledger.history, delta=ledger.accountant_delta, accountant=ledger.accountant) if ledger.events else 0.0
+    return spent + config.evolve.budget_share * (target - spent)
+
+
+def evolve_records(config, generator, frame: pd.DataFrame, units: list | None, ledger: PrivacyLedger, *,
+                   progress: bool) -> pd.DataFrame:
+    """The synthetic records: PE's final population (``generate.n`` of them), paid for in ``ledger``."""
+    from evaluation import Encoder
+    from trainer.errors import ConfigError
+
+    from ..evolution import calibrate_sigma, evolve
+    from ..pipeline import sample_until
+
+    if config.train.target_epsilon is None:
+        raise ConfigError("evolve needs train.target_epsilon: the histograms' σ is calibrated to what is left of it")
+    settings = config.evolve.settings(config.generate.n)
+    run_dir = Path(config.output.dir)
+    encoder = Encoder(cache_dir=run_dir / "evolution" / "embeddings")
+    spec = generator.spec
+    private = encoder.encode_dataset(record_contents(plain_records(frame, spec), spec))
+    sigma = calibrate_sigma(config.train.target_epsilon, settings.iterations, ledger)
+    g = config.generate
+    counts = {"kept_parents": 0}
+
+    def random_api(n: int) -> list[dict]:
+        def draw(count, seed):
+            return generator.sample(count, batch_size=g.batch_size, temperature=g.temperature, top_p=g.top_p,
+                                    seed=seed, progress=progress)
+
+        sampled, _ = sample_until(draw, n, g.seed)
+        return plain_records(sampled, spec)
+
+    def variation_api(items: list[dict], rng: np.random.Generator) -> list[dict]:
+        children, kept = generator.vary(items, batch_size=g.batch_size, temperature=config.evolve.variation_temperature,
+                                        top_p=g.top_p, seed=int(rng.integers(1 << 31)), progress=progress)
+        counts["kept_parents"] += kept
+        return children
+
+    def embed(items: list[dict]) -> np.ndarray:
+        return encoder.encode_dataset(record_contents(items, spec))
+
+    result = evolve(private, random_api=random_api, variation_api=variation_api, embed=embed, settings=settings,
+                    sigma=sigma, ledger=ledger, rng=numpy_rng(config.train.seed, "evolve"), units=units,
+                    stage=STAGE, state_dir=run_dir / "evolution", progress=progress)
+    if result.empty_histograms:
+        print(f"dpsynth: {result.empty_histograms} of {result.iterations} noisy histograms had no count above the "
+              "threshold (the population was kept as it was): lower evolve.threshold_sigmas or raise ε",
+              file=sys.stderr)
+    if counts["kept_parents"]:
+        print(f"dpsynth: {counts['kept_parents']} variations did not close or parse and kept their parent",
+              file=sys.stderr)
+    votes = ", ".join(f"{v:.0%}" for v in result.votes_kept)
+    print(f"dpsynth: Private Evolution: {result.iterations} histograms at σ = {sigma:.3g}; share of votes kept above "
+          f"the threshold per iteration (DP): {votes}", file=sys.stderr)
+    return texts_to_frame(result.items, spec)
+
+
+def evolution_summary(config, ledger: PrivacyLedger) -> str:
+    iterations = sum(e.steps for e in ledger.events if e.stage == STAGE)
+    sigma = next((e.noise_multiplier for e in ledger.events if e.stage == STAGE), math.nan)
+    return (f"Private Evolution: the population of {config.generate.n} records after {iterations} noisy "
+            f"nearest-neighbour histograms (σ = {sigma:.3g} votes, threshold {config.evolve.threshold_sigmas:g} σ, "
+            f"k = {config.evolve.k}), candidates written under the record grammar by the "
+            + ("DP-fine-tuned model" if config.evolve.road == "fine-tune+evolve" else "public model"))
+
+
+def saved_population(config, spec: DatasetSpec) -> pd.DataFrame:
+    """The final population a finished `evolve` run kept (re-exported by `dpsynth generate`: no new release)."""
+    import json
+
+    from trainer.errors import ConfigError
+
+    from ..evolution.evolve import STATE_FILE
+
+    path = Path(config.output.dir) / "evolution" / STATE_FILE
+    state = json.loads(path.read_text())["state"] if path.is_file() else None
+    if state is None or state["iteration"] < config.evolve.iterations:
+        raise ConfigError(f"{path}: no finished Private Evolution run to export; run `dpsynth run` (it resumes)")
+    if len(state["population"]) != config.generate.n:
+        raise ConfigError(f"the evolved population holds {len(state['population'])} records, not generate.n = "
+                          f"{config.generate.n}: evolution's output is fixed; change n with a new run (--overwrite)")
+    return texts_to_frame(state["population"], spec)

@@ -1,0 +1,62 @@
+"""The records roads `evolve` and `fine-tune+evolve`: Private Evolution with the LM as its random
+and variation model, in the run's one ledger, exported like any run, resumed and re-exported."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from synth.pipeline import generate, run
+from synth.run_config import build_config
+from trainer.accounting import epsilon
+
+from .specs import WATER
+
+
+def _raw(tmp_path, data, road: str) -> dict:
+    return {"data": {"path": str(data), "invalid_rows": "clip"},
+            "spec": {"serialization": "json", "columns": [{"name": "rating", "type": "integer", "min": 1, "max": 5},
+                                                         {"name": "title", "max_chars": 12}]},
+            "model": {"model": "scratch"},
+            "train": {"target_epsilon": 4.0, "steps": 2, "expected_batch_size": 32, "physical_batch_size": 16,
+                      "progress": False, "seed": 0, "insecure_seed": True},
+            "evolve": {"road": road, "iterations": 3, "k": 2},
+            "generate": {"n": 24, "batch_size": 24, "seed": 1}, "output": {"dir": str(tmp_path / road)}}
+
+
+@pytest.mark.skipif(not WATER.exists(), reason="shared data not present")
+@pytest.mark.parametrize("road", ["evolve", "fine-tune+evolve"])
+def test_evolve_roads_export_the_final_population_paid_for_in_one_ledger(tmp_path, road):
+    data = tmp_path / "water.csv"
+    pd.read_csv(WATER).head(200).to_csv(data, index=False)
+    raw = _raw(tmp_path, data, road)
+    result = run(build_config(raw), progress=False)
+    card = json.loads((tmp_path / road / "export" / "dpsynth.json").read_text())
+    stages = [(s["stage"], s["steps"], s["noise_multiplier"]) for s in card["privacy"]["stages"]]
+    assert stages[-1][:2] == ("evolve:histogram", 3)
+    assert [s for s, *_ in stages] == (["train", "evolve:histogram"] if road == "fine-tune+evolve" else
+                                       ["evolve:histogram"])
+    history = [(s["noise_multiplier"], s["sample_rate"], s["steps"]) for s in card["privacy"]["stages"]]
+    assert card["privacy"]["epsilon"] == pytest.approx(epsilon(history, delta=card["privacy"]["delta"]))
+    assert card["privacy"]["epsilon"] <= 4.0 + 1e-6
+    if road == "fine-tune+evolve":  # the fine-tuning alone reached the budget share of ε 4, not all of it
+        train_eps = epsilon(history[:1], delta=card["privacy"]["delta"])
+        assert 1.5 < train_eps <= 2.0 + 1e-6
+    synthetic = result["synthetic"]
+    assert len(synthetic) == 24 and synthetic["rating"].between(1, 5).all()
+    assert (synthetic["title"].str.len() <= 12).all()  # written under the grammar
+    assert "Private Evolution" in (tmp_path / road / "export" / "README.md").read_text()
+    # `dpsynth generate` re-exports the same population: no new histogram, the same ledger
+    again = generate(build_config({**raw, "output": {"dir": str(tmp_path / road), "overwrite": True}}),
+                     progress=False)
+    assert again["synthetic"].equals(synthetic) and again["epsilon"] == pytest.approx(card["privacy"]["epsilon"])
+    # an interrupted run (no export yet) resumes from the saved state: nothing is released again
+    import shutil
+
+    shutil.rmtree(tmp_path / road / "export")
+    resumed = run(build_config(raw), progress=False)
+    assert resumed["synthetic"].equals(synthetic)
+    assert json.loads((tmp_path / road / "export" / "dpsynth.json").read_text())["privacy"]["stages"] == \
+        card["privacy"]["stages"]
