@@ -161,7 +161,7 @@ class Synthesizer:
     def card(self) -> dict:
         """The privacy card (as `dpsynth.json` holds it, without the generation counts)."""
         if self._card is None:
-            from .pipeline import card_base
+            from .card import card_base
 
             self._card = card_base(self.config, self.generator, schema_inferred=self._schema_inferred)
         return self._card

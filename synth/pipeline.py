@@ -17,8 +17,8 @@ import pandas as pd
 from trainer import PrivacyLedger
 from trainer.io import atomic_write_text
 
-from .domains import OTHER_CATEGORY
-from .export import export, privacy_block
+from .card import card_base
+from .export import export
 from .loading import load_table, typed_frame
 from .records.generator import RecordGenerator
 from .records.serialize import frame_to_texts
@@ -191,31 +191,6 @@ def sample_until(sample, n: int, seed: int | None):
     stats.requested = n
     frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return frame.head(n), stats
-
-
-def card_base(config: SynthConfig, generator, *, left_out: list[str] | None = None,
-              schema_inferred: bool = False) -> dict:
-    """What a card says before any sampling: the guarantee, what was declared public or paid for, the model."""
-    ledger = generator.ledger
-    declared = list(ledger.declared_public)
-    if schema_inferred:
-        from .drafting import SCHEMA_FACT
-
-        declared.insert(0, SCHEMA_FACT.format(how="inferred by dpsynth from how the data's values look"))
-    return {
-        "privacy": privacy_block(ledger, max_examples_per_user=config.train.max_examples_per_user
-                                 if config.train.grouped else None),
-        "declared_public": declared,
-        "paid_for": [e.stage for e in ledger.events],
-        "estimated_with_dp": [e.details["result"] for e in ledger.events if e.stage.startswith("domain:")],
-        "model": generator.model_description,
-        "spec": {"columns": generator.spec.names, "serialization": generator.spec.serialization,
-                 "columns_not_synthesised": left_out or []},
-        "data_checks": {"invalid_rows": config.data.invalid_rows,
-                        "estimated_columns": [c.name for c in config.spec.columns if c.estimate],
-                        "other_category": OTHER_CATEGORY if any(c.estimate and c.type == "categorical"
-                                                                for c in config.spec.columns) else None},
-    }
 
 
 def generate_and_export(config: SynthConfig, generator: RecordGenerator, private: pd.DataFrame | None, *,

@@ -11,7 +11,8 @@ from trainer import PrivacyLedger
 from trainer.errors import ConfigError
 from trainer.io import atomic_directory, atomic_write_text
 
-from ..export import privacy_block, render_card, software_version
+from ..card import privacy_block, render_card
+from ..export import software_version
 from ..image_files import load_image_folder, png_bytes
 from ..run_config import SynthConfig
 from ..run_folder import load_saved_generator, refuse_existing_export, run_folder, saved_generator_path

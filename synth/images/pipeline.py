@@ -22,8 +22,9 @@ from trainer import PrivacyLedger
 from trainer.errors import ConfigError, DPSynthError
 from trainer.io import atomic_write_text
 
+from ..card import privacy_block
 from ..diffusion import ImageGenerator
-from ..export import export_imagefolder, privacy_block
+from ..export import export_imagefolder
 from ..image_files import load_image_folder, png_bytes
 from ..run_config import SynthConfig
 from ..run_folder import (

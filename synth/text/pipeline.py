@@ -20,7 +20,8 @@ from trainer import PrivacyLedger
 from trainer.errors import DPSynthError
 from trainer.io import atomic_write_text
 
-from ..export import export, privacy_block
+from ..card import privacy_block
+from ..export import export
 from ..lm.text_generator import TextGenerator
 from ..run_config import SynthConfig
 from ..run_folder import (

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from synth.export import privacy_block, render_card
+from synth.card import privacy_block, render_card
 from trainer import PrivacyLedger
 from trainer.accounting import epsilon
 

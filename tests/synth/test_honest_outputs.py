@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evaluation.tables import load_table
+from synth.card import render_card
 from synth.cli.main import main
-from synth.export import render_card, write_table
+from synth.export import write_table
 from synth.records.grammar import derive_grammar, int_range_regex
 from synth.spec import DatasetSpec
 from synth.validation import check_domain
