@@ -5,7 +5,8 @@ private units vote for their nearest candidates (histogram.py: L2 sensitivity 1 
 votes are released with Gaussian noise (one ledger step of noise multiplier σ at q = 1), counts
 under the threshold are zeroed, the population is redrawn in proportion to the noisy votes and
 varied.  Everything after the noisy histogram is post-processing: the population never sees a
-private row.  The final population is drawn by the last histogram and not varied again.
+private row.  The final population is drawn by the last histogram; a candidate drawn more than once
+appears once as voted and its other draws as variations of it.
 
 The modality lives in three callables: ``random_api(n) -> items``, ``variation_api(items, rng) ->
 items`` (same length) and ``embed(items) -> (n, d) array``.  Items must be JSON-serialisable: each
@@ -87,7 +88,8 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
             state["empty"] += 1
         parents = [population[i] for i in chosen]
         last = state["iteration"] + 1 == settings.iterations
-        state = {"iteration": state["iteration"] + 1, "population": parents if last else variation_api(parents, rng),
+        children = _final_draw(parents, chosen, variation_api, rng) if last else variation_api(parents, rng)
+        state = {"iteration": state["iteration"] + 1, "population": children,
                  "votes_kept": [*state["votes_kept"], total / max(1, n_units)], "empty": state["empty"]}
         if len(state["population"]) != settings.population:
             raise ValueError(f"variation_api returned {len(state['population'])} items for {settings.population}")
@@ -96,6 +98,24 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
         bar.set_postfix(eps=f"{ledger.epsilon():.2f}", votes_kept=f"{state['votes_kept'][-1]:.0%}")
     bar.close()
     return EvolutionResult(state["population"], state["iteration"], state["votes_kept"], state["empty"])
+
+
+def _final_draw(parents: list, chosen: np.ndarray, variation_api, rng: np.random.Generator) -> list:
+    """The synthetic data: the last histogram's draw, each candidate once as voted, and every further
+    draw of it replaced by a variation of it (drawn with replacement, a few popular candidates would
+    otherwise fill the output: 500 records held 69 distinct ones on Water)."""
+    seen, repeats = set(), []
+    for j, i in enumerate(chosen.tolist()):
+        if i in seen:
+            repeats.append(j)
+        seen.add(i)
+    if not repeats:
+        return parents
+    varied = variation_api([parents[j] for j in repeats], rng)
+    out = list(parents)
+    for j, child in zip(repeats, varied, strict=True):
+        out[j] = child
+    return out
 
 
 def _record(ledger: PrivacyLedger, stage: str, sigma: float, settings: EvolutionSettings, units) -> None:

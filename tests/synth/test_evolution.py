@@ -100,6 +100,7 @@ def test_the_loop_pulls_the_population_to_the_private_data_and_the_ledger_pays_e
                     sigma=sigma, ledger=ledger, rng=np.random.default_rng(1), state_dir=tmp_path, progress=False)
     final = np.angle(np.exp(1j * np.asarray(result.items)))
     assert abs(np.median(final) - 1.0) < 0.15 and np.mean(np.abs(final - 1.0) < 0.5) > 0.9
+    assert len(set(result.items)) == 100  # repeated draws of a winner come out as its variations
     assert [(e.stage, e.noise_multiplier, e.steps) for e in ledger.events] == [("evolve:histogram", sigma, 6)]
     assert ledger.epsilon() == pytest.approx(epsilon([(sigma, 1.0, 6)], delta=1e-5), rel=1e-9)
     assert ledger.epsilon() <= 2.0 + 1e-6 and result.iterations == 6 and result.votes_kept[-1] > 0.5
