@@ -29,9 +29,11 @@ STAGE = "evolve:histogram"
 
 
 def record_contents(records: list[dict], spec: DatasetSpec) -> list[str]:
-    """A record as the evaluator embeds it: its field values, one per line (keys and quotes are the
-    same in every record and would only dilute the embedding)."""
-    return ["\n".join("" if r.get(c) is None else str(r[c]) for c in spec.names) for r in records]
+    """A record as the evaluator embeds it (``evaluation.records.content_text``: its field values, one
+    per line; keys and quotes are the same in every record and would only dilute the embedding)."""
+    from evaluation.records import content_text
+
+    return [content_text(r, spec.names) for r in records]
 
 
 def plain_records(frame: pd.DataFrame, spec: DatasetSpec) -> list[dict]:
