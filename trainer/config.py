@@ -49,6 +49,7 @@ class TrainConfig:
     checkpoint_every: int = _f(0, "Also write a checkpoint every this many steps (0: only on the time cadence and at the end).")
     checkpoint_minutes: float = _f(5.0, "Write a checkpoint when this many minutes have passed since the last one (0: off).")
     keep_checkpoints: int = _f(2, "Keep the newest this many checkpoints; older ones are removed.")
+    replica_check_every: int = _f(25, "Data-parallel runs (torchrun): compare the ranks' parameter fingerprints every this many steps, and at the end (0: at the end only).")
     log_every: int = _f(10, "Recompute ε for the progress bar every this many steps.")
     progress: bool = _f(True, "Show a progress bar.")
 
@@ -87,7 +88,7 @@ class TrainConfig:
                      "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "checkpoint_every"):
+        for name in ("warmup_steps", "checkpoint_every", "replica_check_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.delta is not None and not MIN_DELTA <= self.delta < 1:

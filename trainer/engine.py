@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from .clipping import grads as G
 from .clipping.registry import rule_for
+from .distributed import refuse_wrapped_model
 from .errors import ConfigError, PrivacyViolationError, UnsupportedLayerError
 from .units import UnitPlan
 
@@ -102,6 +103,7 @@ class DPEngine:
         self._params: dict[str, nn.Parameter] = {}
         self._attached = False
         self._units_seen: set = set()
+        refuse_wrapped_model(model)
         self._batch_norms = [(n, m) for n, m in model.named_modules()
                              if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.attach()

@@ -7,7 +7,8 @@ Each step:
   3) add noise once, divide by the expected batch size
   4) optimizer step; the ledger records the step
 Checkpoints (weights, optimizer, ledger) are written atomically; ``train()``
-resumes from the newest one in ``output_dir``.
+resumes from the newest one in ``output_dir``.  Launched with torchrun, the same loop runs on W
+ranks (trainer/distributed.py): one global sample split across them, noise once, one all-reduce.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Hashable, Mapping, Sequence
 
@@ -32,12 +34,23 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
+from .distributed import (
+    Distribution,
+    config_fingerprint,
+    data_fingerprint,
+    parameter_fingerprint,
+    privatize_across_ranks,
+    refuse_wrapped_model,
+    row_costs,
+    split_units,
+)
 from .engine import DPEngine
 from .errors import AmbiguousRowsError, BudgetExceededError, ConfigError
 from .io import folder_lock
 from .noise import make_generator, make_generators, privatize_gradients
 from .objectives import CausalLM, Objective
 from .sampling import PoissonSampler, check_sampler, micro_batches
+from .seeds import stream_seed
 
 
 @dataclass
@@ -67,6 +80,8 @@ class DPTrainer:
         objective: what a row's loss is (default: ``CausalLM(pad_token_id)``; ``Diffusion`` for UNets).
         stage: the ledger stage this training records; every other stage in the ledger is prior
             spend, so several DP models of one run compose in one ledger.
+        distribution: the ranks this process trains with (default: the initialised process group
+            torchrun set up, or one process).  Every rank passes the same model, examples and config.
     """
 
     def __init__(
@@ -81,9 +96,13 @@ class DPTrainer:
         ledger: PrivacyLedger | None = None,
         objective: Objective | None = None,
         stage: str = "train",
+        distribution: Distribution | None = None,
     ):
+        _refuse_loader(examples)
         if len(examples) == 0:
             raise ConfigError("no training examples")
+        refuse_wrapped_model(model)  # before any collective: DDP & co. reduce behind the engine's back
+        self.dist = distribution if distribution is not None else Distribution.current()
         if config.grouped != (units is not None):
             raise ConfigError(f"privacy_unit={config.privacy_unit!r}: units (one per example) are given exactly when "
                               "the unit is a user or a document")
@@ -108,6 +127,12 @@ class DPTrainer:
             max_rows_per_unit=config.max_examples_per_user,
             seed=config.seed,
         )
+        if self.dist.active:  # one global sample: every rank draws from rank 0's sampling stream
+            self.dist.check_same("the training config", config_fingerprint(config))
+            self.dist.check_same("the training data", data_fingerprint(examples, units))
+            self.sampler.reseed(self.dist.broadcast_int(stream_seed(config.seed, "sampler")))
+            self.dist.broadcast_module(model)
+        self._row_costs = row_costs(examples) if self.dist.active else None
         self.delta = config.resolve_delta(n_units)
         self.ledger = ledger or PrivacyLedger(delta=self.delta, accountant=config.accountant, privacy_unit=config.privacy_unit,
                                               n_units=n_units)
@@ -130,7 +155,8 @@ class DPTrainer:
             list(self.params.values()), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         self.noise_gens = make_generators(config.seed, _device(model))
-        self.objective.setup(make_generator(config.seed, purpose="objective"))
+        objective_stream = f"objective:{self.dist.rank}" if self.dist.active else "objective"  # per rank: other images
+        self.objective.setup(make_generator(config.seed, purpose=objective_stream))
         self.step = 0
 
     def _noise_multiplier(self) -> float:
@@ -155,12 +181,14 @@ class DPTrainer:
     # ------------------------------------------------------------------- steps
     def train(self, *, resume: bool = True, max_steps: int | None = None) -> TrainResult:
         """Run (or continue) training up to ``config.steps``; ``max_steps`` stops early (tests, crashes)."""
-        with folder_lock(self.output_dir) if self.output_dir is not None else nullcontext():
+        writes = self.output_dir is not None and self.dist.is_main  # rank 0 alone writes the folder
+        with folder_lock(self.output_dir) if writes else nullcontext():
             return self._train(resume=resume, max_steps=max_steps)
 
     def _train(self, *, resume: bool, max_steps: int | None) -> TrainResult:
         if self.output_dir is not None:
-            remove_stale_temporaries(self.output_dir)
+            if self.dist.is_main:
+                remove_stale_temporaries(self.output_dir)
             if resume:
                 self._resume()
         check_sampler(self.sampler, grouped=self.config.grouped, sample_rate=self.sample_rate)
@@ -176,8 +204,10 @@ class DPTrainer:
             losses.append(loss)
             tokens += n_tok
             self.step += 1
-            if self.output_dir is not None:
+            if self.output_dir is not None and self.dist.is_main:
                 _log_step(self.output_dir, self.step, loss)
+            if self.dist.active and c.replica_check_every and self.step % c.replica_check_every == 0:
+                self._check_replicas()
             if self.step % c.log_every == 0 or self.step in (end, start + 1):
                 eps = self.ledger.epsilon()
             rate = tokens / max(1e-9, time.perf_counter() - t0)
@@ -185,12 +215,15 @@ class DPTrainer:
             bar.set_postfix(loss=f"{loss:.3f}", eps=f"{eps:.2f}", tok_s=f"{rate:.0f}")
             due = (c.checkpoint_every and self.step % c.checkpoint_every == 0) or (
                 c.checkpoint_minutes and time.monotonic() - last_save >= 60 * c.checkpoint_minutes)
-            if self.output_dir is not None and due and self.step < c.steps:
+            if self.output_dir is not None and due and self.step < c.steps and self.dist.is_main:
                 self.save()
                 last_save = time.monotonic()
         bar.close()
-        if self.output_dir is not None and self.step == c.steps:
+        if self.dist.active:
+            self._check_replicas()
+        if self.output_dir is not None and self.step == c.steps and self.dist.is_main:
             self.save()
+        self.dist.barrier()  # no rank goes on before the final checkpoint is written
         if c.target_epsilon is not None and self.ledger.epsilon() > c.target_epsilon:
             raise BudgetExceededError(f"the run spent ε={self.ledger.epsilon():.4f}, more than the target "
                                       f"{c.target_epsilon}: refusing to hand on the model")
@@ -198,14 +231,18 @@ class DPTrainer:
 
     def _train_step(self) -> tuple[float, int]:
         c = self.config
-        batch = self.sampler.sample()  # 1) Poisson batch of units
+        batch = self.sampler.sample()  # 1) Poisson batch of units (the global one, on W ranks)
+        if self.dist.active:  # this rank's whole units
+            batch = split_units(batch, self.dist.world_size, self._row_costs)[self.dist.rank]
         losses, n_items = [], 0
         per_micro = c.physical_batch_size // self.objective.rows_per_example  # examples per micro-batch
         for units in micro_batches(batch, per_micro):  # 2) clipped sums, per micro-batch
             row_loss, items = self._micro_batch(units)
             losses.append(row_loss)
             n_items += items
-        privatize_gradients(  # 3) noise once per logical batch
+        privatize = privatize_gradients if not self.dist.active else partial(privatize_across_ranks,
+                                                                              distribution=self.dist)
+        privatize(  # 3) noise once per logical batch
             self.params.values(),
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=c.max_grad_norm,
@@ -227,8 +264,9 @@ class DPTrainer:
             automatic_clipping=c.automatic_clipping,
             max_examples_per_user=c.max_examples_per_user if c.grouped else None,
         )
-        mean = torch.cat(losses).mean().item() if losses else math.nan
-        return mean, n_items
+        loss_sum, rows = (float(torch.cat(losses).sum()), sum(len(x) for x in losses)) if losses else (0.0, 0)
+        loss_sum, rows, n_items = self.dist.sum_scalars([loss_sum, rows, n_items])
+        return (loss_sum / rows if rows else math.nan), int(n_items)
 
     def _micro_batch(self, units: list[list[int]]) -> tuple[Tensor, int]:
         """Forward and backward of one micro-batch; the engine accumulates its clipped sums.
@@ -273,10 +311,23 @@ class DPTrainer:
         return path
 
     def _resume(self) -> None:
-        path = latest_checkpoint(self.output_dir)
-        if path is None:
+        """Load the newest checkpoint (rank 0 reads it and hands it to the other ranks)."""
+        found = None
+        if self.dist.is_main:
+            path = latest_checkpoint(self.output_dir)
+            if path is not None:
+                found = (path, *load_checkpoint(path, params=self.params, optimizer=self.optimizer))
+        if self.dist.active:
+            found = self.dist.broadcast_object(None if found is None else (*found, self.optimizer.state_dict()))
+            if found is None:
+                return
+            self.dist.broadcast_module(self.model)
+            if not self.dist.is_main:
+                self.optimizer.load_state_dict(found[3])
+            found = found[:3]
+        if found is None:
             return
-        ledger, state = load_checkpoint(path, params=self.params, optimizer=self.optimizer)
+        path, ledger, state = found
         self.ledger.resume_stage(ledger, self.stage, where=f"checkpoint {path}")  # checks the prior stages first
         if state["noise_multiplier"] != self.noise_multiplier:
             raise ConfigError(
@@ -289,6 +340,9 @@ class DPTrainer:
                 if f"noise_rng_{i}" in state:  # a seeded run resumed on a machine with more workers
                     g.set_state(state[f"noise_rng_{i}"])
             self.sampler.load_state_dict({"generator": state["sampler_rng"]})
+
+    def _check_replicas(self) -> None:
+        self.dist.check_same(f"the parameters after step {self.step}", parameter_fingerprint(self.params.values()))
 
     def close(self) -> None:
         """Detach the engine: the model is left exactly as a plain model."""
@@ -328,6 +382,15 @@ def read_train_log(output_dir: str | Path) -> list[tuple[int, float]]:
             continue
         by_step[int(entry["step"])] = entry["loss"]
     return [(step, loss) for step, loss in sorted(by_step.items()) if loss is not None]
+
+
+def _refuse_loader(examples) -> None:
+    from torch.utils.data import DataLoader
+
+    if isinstance(examples, DataLoader):
+        raise ConfigError("DPTrainer takes the examples themselves, not a DataLoader: it draws its own Poisson sample "
+                          "of units every step (a shuffling loader or a DistributedSampler gives fixed-size batches "
+                          "the accountant's amplification by sampling does not hold for); pass loader.dataset")
 
 
 def _device(model: nn.Module) -> torch.device:

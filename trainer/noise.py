@@ -53,9 +53,23 @@ def privatize_gradients(
     """
     if expected_batch_size <= 0:
         raise ValueError(f"expected_batch_size must be > 0, got {expected_batch_size}")
-    params = list(params)
-    gens = [generator] if isinstance(generator, torch.Generator) else list(generator)
     std = float(noise_multiplier) * float(max_grad_norm) / expected_batch_size
+    _noise_and_scale(list(params), std=std, divisor=expected_batch_size, generator=generator)
+
+
+@torch.no_grad()
+def add_noise_to_sums(params: Iterable[nn.Parameter], *, noise_multiplier: float, max_grad_norm: float,
+                      generator: torch.Generator | Sequence[torch.Generator]) -> None:
+    """Add N(0, (noise_multiplier * max_grad_norm)^2) to every coordinate of the clipped sums in
+    ``p.grad`` without dividing (the data-parallel road: rank 0 noises its local sum before the
+    all-reduce, trainer/distributed.py)."""
+    _noise_and_scale(list(params), std=float(noise_multiplier) * float(max_grad_norm), divisor=None,
+                     generator=generator)
+
+
+def _noise_and_scale(params: list[nn.Parameter], *, std: float, divisor: float | None,
+                     generator: torch.Generator | Sequence[torch.Generator]) -> None:
+    gens = [generator] if isinstance(generator, torch.Generator) else list(generator)
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
@@ -66,7 +80,8 @@ def privatize_gradients(
 
     def fill(i: int) -> None:
         for p in shares[i]:
-            p.grad.div_(expected_batch_size)
+            if divisor is not None:
+                p.grad.div_(divisor)
             if std > 0:
                 noise = scratch[i][(_noise_dtype(p), p.device)][: p.numel()].view(p.shape)
                 noise.normal_(0.0, std, generator=gens[i])

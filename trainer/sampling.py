@@ -80,6 +80,11 @@ class PoissonSampler:
             batch.append(rows.tolist())
         return batch
 
+    def reseed(self, stream: int) -> None:
+        """Restart the sampling stream from ``stream`` (data-parallel ranks all take rank 0's, so that
+        they draw one global sample)."""
+        self._gen.manual_seed(int(stream))
+
     def state_dict(self) -> dict:
         """Generator state, saved only for seeded (test) runs: a secure sampler's state stays secret."""
         return {"generator": self._gen.get_state()} if self.seeded else {}
