@@ -20,6 +20,7 @@ from trainer.io import atomic_write_text
 from .card import card_base
 from .export import export
 from .loading import load_table, typed_frame
+from .ranks import is_worker, open_gate
 from .records.generator import RecordGenerator
 from .records.serialize import frame_to_texts
 from .run_config import SynthConfig
@@ -113,7 +114,8 @@ def _train(config: SynthConfig, *, progress: bool, given: pd.DataFrame | None = 
     frame, domain = check_domain(frame, spec, policy=config.data.invalid_rows, estimated=estimated,
                                  source=config.data.path)
     data_report["domain"] = domain.to_dict()
-    atomic_write_text(run_dir / "data_report.json", json.dumps(data_report, indent=2, sort_keys=True))
+    if not is_worker():
+        atomic_write_text(run_dir / "data_report.json", json.dumps(data_report, indent=2, sort_keys=True))
     if domain.invalid or data_report.get("rejected_by_grammar"):
         print(f"dpsynth: {domain.summary()}; rejected by the grammar: {data_report.get('rejected_by_grammar', 0)}",
               file=sys.stderr)
@@ -126,8 +128,10 @@ def _train(config: SynthConfig, *, progress: bool, given: pd.DataFrame | None = 
         generator = RecordGenerator(spec, config.model, grammar=grammar)
         if config.spec.conditioning:
             generator.conditioning = conditioning_distribution(config, frame, units, ledger)
+        open_gate()  # torchrun: the releases are saved, the other ranks may read them and join the training
         generator.fit(frame, train_config, units=units, output_dir=run_dir / "checkpoints", ledger=ledger)
-    generator.save_pretrained(run_dir / "generator")
+    if not is_worker():
+        generator.save_pretrained(run_dir / "generator")
     return generator, frame
 
 
@@ -278,6 +282,8 @@ def run(config: SynthConfig, *, progress: bool = True, frame: pd.DataFrame | Non
     refuse_existing_export(config)
     with run_folder(config):
         generator, private = _train(config, progress=progress, given=frame)
+        if is_worker():  # torchrun: rank 0 alone generates and exports
+            return {"worker": True}
         result = generate_and_export(config, generator, private, progress=progress)
         if config.evaluation is not None:
             # scored against the data file as it is, not the rows as clipped or filtered for training

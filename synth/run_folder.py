@@ -56,7 +56,14 @@ def run_folder(config: SynthConfig, *, fresh: bool = True):
     run's own artefacts first: a second runner on the same folder is refused."""
     from trainer.errors import ConfigError
 
+    from .ranks import check_supported, is_worker, wait_for_gate
+
+    check_supported(config)  # under torchrun: a road that cannot train across ranks stops every rank here
     run_dir = Path(config.output.dir)
+    if is_worker():  # torchrun: rank 0 holds and clears the folder; this rank reads what it wrote
+        wait_for_gate()
+        yield run_dir
+        return
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / f".write-test-{os.getpid()}"
@@ -98,6 +105,9 @@ def domain_estimates(config: SynthConfig, frame: pd.DataFrame, units: list | Non
             raise ConfigError(f"{saved} holds estimates of {[e.column for e in estimates]}; this config asks for "
                               f"{wanted} with σ={spec.estimate_noise}: pass --overwrite to start afresh")
     else:
+        from .ranks import refuse_release_on_worker
+
+        refuse_release_on_worker(saved)
         estimates = estimate_domains(frame, spec, noise_multiplier=spec.estimate_noise,
                                      selection_delta=selection_delta, units=units, seed=config.train.seed)
         atomic_write_text(saved, json.dumps([e.to_dict() for e in estimates], indent=2))
@@ -130,6 +140,9 @@ def conditioning_distribution(config: SynthConfig, frame: pd.DataFrame, units: l
         from trainer.seeds import numpy_rng
 
         from .domains import one_row_per_unit
+        from .ranks import refuse_release_on_worker
+
+        refuse_release_on_worker(saved)
 
         rows = one_row_per_unit(frame, units, numpy_rng(config.train.seed, "conditioning_rows"))  # a user moves one count
         dist = dp_histogram(rows, spec, sigma, seed=config.train.seed)

@@ -280,5 +280,9 @@ def config_fingerprint(config) -> int:
     """The config as every rank must share it (the seed aside: only rank 0's streams are used)."""
     from dataclasses import asdict
 
-    fields = {k: v for k, v in sorted(asdict(config).items()) if k not in ("seed", "progress")}
-    return int.from_bytes(hashlib.sha256(repr(fields).encode()).digest()[:8], "big")
+    return digest({k: v for k, v in sorted(asdict(config).items()) if k not in ("seed", "progress")})
+
+
+def digest(obj) -> int:
+    """A 64-bit digest of ``repr(obj)`` (for values whose repr is exact: numbers, strings, tuples)."""
+    return int.from_bytes(hashlib.sha256(repr(obj).encode()).digest()[:8], "big")

@@ -38,6 +38,7 @@ from .distributed import (
     Distribution,
     config_fingerprint,
     data_fingerprint,
+    digest,
     parameter_fingerprint,
     privatize_across_ranks,
     refuse_wrapped_model,
@@ -139,6 +140,9 @@ class DPTrainer:
         if self.ledger.delta != self.delta or self.ledger.accountant != config.accountant:
             raise ConfigError("the given ledger's δ or accountant differs from this run's")
         self.noise_multiplier = self._noise_multiplier()
+        if self.dist.active:  # the prior stages (releases before training) set σ: they must agree too
+            self.dist.check_same("the privacy ledger before training and σ",
+                                 digest((self.ledger.history, self.noise_multiplier)))
         if config.non_private:
             self.ledger.add_caveat("non_private")
         if config.seed is not None:
@@ -196,7 +200,7 @@ class DPTrainer:
         end = c.steps if max_steps is None else min(c.steps, self.step + max_steps)
         losses, tokens, t0, start = [], 0, time.perf_counter(), self.step
         last_save = time.monotonic()
-        bar = _progress(total=c.steps, initial=self.step, enabled=c.progress)
+        bar = _progress(total=c.steps, initial=self.step, enabled=c.progress and self.dist.is_main)
         eps = self.ledger.epsilon()
         self.model.train()
         while self.step < end:

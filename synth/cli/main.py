@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         module.add_parser(sub)
     args = parser.parse_args(argv)
     try:
+        _join_ranks(args.command)
         return SUBCOMMANDS[args.command].run(args) or 0
     except KeyboardInterrupt:
         print(f"\ndpsynth {args.command}: interrupted. Training resumes from its last checkpoint: run the same "
@@ -38,6 +39,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dpsynth {args.command}: error: {err}", file=sys.stderr)
             return 2
         raise
+
+
+def _join_ranks(command: str) -> None:
+    """Under torchrun (WORLD_SIZE > 1): join the process group for `train` and `run`, refuse the rest."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    from trainer.errors import ConfigError
+
+    if command not in ("train", "run"):
+        raise ConfigError(f"`dpsynth {command}` runs as one process: launch it without torchrun (only train and run "
+                          "train across ranks)")
+    from trainer.distributed import init_from_env
+
+    init_from_env()
 
 
 if __name__ == "__main__":

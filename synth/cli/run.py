@@ -52,7 +52,9 @@ def run(args) -> int:
         from trainer.errors import ConfigError
 
         raise ConfigError("--probe goes with --dry-run")
-    report(pipeline_for(config).run(config))
+    result = pipeline_for(config).run(config)
+    if not result.get("worker"):
+        report(result)
     return 0
 
 

@@ -14,10 +14,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..ranks import is_worker
     from .run import load, pipeline_for
 
     config = load(args)
     generator, _ = pipeline_for(config).train(config)
+    if is_worker():
+        return 0
     ledger = generator.ledger
     print(f"\ngenerator saved to {config.output.dir}/generator")
     print(f"ε spent = {ledger.epsilon():.3f} at δ = {ledger.delta:.2e} ({ledger.steps()} steps, accountant {ledger.accountant})")

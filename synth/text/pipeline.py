@@ -23,6 +23,7 @@ from trainer.io import atomic_write_text
 from ..card import privacy_block
 from ..export import export
 from ..lm.text_generator import TextGenerator
+from ..ranks import is_worker, open_gate
 from ..run_config import SynthConfig
 from ..run_folder import (
     conditioning_distribution,
@@ -77,7 +78,10 @@ def _train(config: SynthConfig, *, progress: bool) -> tuple[TextGenerator, pd.Da
     generator = TextGenerator(spec, config.model)
     if spec.labels:  # one row per document is one per unit; at user level one row per user (in the histogram)
         generator.conditioning = conditioning_distribution(config, frame, users, ledger)
+    open_gate()  # torchrun: the releases are saved, the other ranks may read them and join the training
     generator.fit(frame, train_config, output_dir=run_dir / "checkpoints", ledger=ledger)
+    if is_worker():  # rank 0 alone writes the run folder
+        return generator, frame
     report = {"note": "NOT differentially private: statistics of the private corpus, do not publish",
               "documents_read": n_read, "domain": domain.to_dict(), "chunks": generator.chunk_report.to_dict()}
     atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=2, sort_keys=True))
@@ -145,4 +149,6 @@ def run(config: SynthConfig, *, progress: bool = True) -> dict:
     refuse_existing_export(config)
     with run_folder(config):
         generator, private = _train(config, progress=progress)
+        if is_worker():  # torchrun: rank 0 alone generates and exports
+            return {"worker": True}
         return generate_and_export(config, generator, private, progress=progress)
