@@ -103,6 +103,8 @@ class DPEngine:
         self._params: dict[str, nn.Parameter] = {}
         self._attached = False
         self._units_seen: set = set()
+        self._forward_calls: dict[str, int] = {}  # per module, calls opened outside backward (this micro-batch)
+        self._recomputed: dict[str, int] = {}  # per module, of those, re-opened by checkpoint recomputation
         refuse_wrapped_model(model)
         self._batch_norms = [(n, m) for n, m in model.named_modules()
                              if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -192,6 +194,8 @@ class DPEngine:
             g.expected = g.received = 0
             g.reps.clear()
             g.norm_sq = None
+        self._forward_calls.clear()
+        self._recomputed.clear()
         try:
             yield self
             self._finish()
@@ -248,8 +252,20 @@ class DPEngine:
             )
 
     def _open_call(self, module_name: str, original) -> "_Call":
+        """A forward call of a hooked module; it counts as one more use of its group unless it is
+        gradient checkpointing re-running, during backward, a forward already counted (the
+        non-reentrant mode, transformers' default: its recomputed outputs are never backpropagated,
+        the original call delivers).  Counted, it would hold the group, and every per-unit
+        representation it gathers, until the micro-batch ends.  The reentrant mode runs the original
+        forward without grad (not routed here) and backpropagates its recomputation: that one counts."""
         gid = self._group_of_module[module_name]
-        self._groups[gid].expected += 1
+        in_backward = torch._C._current_graph_task_id() != -1
+        if in_backward and self._recomputed.get(module_name, 0) < self._forward_calls.get(module_name, 0):
+            self._recomputed[module_name] = self._recomputed.get(module_name, 0) + 1
+        else:
+            if not in_backward:
+                self._forward_calls[module_name] = self._forward_calls.get(module_name, 0) + 1
+            self._groups[gid].expected += 1
         return _Call(self, module_name, gid, original)
 
     # ------------------------------------------------------- backward delivery
