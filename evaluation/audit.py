@@ -151,18 +151,29 @@ def canary_losses(model: torch.nn.Module, canaries: Sequence[Mapping], *, pad_to
 
 
 def run_audit(model: torch.nn.Module, examples: Sequence[Mapping], canaries: Sequence[Mapping], config, *,
-              pad_token_id: int = 0, confidence: float = 0.95, seed: int | None = None) -> AuditResult:
+              pad_token_id: int = 0, confidence: float = 0.95, seed: int | None = None,
+              units: Sequence | None = None) -> AuditResult:
     """Train ``model`` with ``config`` on ``examples`` plus a coin-chosen half of ``canaries``; audit it.
 
-    The coins come from the OS's secure source unless ``seed`` is given (tests).
-    ``claimed_epsilon`` in the result is the accountant's ε at the audit's δ.
+    ``units``: the privacy unit of each example (a document's chunks, a user's rows) when the
+    config's unit is a group; each canary is then a unit of its own, of one row.  The coins come
+    from the OS's secure source unless ``seed`` is given (tests).  ``claimed_epsilon`` in the result
+    is the accountant's ε at the audit's δ.
     """
     from trainer import DPTrainer
 
     rng = np.random.default_rng(seed if seed is not None else secrets.randbits(64))
     included = rng.random(len(canaries)) < 0.5
-    train_set = list(examples) + [c for c, keep in zip(canaries, included, strict=True) if keep]
-    trainer = DPTrainer(model, train_set, config, pad_token_id=pad_token_id)
+    kept = [i for i, keep in enumerate(included) if keep]
+    train_set = list(examples) + [canaries[i] for i in kept]
+    train_units = None
+    if units is not None:
+        taken = {str(u) for u in units}
+        names = [f"canary-{i}" for i in kept]
+        if taken & set(names):
+            raise ValueError("a private unit is named like a canary (canary-N): rename it")
+        train_units = [str(u) for u in units] + names
+    trainer = DPTrainer(model, train_set, config, pad_token_id=pad_token_id, units=train_units)
     result = trainer.train(resume=False)
     scores = -canary_losses(model, canaries, pad_token_id=pad_token_id)
     delta = min(trainer.delta, 0.01 / len(canaries))

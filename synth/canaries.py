@@ -37,3 +37,15 @@ def make_canaries(spec: DatasetSpec, m: int, rng: np.random.Generator) -> pd.Dat
     for col in spec.columns:
         frame[col.name] = frame[col.name].astype({"integer": "Int64", "float": "float64"}.get(col.type, "string"))
     return frame
+
+
+def make_canary_documents(text_column: str, label_names: list[str], m: int, rng: np.random.Generator,
+                          *, words: tuple[int, int] = (12, 24)) -> pd.DataFrame:
+    """Canary documents for a text run: random letter words (a secret no real document holds), each
+    with random label values of the same kind (a random word: the labels only enter the prompt)."""
+    rows = []
+    for _ in range(m):
+        row = {text_column: " ".join(_word(rng) for _ in range(int(rng.integers(*words))))}
+        row.update({name: _word(rng) for name in label_names})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[text_column, *label_names]).astype("string")

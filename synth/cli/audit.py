@@ -1,7 +1,7 @@
 """`dpsynth audit CONFIG`: empirical lower bound on ε for a run config (one-run audit with canaries).
 
 Trains a fresh generator with the config's DP settings on the private data plus a
-coin-chosen half of random canary records, then reports AUC, exposure and the
+coin-chosen half of random canary records (records runs) or canary documents (text runs), then reports AUC, exposure and the
 Steinke-Nasr-Jagielski lower bound on ε, next to the accountant's ε.
 """
 
@@ -21,10 +21,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..pipeline import audit
-    from .run import load
+    from trainer.errors import ConfigError
 
-    result = audit(load(args), canaries=args.canaries, seed=args.seed)
+    from .run import load, pipeline_for
+
+    config = load(args)
+    pipeline = pipeline_for(config)
+    if not hasattr(pipeline, "audit"):
+        raise ConfigError(f"`dpsynth audit` covers records and text runs; this is a {config.kind} run")
+    result = pipeline.audit(config, canaries=args.canaries, seed=args.seed)
     print(result.summary())
     if result.epsilon_lower > result.claimed_epsilon:
         print("warning: the audit's lower bound exceeds the claimed ε: the DP guarantee does not hold as stated")

@@ -152,3 +152,38 @@ def run(config: SynthConfig, *, progress: bool = True) -> dict:
         if is_worker():  # torchrun: rank 0 alone generates and exports
             return {"worker": True}
         return generate_and_export(config, generator, private, progress=progress)
+
+
+def audit(config: SynthConfig, *, canaries: int = 500, seed: int | None = None):
+    """Privacy audit of this text config (`dpsynth audit`): a fresh generator trained on the private
+    documents plus a coin-chosen half of ``canaries`` random documents (each a unit of its own, one
+    chunk), every canary scored by its loss, ε bounded from below (evaluation.audit).  The audited
+    model is never exported; the result goes to ``<output.dir>/audit.json``."""
+    import numpy as np
+
+    from evaluation.audit import run_audit
+    from trainer.errors import ConfigError
+
+    from ..canaries import make_canary_documents
+
+    if canaries < 20:
+        raise ConfigError(f"the audit needs at least 20 canaries to say anything, got {canaries}")
+    spec = config.text
+    frame = load_corpus(config.data.path, spec)
+    generator = TextGenerator(spec, config.model)
+    rng = np.random.default_rng(seed)
+    chunks, owners, _ = generator.chunk(make_canary_documents(spec.text, spec.label_names, canaries, rng))
+    first = {}
+    for row, owner in zip(chunks, owners, strict=True):  # a canary is one row: its first chunk
+        first.setdefault(owner, row)
+    canary_rows = list(first.values())
+    rows, units, _ = generator.chunk(frame)
+    train_seed = seed if seed is not None else config.train.seed  # reproducible audits only: nothing is exported
+    train_config = dataclasses.replace(config.train, seed=train_seed, insecure_seed=train_seed is not None,
+                                       privacy_unit="document" if spec.user_column is None else "user",
+                                       max_examples_per_user=spec.max_chunks_per_unit)
+    result = run_audit(generator.model, rows, canary_rows, train_config, pad_token_id=generator.tokenizer.pad_token_id,
+                       seed=seed, units=units)
+    Path(config.output.dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(config.output.dir) / "audit.json", json.dumps(result.to_dict(), indent=2, default=str))
+    return result

@@ -236,3 +236,66 @@ def test_a_context_column_is_in_the_prompt_without_loss_and_given_per_document_a
     assert list(out.columns) == ["summary", "caption"] and sorted(out["summary"]) == ["a beach album"] + ["a farm album"] * 2
     with pytest.raises(ConfigError, match="one context per document"):
         gen.sample(2, max_new_tokens=4, progress=False)
+
+
+@pytest.mark.skipif(not DRUGS.exists(), reason="shared data not present")
+def test_dpsynth_audit_on_a_text_config_trains_canary_documents_as_units_of_their_own(tmp_path, capsys):
+    import json
+
+    from synth.cli.main import main
+
+    pd.read_csv(DRUGS).head(40).to_csv(tmp_path / "reviews.csv", index=False)
+    (tmp_path / "run.toml").write_text("""
+[data]
+path = "reviews.csv"
+[text]
+text = "review"
+labels = [{ name = "rating", type = "categorical", categories = ["negative", "neutral", "positive"] }]
+chunk_tokens = 128
+max_chunks_per_unit = 2
+[model]
+model = "scratch"
+[train]
+target_epsilon = 2.0
+steps = 3
+expected_batch_size = 16
+physical_batch_size = 8
+progress = false
+[output]
+dir = "run"
+""")
+    assert main(["audit", str(tmp_path / "run.toml"), "--canaries", "40", "--seed", "3"]) == 0
+    result = json.loads((tmp_path / "run" / "audit.json").read_text())
+    assert result["canaries"] == 40 and 0.0 <= result["auc"] <= 1.0
+    assert result["epsilon_lower"] <= result["claimed_epsilon"]
+    assert "AUC" in capsys.readouterr().out
+    assert not (tmp_path / "run" / "export").exists()  # the audited model is never exported
+
+
+def test_run_audit_makes_each_canary_a_unit_of_its_own_beside_grouped_private_units(monkeypatch):
+    """Document level: private documents of two chunks each, canaries of one; the trainer sees the
+    canaries as units distinct from every private one (a canary merged into a document would be
+    clipped with it, and the audit would test another mechanism)."""
+    import trainer
+    from evaluation.audit import run_audit
+    from tests.trainer.models import tiny_llama
+    from trainer import TrainConfig
+
+    seen = {}
+    original = trainer.DPTrainer.__init__
+
+    def spy(self, model, examples, config, **kw):
+        seen.update(n_rows=len(examples), units=list(kw["units"]))
+        return original(self, model, examples, config, **kw)
+
+    monkeypatch.setattr(trainer.DPTrainer, "__init__", spy)
+    private = [{"input_ids": [1, 2, 3, 4]} for _ in range(20)]
+    units = [f"doc{i // 2}" for i in range(20)]
+    canaries = [{"input_ids": [5, 6, 7, i % 90 + 8]} for i in range(30)]
+    config = TrainConfig(target_epsilon=2.0, privacy_unit="document", max_examples_per_user=2, steps=2,
+                         expected_batch_size=8, physical_batch_size=4, progress=False)
+    result = run_audit(tiny_llama(dtype=torch.float32), private, canaries, config, units=units, seed=1)
+    kept = seen["n_rows"] - 20
+    assert seen["units"][:20] == units and len(set(seen["units"][20:])) == kept
+    assert not set(seen["units"][20:]) & set(units)
+    assert result.canaries == 30
