@@ -114,7 +114,8 @@ class Distribution:
 
     @torch.no_grad()
     def all_reduce_sum(self, tensors: Sequence[torch.Tensor]) -> None:
-        """In place: every tensor becomes the SUM over ranks, reduced in fp32 buckets of whole tensors."""
+        """In place: every tensor becomes the SUM over ranks, reduced in buckets of whole tensors: fp32
+        (fp64 for fp64 tensors, which an fp32 sum would round)."""
         if not self.active:
             return
         import torch.distributed as dist
@@ -122,7 +123,8 @@ class Distribution:
         bucket: list[torch.Tensor] = []
         size = 0
         for t in [*tensors, None]:
-            if t is not None and bucket and (size + t.numel() > BUCKET_FLOATS or t.device != bucket[0].device):
+            if t is not None and bucket and (size + t.numel() > BUCKET_FLOATS or t.device != bucket[0].device
+                                             or _bucket_dtype(t) != _bucket_dtype(bucket[0])):
                 _reduce_bucket(bucket, dist)
                 bucket, size = [], 0
             if t is None:
@@ -164,8 +166,12 @@ class Distribution:
             dist.barrier()
 
 
+def _bucket_dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
 def _reduce_bucket(bucket: list[torch.Tensor], dist) -> None:
-    flat = torch.cat([t.reshape(-1).to(torch.float32) for t in bucket])
+    flat = torch.cat([t.reshape(-1).to(_bucket_dtype(bucket[0])) for t in bucket])
     dist.all_reduce(flat)
     offset = 0
     for t in bucket:
