@@ -113,7 +113,10 @@ def _snsynth_venv() -> Path:
     return py
 
 
-def run_smartnoise(train: pd.DataFrame, full: pd.DataFrame, eps: float, seed: int, out: Path) -> pd.DataFrame:
+def run_smartnoise(train: pd.DataFrame, full: pd.DataFrame, eps: float, seed: int, out: Path, *,
+                   public_domain: bool = True) -> pd.DataFrame:
+    """smartnoise-synth's AIM on the public bin codes; ``public_domain``: its domain is every public code (as
+    dpsynth's), else the codes seen in the private rows (smartnoise's default, not DP)."""
     from synth.marginals.coding import column_code
     from synth.spec import ColumnSpec
 
@@ -121,8 +124,12 @@ def run_smartnoise(train: pd.DataFrame, full: pd.DataFrame, eps: float, seed: in
     coded = pd.DataFrame({name: code.encode(train[name].reset_index(drop=True)) for name, code in codes.items()})
     out.mkdir(parents=True, exist_ok=True)
     coded.astype(str).to_csv(out / "coded.csv", index=False)
+    domain = []
+    if public_domain:
+        (out / "domain.json").write_text(json.dumps({name: code.size for name, code in codes.items()}))
+        domain = [str(out / "domain.json")]
     subprocess.run([str(_snsynth_venv()), str(ROOT / "bench" / "snsynth_aim.py"), str(out / "coded.csv"),
-                    str(out / "sample.csv"), str(eps), str(DELTA), str(seed)], check=True,
+                    str(out / "sample.csv"), str(eps), str(DELTA), str(seed), *domain], check=True,
                    stdout=subprocess.DEVNULL, stderr=open(out / "log.txt", "w"))
     sample = pd.read_csv(out / "sample.csv")
     rng = np.random.default_rng(seed)
@@ -133,8 +140,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 4.0])
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--lm-seeds", type=int, default=1, help="seeds of the (slow) LM-only road")
-    ap.add_argument("--roads", nargs="+", default=["aim", "smartnoise", "lm"])
+    ap.add_argument("--roads", nargs="+", default=["aim", "smartnoise", "smartnoise-observed", "lm"],
+                    help="smartnoise: its AIM on the public domain; smartnoise-observed: on the codes seen in the "
+                         "private rows (its default, not DP)")
     args = ap.parse_args()
     full = pd.read_csv(ADULT)
     train, test = full.iloc[:700].reset_index(drop=True), full.iloc[700:].reset_index(drop=True)
@@ -148,11 +158,11 @@ def main() -> None:
     previous = json.loads(OUT.read_text())["rows"] if OUT.exists() else []
     for eps in args.epsilons:
         for road in args.roads:
-            for seed in range(args.lm_seeds if road == "lm" else args.seeds):
+            for seed in range(args.first_seed, args.first_seed + (args.lm_seeds if road == "lm" else args.seeds)):
                 start = time.time()
                 where = WORK / f"{road}_eps{eps:g}_seed{seed}"
-                if road == "smartnoise":
-                    synthetic = run_smartnoise(train, full, eps, seed, where)
+                if road.startswith("smartnoise"):
+                    synthetic = run_smartnoise(train, full, eps, seed, where, public_domain=road == "smartnoise")
                 else:
                     synthetic = run_dpsynth(train_csv, full, eps, seed, road, where)
                 seconds = time.time() - start

@@ -23,10 +23,16 @@ from . import dist_worker as W
 WORKER = Path(W.__file__)
 
 
-def _launch(scenario: str, out: Path, *, expect_ok: bool = True) -> subprocess.CompletedProcess:
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--monitor-interval=0.2"]
+# accelerate's launcher: --multi_gpu hands the processes to torch.distributed.run (gloo when there is no GPU)
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
+
+
+def _launch(scenario: str, out: Path, *, expect_ok: bool = True, launcher: list[str] = TORCHRUN
+            ) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "--monitor-interval=0.2", str(WORKER), scenario, str(out)]
+    cmd = [*launcher, str(WORKER), scenario, str(out)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     if expect_ok:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
@@ -132,6 +138,19 @@ def test_resume_after_one_rank_is_killed_matches_the_uninterrupted_run(suite):
         assert r["ledger"] == uninterrupted["ledger"] and r["ledger_steps"] == 4
         assert r["epsilon"] == pytest.approx(uninterrupted["epsilon"], rel=1e-12)
     assert len(resumed[0]["steps"]) < 4, "the resumed run re-did every step: it did not resume"
+
+
+def test_accelerate_launch_gives_the_torchrun_result(suite, tmp_path):
+    """`accelerate launch --multi_gpu` (torch.distributed.run underneath): the same parameters, bit for bit,
+    as torchrun, with and without noise, and the same ledger."""
+    pytest.importorskip("accelerate")
+    _, ranks = suite
+    _launch("suite", tmp_path, launcher=ACCELERATE)
+    launched = [torch.load(tmp_path / f"suite_rank{r}.pt", weights_only=False) for r in range(2)]
+    for mine, theirs in zip(launched, ranks, strict=True):
+        for case in ("equal_flat", "equal_per_layer_user", "noisy"):
+            assert _bitwise(mine[case]["params"], theirs[case]["params"]), case
+        assert mine["noisy"]["ledger"] == theirs["noisy"]["ledger"]
 
 
 # ------------------------------------------------------------- one process
