@@ -145,7 +145,11 @@ def main() -> None:
     ap.add_argument("--roads", nargs="+", default=["aim", "smartnoise", "smartnoise-observed", "lm"],
                     help="smartnoise: its AIM on the public domain; smartnoise-observed: on the codes seen in the "
                          "private rows (its default, not DP)")
+    ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(json.loads(OUT.read_text())["rows"]))
+        return
     full = pd.read_csv(ADULT)
     train, test = full.iloc[:700].reset_index(drop=True), full.iloc[700:].reset_index(drop=True)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -174,6 +178,26 @@ def main() -> None:
                 OUT.write_text(json.dumps({"command": " ".join(sys.argv), "delta": DELTA, "rows": kept + rows},
                                           indent=2))
     print(summary(json.loads(OUT.read_text())["rows"]))
+
+
+ROAD_NAMES = {"aim": "dpsynth, `columns.model = \"aim\"`", "smartnoise": "smartnoise-synth 1.0.8 AIM, public domain",
+              "smartnoise-observed": "smartnoise-synth 1.0.8 AIM, observed domain (its default; not DP)",
+              "lm": "dpsynth LM road (scratch LM, 80 DP steps)"}
+
+
+def markdown(rows: list[dict]) -> str:
+    """The README's table: mean ± std over seeds per (ε, road), the real rows last."""
+    frame = pd.DataFrame(rows)
+    cols = ["sdmetrics_overall", "column_shapes", "column_pair_trends", "tstr_accuracy", "tstr_auc"]
+    lines = ["| ε | road | seeds | SDMetrics overall | column shapes | column pair trends | TSTR accuracy | TSTR AUC | "
+             "seconds |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (eps, road), g in frame[frame["epsilon"].notna()].groupby(["epsilon", "road"], sort=True):
+        cells = [f"{g[c].mean():.3f} ± {g[c].std():.3f}" if len(g) > 1 else f"{g[c].mean():.3f}" for c in cols]
+        lines.append(f"| {eps:g} | {ROAD_NAMES.get(road, road)} | {len(g)} | {' | '.join(cells)} | "
+                     f"{g['seconds'].median():.0f} |")
+    real = frame[frame["epsilon"].isna()].iloc[0]
+    lines.append(f"| – | real: the 700 training rows | – | {' | '.join(f'{real[c]:.3f}' for c in cols)} | – |")
+    return "\n".join(lines)
 
 
 def summary(rows: list[dict]) -> str:

@@ -2,6 +2,7 @@
 LM-only records road, both scored on held-out rows (issue 15).
 
     python bench/water_columns.py                 # both roads, one seed
+    python bench/water_columns.py --seeds 0 1 2   # both roads, three seeds (about 40 minutes on 2 cores)
     python bench/water_columns.py --roads aim --budget-share 0.25
 
 ``../shared/data/water_dev.csv``: rows 0-1499 are private, rows 1500-1999 held out.  Both roads use
@@ -75,7 +76,7 @@ def score(held_out: pd.DataFrame, synthetic: pd.DataFrame) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--roads", nargs="+", default=["aim", "lm"])
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--budget-share", type=float, default=0.25)
     ap.add_argument("--rescore", action="store_true", help="score the roads' existing exports again, no training")
     args = ap.parse_args()
@@ -101,10 +102,10 @@ def main() -> None:
                 r.update(score(held_out, load_table(export)))
         OUT.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
         return
-    for road in args.roads:
+    for seed, road in ((s, r) for s in args.seeds for r in args.roads):
         start = time.time()
-        result = run(build_config(config(road, WORK / "train.csv", args.seed, args.budget_share)), progress=False)
-        row = {"road": road, "seed": args.seed, "budget_share": args.budget_share if road == "aim" else None,
+        result = run(build_config(config(road, WORK / "train.csv", seed, args.budget_share)), progress=False)
+        row = {"road": road, "seed": seed, "budget_share": args.budget_share if road == "aim" else None,
                "epsilon": result["epsilon"], "seconds": round(time.time() - start, 1),
                "stages": [s["stage"] for s in result["card"]["privacy"]["stages"]],
                **score(held_out, result["synthetic"])}
@@ -112,6 +113,22 @@ def main() -> None:
         rows = [r for r in rows if (r["road"], r.get("seed"), r.get("budget_share")) !=
                 (row["road"], row["seed"], row["budget_share"])] + [row]
         OUT.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
+    print(summary(rows))
+
+
+SUMMARY = {"am/tv/category/rating": "rating TV", "am/w1/value/overall_rating": "overall_rating W1",
+           "quality/column_shapes": "column shapes", "pair/overall_rating~rating_correlation_similarity": "pair trend",
+           "knd/title~cleaned_review": "KND", "knn_precision": "k-NN precision", "knn_recall": "k-NN recall",
+           "am/w1/length/cleaned_review": "review length W1", "cfg_pr": "CFG-PR", "seconds": "seconds"}
+
+
+def summary(rows: list[dict]) -> str:
+    """Mean ± std over seeds of each road (budget share apart)."""
+    frame = pd.DataFrame(rows)
+    frame["road"] = [r if r != "aim" else f"aim (share {s})" for r, s in zip(frame["road"], frame["budget_share"], strict=True)]
+    cols = [c for c in SUMMARY if c in frame]
+    table = frame.groupby("road")[cols].agg(["mean", "std", "count"])
+    return table.rename(columns=SUMMARY).to_string()
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ class ColumnsSection:
     budget_share: float = field(default=0.25, metadata={"help": "model = aim with text columns: the share of the ε left after the domain estimates that the column model spends (the LM gets the rest of the target); a table without text gives the column model all of it."})
     max_model_size: float = field(default=80.0, metadata={"help": "AIM: largest graphical model, in MB (runtime grows with it)."})
     max_cells: int = field(default=10_000, metadata={"help": "AIM: pair marginals with more cells than this are left out of the workload."})
-    rounds: int | None = field(default=None, metadata={"help": "AIM: rounds the budget is planned for (default 16 × columns; annealing ends sooner)."})
+    rounds: int | None = field(default=None, metadata={"help": "AIM: rounds the budget is planned for (default 4 × columns, where AIM's paper has 16: better at small N, see the README's census table; annealing ends sooner)."})
     pgm_iters: int = field(default=1000, metadata={"help": "AIM: mirror-descent iterations of each graphical-model refit."})
 
     def __post_init__(self):
