@@ -28,7 +28,7 @@ import numpy as np
 Clique = tuple[str, ...]
 
 # AIM's paper plans 16 rounds per column; on census (700 rows, 15 columns, ε = 1 and 4, 8 seeds each,
-# bench/census_columns.py) 4 per column scored 0.782 / 0.866 SDMetrics against 0.765 / 0.858 at 16:
+# bench/census_columns.py) 4 per column scored 0.782 / 0.865 SDMetrics against 0.765 / 0.858 at 16:
 # at small N each round's measurement needs the larger share of ρ
 ROUNDS_PER_COLUMN = 4
 
