@@ -32,6 +32,7 @@ Clique = tuple[str, ...]
 # at small N each round's measurement needs the larger share of ρ
 ROUNDS_PER_COLUMN = 4
 
+
 @dataclass
 class AIMSettings:
     max_model_size: float = 80.0  # MB of the graphical model's potentials at the end
