@@ -194,7 +194,7 @@ def test_an_undeclared_label_list_is_estimated_with_dp_and_paid_for(tmp_path):
                  "chunk_tokens": 160, "max_chunks_per_unit": 2, "estimate_noise": 3.0},
         "model": {"model": "scratch"},
         "train": {"target_epsilon": 8.0, "steps": 1, "expected_batch_size": 8, "physical_batch_size": 4,
-                  "progress": False},
+                  "progress": False, "seed": 0, "insecure_seed": True},
         "generate": {"n": 6, "max_new_tokens": 16}, "output": {"dir": str(tmp_path / "run"), "format": "jsonl"}})
     result = pipeline.run(config, progress=False)
     card = result["card"]
@@ -205,7 +205,11 @@ def test_an_undeclared_label_list_is_estimated_with_dp_and_paid_for(tmp_path):
     assert not any(f.startswith("condition") for f in card["declared_public"])
     listed = json.loads((tmp_path / "run" / "domains.json").read_text())[0]["value"]
     counts = private["condition"].value_counts()
-    assert "Birth Control" in listed and set(listed) <= set(counts[counts >= 3].index)
+    # partition selection releases a category of count c with probability P(N(0, σ²) > τ - c): about
+    # selection_delta for c = 1, so an unseeded run released one of the 106 conditions held by one or two
+    # rows now and then (a few percent of runs by that estimate; seen once in CI): seeded here, and at most
+    # 2 such are allowed
+    assert "Birth Control" in listed and len(set(listed) - set(counts[counts >= 3].index)) <= 2
     assert set(result["synthetic"]["condition"]) <= set(listed)
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["domain"]["rows_dropped"] == int((~private["condition"].isin(listed)).sum())  # counted
