@@ -180,6 +180,7 @@ def main() -> None:
     print(summary(json.loads(OUT.read_text())["rows"]))
 
 
+METRICS = ["sdmetrics_overall", "column_shapes", "column_pair_trends", "tstr_accuracy", "tstr_auc"]
 ROAD_NAMES = {"aim": "dpsynth, `columns.model = \"aim\"`", "smartnoise": "smartnoise-synth 1.0.8 AIM, public domain",
               "smartnoise-observed": "smartnoise-synth 1.0.8 AIM, observed domain (its default; not DP)",
               "lm": "dpsynth LM road (scratch LM, 80 DP steps)"}
@@ -188,7 +189,7 @@ ROAD_NAMES = {"aim": "dpsynth, `columns.model = \"aim\"`", "smartnoise": "smartn
 def markdown(rows: list[dict]) -> str:
     """The README's table: mean ± std over seeds per (ε, road), the real rows last."""
     frame = pd.DataFrame(rows)
-    cols = ["sdmetrics_overall", "column_shapes", "column_pair_trends", "tstr_accuracy", "tstr_auc"]
+    cols = METRICS
     lines = ["| ε | road | seeds | SDMetrics overall | column shapes | column pair trends | TSTR accuracy | TSTR AUC | "
              "seconds |", "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for (eps, road), g in frame[frame["epsilon"].notna()].groupby(["epsilon", "road"], sort=True):
@@ -202,7 +203,7 @@ def markdown(rows: list[dict]) -> str:
 
 def summary(rows: list[dict]) -> str:
     frame = pd.DataFrame(rows)
-    cols = ["sdmetrics_overall", "column_shapes", "column_pair_trends", "tstr_accuracy", "tstr_auc", "seconds"]
+    cols = [*METRICS, "seconds"]
     table = frame.groupby(["epsilon", "road"], dropna=False)[cols].agg(["mean", "std", "count"])
     return table.to_string()
 
