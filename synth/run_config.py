@@ -98,9 +98,12 @@ class ColumnsSection:
     max_cells: int = field(default=10_000, metadata={"help": "AIM: pair marginals with more cells than this are left out of the workload."})
     rounds: int | None = field(default=None, metadata={"help": "AIM: rounds the budget is planned for (default 4 × columns, where AIM's paper has 16: better at small N, see the README's census table; annealing ends sooner)."})
     pgm_iters: int = field(default=1000, metadata={"help": "AIM: mirror-descent iterations of each graphical-model refit."})
+    coarse_groups: int = field(default=8, metadata={"help": "AIM: every pair with a number binned finer than this is also offered with the number's adjacent bins summed into this many groups, a marginal with fewer cells that AIM can afford at a small ρ (0: off, as in AIM's paper; see the README's census and Water tables)."})
 
     def __post_init__(self):
         check_field_types(self, "columns")
+        if self.coarse_groups < 0 or self.coarse_groups == 1:
+            raise ConfigError(f"columns.coarse_groups must be 0 (off) or >= 2, got {self.coarse_groups}")
         if self.model not in COLUMN_ROADS:
             raise ConfigError(f"columns.model must be one of {', '.join(COLUMN_ROADS)}, got {self.model!r}")
         if not 0 < self.budget_share < 1:
@@ -117,7 +120,7 @@ class ColumnsSection:
         from .marginals import ColumnModelSettings
 
         return ColumnModelSettings(max_model_size=self.max_model_size, max_cells=self.max_cells, rounds=self.rounds,
-                                   pgm_iters=self.pgm_iters)
+                                   pgm_iters=self.pgm_iters, coarse_groups=self.coarse_groups or None)
 
 
 EVOLVE_ROADS = ("fine-tune", "evolve", "fine-tune+evolve")

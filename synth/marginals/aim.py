@@ -11,6 +11,10 @@ Select, measure, estimate, round after round, inside a zCDP budget ρ:
 * when a measurement changed the model by less than its noise, σ_t halves and ε_t doubles;
   the last round spends what is left.
 
+One addition to the paper: every pair with a finely binned number is also offered coarse, with the
+number's adjacent bins summed into ``coarse_groups`` groups (``grouping.py``), so that at a small ρ
+the pair's dependence can still be measured where its fine marginal has too many cells to pay for.
+
 The inference is mbi's; the loop is ours, so that each selection and each measurement is
 reported for the ledger (``AIMSpend``).  A unit (a row, or a user's at most ``sensitivity``
 rows) moves every marginal count vector by at most ``sensitivity`` in L1 and L2, and every
@@ -24,6 +28,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .grouping import coarse_query
 
 Clique = tuple[str, ...]
 
@@ -40,6 +46,7 @@ class AIMSettings:
     rounds: int | None = None  # the budget is planned for this many rounds (default ROUNDS_PER_COLUMN × columns)
     pgm_iters: int = 1000  # mirror-descent iterations per refit
     select_share: float = 0.1  # share of each round's ρ spent on selection
+    coarse_groups: int | None = 8  # pairs are also offered with fine numbers in this many groups (None: not)
 
 
 @dataclass
@@ -49,6 +56,13 @@ class AIMSpend:
     measure_multipliers: list[float] = field(default_factory=list)
     select_rhos: list[float] = field(default_factory=list)
     measured: list[Clique] = field(default_factory=list)
+    coarsened: list[list[str]] = field(default_factory=list)  # per measurement: its columns summed in groups
+
+    def describe(self, i: int) -> str:
+        """Measurement ``i`` as the card names it, e.g. ``overall_rating×rating (overall_rating in groups)``."""
+        name = "×".join(self.measured[i])
+        coarse = self.coarsened[i] if i < len(self.coarsened) else []
+        return f"{name} ({', '.join(coarse)} in groups)" if coarse else name
 
     @property
     def rho(self) -> float:
@@ -158,10 +172,12 @@ def _release_compiled_programs(jax) -> None:
 
 
 def run_aim(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng: np.random.Generator, *,
-            sensitivity: int = 1, settings: AIMSettings | None = None, progress=None):
+            sensitivity: int = 1, settings: AIMSettings | None = None, progress=None,
+            ordered: dict[str, int] | None = None):
     """Fit a graphical model to the coded private columns with AIM inside ρ-zCDP.
     Returns (mbi MarkovRandomField, AIMSpend).  ``progress(fraction_of_rho_spent, clique)`` is called
-    after every round."""
+    after every round.  ``ordered``: for each numeric column, how many of its first codes are bins in
+    order (the ones a coarse marginal may group)."""
     import jax
     from mbi import Domain, LinearMeasurement
     from mbi.estimation import MirrorDescent
@@ -175,17 +191,27 @@ def run_aim(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng
     answers = {cl: marginal(codes, sizes, cl) for cl in candidates}
     for c in columns:
         answers.setdefault((c,), marginal(codes, sizes, (c,)))
+    coarse = {}  # clique -> its coarse query, for the pairs with a number finer than coarse_groups
+    if settings.coarse_groups:
+        for cl in candidates:
+            query = coarse_query(cl, sizes, ordered or {}, settings.coarse_groups) if len(cl) > 1 else None
+            if query is not None:
+                coarse[cl] = query
+    coarse_answers = {cl: q.apply(answers[cl].reshape([sizes[a] for a in cl])) for cl, q in coarse.items()}
     rounds = max(settings.rounds or ROUNDS_PER_COLUMN * len(columns), len(columns))
     sigma, eps = _round_noise(rho / rounds, settings.select_share)  # σ as a multiplier of the sensitivity
     spend = AIMSpend()
     measurements = []
 
-    def measure(cl: Clique, multiplier: float) -> None:
-        x = answers[cl]
+    def measure(cl: Clique, multiplier: float, grouped: bool = False) -> None:
+        x = coarse_answers[cl] if grouped else answers[cl]
         y = x + rng.normal(0.0, multiplier * sensitivity, size=x.size)
-        measurements.append(LinearMeasurement(y, cl, multiplier * sensitivity))
+        extra = {"query": coarse[cl]} if grouped else {}
+        measurements.append(LinearMeasurement(y, cl, multiplier * sensitivity, **extra))
         spend.measure_multipliers.append(multiplier)
         spend.measured.append(cl)
+        spend.coarsened.append([a for a, m in zip(cl, coarse[cl].matrices, strict=True) if m is not None]
+                               if grouped else [])
 
     # the one-way marginals first, at the planned per-round σ (AIM's initialisation): at most 90% of ρ
     for c in columns:
@@ -205,16 +231,25 @@ def run_aim(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng
         small = [cl for cl in candidates
                  if cl in free or hypothetical_model_size(domain, [*cliques, cl]) <= size_limit]
         estimates = model_marginals(model, small)
+        # an option is a candidate marginal, fine (False) or coarse (True); a row moves either by at most 1
+        options = [(cl, False) for cl in small] + [(cl, True) for cl in small if cl in coarse]
+
+        def view(cl: Clique, grouped: bool, fine: np.ndarray) -> np.ndarray:
+            return coarse[cl].apply(fine.reshape([sizes[a] for a in cl])) if grouped else fine
+
         bias = math.sqrt(2 / math.pi) * sigma * sensitivity
-        scores = np.array([candidates[cl] * (np.abs(answers[cl] - estimates[cl]).sum() - bias * answers[cl].size)
-                           for cl in small])
-        chosen = small[_exponential_mechanism(scores, eps, sensitivity * max(candidates[cl] for cl in small), rng)]
+        scores = []
+        for cl, grouped in options:
+            truth = coarse_answers[cl] if grouped else answers[cl]
+            scores.append(candidates[cl] * (np.abs(truth - view(cl, grouped, estimates[cl])).sum() - bias * truth.size))
+        chosen, grouped = options[_exponential_mechanism(np.array(scores), eps,
+                                                         sensitivity * max(candidates[cl] for cl in small), rng)]
         spend.select_rhos.append(eps**2 / 8)
-        measure(chosen, sigma)
-        before = estimates[chosen]
+        measure(chosen, sigma, grouped)
+        before = view(chosen, grouped, estimates[chosen])
         model = estimator.estimate(domain, measurements, iters=settings.pgm_iters, warm_start=model)
         _release_compiled_programs(jax)
-        after = model_marginals(model, [chosen])[chosen]
+        after = view(chosen, grouped, model_marginals(model, [chosen])[chosen])
         if progress is not None:
             progress(min(1.0, spend.rho / rho), chosen)
         if not done and np.abs(after - before).sum() <= math.sqrt(2 / math.pi) * sigma * sensitivity * before.size:

@@ -72,8 +72,10 @@ class ColumnModel:
                 bar.set_postfix_str(f"measured {'×'.join(clique)}")
 
             mechanism_fn = run_aim if mechanism == "aim" else run_mst
+            extra = {"ordered": {c.name: c.values_size for c in codes if c.edges is not None}} \
+                if mechanism == "aim" else {}
             model, spend = mechanism_fn(data, sizes, rho, rng, sensitivity=sensitivity, settings=settings,
-                                        progress=report)
+                                        progress=report, **extra)
         return cls(codes, model, spend, sensitivity=sensitivity, mechanism=mechanism)
 
     # --------------------------------------------------------------- sample
@@ -105,7 +107,7 @@ class ColumnModel:
         """What the card says about the model (no private statistic: the columns' public coding and
         which marginals AIM chose to measure)."""
         return {"source": self.source, "columns": self.columns, "coding": [c.describe() for c in self.codes],
-                "measured_marginals": ["×".join(cl) for cl in self.spend.measured if len(cl) > 1],
+                "measured_marginals": [self.spend.describe(i) for i, cl in enumerate(self.spend.measured) if len(cl) > 1],
                 "rho": self.spend.rho, "sensitivity": self.sensitivity, "mechanism": self.mechanism}
 
     # ---------------------------------------------------------- persistence
@@ -134,7 +136,8 @@ class ColumnModel:
         with _quiet_jax():
             marginals = message_passing_stable(potentials, meta["total"])
         spend = meta["spend"]
-        spend = AIMSpend(spend["measure_multipliers"], spend["select_rhos"], [tuple(c) for c in spend["measured"]])
+        spend = AIMSpend(spend["measure_multipliers"], spend["select_rhos"], [tuple(c) for c in spend["measured"]],
+                         spend.get("coarsened", []))
         return cls(codes, MarkovRandomField(potentials=potentials, marginals=marginals, total=meta["total"]), spend,
                    sensitivity=meta["sensitivity"], mechanism=meta.get("mechanism", "aim"))
 
