@@ -57,12 +57,14 @@ class AIMSpend:
     select_rhos: list[float] = field(default_factory=list)
     measured: list[Clique] = field(default_factory=list)
     coarsened: list[list[str]] = field(default_factory=list)  # per measurement: its columns summed in groups
+    coarse_groups: int | None = None  # how many groups of bins they were summed into
 
     def describe(self, i: int) -> str:
-        """Measurement ``i`` as the card names it, e.g. ``overall_rating×rating (overall_rating in groups)``."""
+        """Measurement ``i`` as the card names it, e.g. ``overall_rating×rating (overall_rating in 8 groups
+        of bins)``."""
         name = "×".join(self.measured[i])
         coarse = self.coarsened[i] if i < len(self.coarsened) else []
-        return f"{name} ({', '.join(coarse)} in groups)" if coarse else name
+        return f"{name} ({', '.join(coarse)} in {self.coarse_groups} groups of bins)" if coarse else name
 
     @property
     def rho(self) -> float:
@@ -200,7 +202,7 @@ def run_aim(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng
     coarse_answers = {cl: q.apply(answers[cl].reshape([sizes[a] for a in cl])) for cl, q in coarse.items()}
     rounds = max(settings.rounds or ROUNDS_PER_COLUMN * len(columns), len(columns))
     sigma, eps = _round_noise(rho / rounds, settings.select_share)  # σ as a multiplier of the sensitivity
-    spend = AIMSpend()
+    spend = AIMSpend(coarse_groups=settings.coarse_groups if coarse else None)
     measurements = []
 
     def measure(cl: Clique, multiplier: float, grouped: bool = False) -> None:

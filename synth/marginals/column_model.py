@@ -137,7 +137,7 @@ class ColumnModel:
             marginals = message_passing_stable(potentials, meta["total"])
         spend = meta["spend"]
         spend = AIMSpend(spend["measure_multipliers"], spend["select_rhos"], [tuple(c) for c in spend["measured"]],
-                         spend.get("coarsened", []))
+                         spend.get("coarsened", []), spend.get("coarse_groups"))
         return cls(codes, MarkovRandomField(potentials=potentials, marginals=marginals, total=meta["total"]), spend,
                    sensitivity=meta["sensitivity"], mechanism=meta.get("mechanism", "aim"))
 
