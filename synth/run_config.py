@@ -25,6 +25,7 @@ from .diffusion import UNetChoice
 from .images.spec import ImagesSpec
 from .lm import ModelChoice
 from .lm.text_spec import TextSpec
+from .marginals.aim import ROUNDS_PER_COLUMN
 from .marginals.column_model import MECHANISMS
 from .spec import DatasetSpec
 
@@ -96,7 +97,7 @@ class ColumnsSection:
     budget_share: float = field(default=0.25, metadata={"help": "model = aim with text columns: the share of the ε left after the domain estimates that the column model spends (the LM gets the rest of the target); a table without text gives the column model all of it."})
     max_model_size: float = field(default=80.0, metadata={"help": "AIM: largest graphical model, in MB (runtime grows with it)."})
     max_cells: int = field(default=10_000, metadata={"help": "AIM: pair marginals with more cells than this are left out of the workload."})
-    rounds: int | None = field(default=None, metadata={"help": "AIM: rounds the budget is planned for (default 4 × columns, where AIM's paper has 16: better at small N, see the README's census table; annealing ends sooner)."})
+    rounds: int | None = field(default=None, metadata={"help": f"AIM: rounds the budget is planned for (default {ROUNDS_PER_COLUMN} × columns, where AIM's paper has 16: better at small N, see the README's census table; annealing ends sooner)."})
     pgm_iters: int = field(default=1000, metadata={"help": "AIM: mirror-descent iterations of each graphical-model refit."})
     coarse_groups: int = field(default=8, metadata={"help": "AIM: every pair with a number binned finer than this is also offered with the number's adjacent bins summed into this many groups, a marginal with fewer cells that AIM can afford at a small ρ (0: off, as in AIM's paper; see the README's census and Water tables)."})
 
