@@ -31,7 +31,7 @@ WORK = ROOT / "bench" / "work" / "water_columns"
 OUT = ROOT / "bench" / "results" / "water_columns_cpu.json"
 
 
-def config(road: str, train_csv: Path, seed: int, share: float) -> dict:
+def config(road: str, train_csv: Path, seed: int, share: float, coarse_groups: int | None = None) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo.toml")
@@ -45,6 +45,8 @@ def config(road: str, train_csv: Path, seed: int, share: float) -> dict:
             if col["name"] == "overall_rating":
                 col.update({"bins": 40, "decimals": 1})  # 0.1-wide bins on [1, 5]
         raw["columns"] = {"model": "aim", "budget_share": share}
+        if coarse_groups is not None:
+            raw["columns"]["coarse_groups"] = coarse_groups
     return raw
 
 
@@ -78,8 +80,14 @@ def main() -> None:
     ap.add_argument("--roads", nargs="+", default=["aim", "lm"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--budget-share", type=float, default=0.25)
+    ap.add_argument("--coarse-groups", type=int, default=None,
+                    help="the column road's columns.coarse_groups (default: the config default)")
     ap.add_argument("--rescore", action="store_true", help="score the roads' existing exports again, no training")
+    ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(json.loads(OUT.read_text())["rows"], args.seeds, args.coarse_groups))
+        return
     from synth.pipeline import run
     from synth.run_config import build_config
 
@@ -104,14 +112,16 @@ def main() -> None:
         return
     for seed, road in ((s, r) for s in args.seeds for r in args.roads):
         start = time.time()
-        result = run(build_config(config(road, WORK / "train.csv", seed, args.budget_share)), progress=False)
+        result = run(build_config(config(road, WORK / "train.csv", seed, args.budget_share, args.coarse_groups)),
+                     progress=False)
         row = {"road": road, "seed": seed, "budget_share": args.budget_share if road == "aim" else None,
+               "coarse_groups": args.coarse_groups if road == "aim" else None,
                "epsilon": result["epsilon"], "seconds": round(time.time() - start, 1),
                "stages": [s["stage"] for s in result["card"]["privacy"]["stages"]],
                **score(held_out, result["synthetic"])}
         print(json.dumps(row), flush=True)
-        rows = [r for r in rows if (r["road"], r.get("seed"), r.get("budget_share")) !=
-                (row["road"], row["seed"], row["budget_share"])] + [row]
+        rows = [r for r in rows if (r["road"], r.get("seed"), r.get("budget_share"), r.get("coarse_groups")) !=
+                (row["road"], row["seed"], row["budget_share"], row["coarse_groups"])] + [row]
         OUT.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
     print(summary(rows))
 
@@ -125,10 +135,40 @@ SUMMARY = {"am/tv/category/rating": "rating TV", "am/w1/value/overall_rating": "
 def summary(rows: list[dict]) -> str:
     """Mean ± std over seeds of each road (budget share apart)."""
     frame = pd.DataFrame(rows)
-    frame["road"] = [r if r != "aim" else f"aim (share {s})" for r, s in zip(frame["road"], frame["budget_share"], strict=True)]
+    groups = frame["coarse_groups"] if "coarse_groups" in frame else pd.Series(None, index=frame.index, dtype=float)
+    frame["road"] = [r if r != "aim" else f"aim (share {s}" + (f", coarse_groups {g:g})" if pd.notna(g) else ")")
+                     for r, s, g in zip(frame["road"], frame["budget_share"], groups, strict=True)]
     cols = [c for c in SUMMARY if c in frame]
     table = frame.groupby("road")[cols].agg(["mean", "std", "count"])
     return table.rename(columns=SUMMARY).to_string()
+
+
+LOWER_IS_BETTER = {"am/tv/category/rating", "am/w1/value/overall_rating", "knd/title~cleaned_review",
+                   "am/w1/length/cleaned_review", "seconds"}
+
+
+def markdown(rows: list[dict], seeds: list[int], coarse_groups: int | None = None) -> str:
+    """The README's table: each metric's mean ± std over ``seeds`` for the column road (share 0.25) and the
+    LM road, the better mean in bold, the real sample last."""
+    frame = pd.DataFrame(rows)
+    frame = frame[frame["road"].eq("real") | frame["seed"].isin(seeds)]
+    groups = frame["coarse_groups"] if "coarse_groups" in frame else pd.Series(None, index=frame.index)
+    same = groups.isna() if coarse_groups is None else groups.eq(coarse_groups)
+    column = frame[(frame["road"] == "aim") & (frame["budget_share"] == 0.25) & same]
+    lm = frame[frame["road"] == "lm"]
+    real = frame[frame["road"] == "real"].iloc[0]
+    lines = [f"| metric (vs held-out rows) | column model + LM ({len(column)} seeds) | LM only ({len(lm)} seeds) | "
+             "real (500 private rows) |", "|---|---:|---:|---:|"]
+    for key, name in SUMMARY.items():
+        a, b = column[key].astype(float), lm[key].astype(float)
+        better = (a.mean() < b.mean()) == (key in LOWER_IS_BETTER) if a.mean() != b.mean() else None
+        cells = [f"{g.mean():.3f} ± {g.std():.3f}" if key != "seconds" else f"{g.median():.0f}" for g in (a, b)]
+        if better is not None and key not in ("seconds", "cfg_pr"):
+            cells[0 if better else 1] = f"**{cells[0 if better else 1]}**"
+        shown = "–" if key == "seconds" or pd.isna(real.get(key)) else f"{real[key]:.3f}"
+        lines.append(f"| {name}{' (lower is better)' if key in LOWER_IS_BETTER else ''} | {cells[0]} | {cells[1]} | "
+                     f"{shown} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
