@@ -183,7 +183,8 @@ def main() -> None:
 
 METRICS = ["sdmetrics_overall", "column_shapes", "column_pair_trends", "tstr_accuracy", "tstr_auc"]
 ROAD_NAMES = {"aim": "dpsynth, `columns.model = \"aim\"`",
-              "aim-fine": "dpsynth AIM without coarse pairs (`columns.coarse_groups = 0`)", "smartnoise": "smartnoise-synth 1.0.8 AIM, public domain",
+              "aim-fine": "dpsynth AIM without coarse pairs (`columns.coarse_groups = 0`)",
+              "smartnoise": "smartnoise-synth 1.0.8 AIM, public domain",
               "smartnoise-observed": "smartnoise-synth 1.0.8 AIM, observed domain (its default; not DP)",
               "lm": "dpsynth LM road (scratch LM, 80 DP steps)"}
 

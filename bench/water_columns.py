@@ -132,10 +132,15 @@ SUMMARY = {"am/tv/category/rating": "rating TV", "am/w1/value/overall_rating": "
            "am/w1/length/cleaned_review": "review length W1", "cfg_pr": "CFG-PR", "seconds": "seconds"}
 
 
+def _coarse_groups(frame: pd.DataFrame) -> pd.Series:
+    """Each row's columns.coarse_groups (missing: the default; rows before session 11 lack the field)."""
+    return frame["coarse_groups"] if "coarse_groups" in frame else pd.Series(None, index=frame.index, dtype=float)
+
+
 def summary(rows: list[dict]) -> str:
     """Mean ± std over seeds of each road (budget share apart)."""
     frame = pd.DataFrame(rows)
-    groups = frame["coarse_groups"] if "coarse_groups" in frame else pd.Series(None, index=frame.index, dtype=float)
+    groups = _coarse_groups(frame)
     frame["road"] = [r if r != "aim" else f"aim (share {s}" + (f", coarse_groups {g:g})" if pd.notna(g) else ")")
                      for r, s, g in zip(frame["road"], frame["budget_share"], groups, strict=True)]
     cols = [c for c in SUMMARY if c in frame]
@@ -152,7 +157,7 @@ def markdown(rows: list[dict], seeds: list[int], coarse_groups: int | None = Non
     LM road, the better mean in bold, the real sample last."""
     frame = pd.DataFrame(rows)
     frame = frame[frame["road"].eq("real") | frame["seed"].isin(seeds)]
-    groups = frame["coarse_groups"] if "coarse_groups" in frame else pd.Series(None, index=frame.index)
+    groups = _coarse_groups(frame)
     same = groups.isna() if coarse_groups is None else groups.eq(coarse_groups)
     column = frame[(frame["road"] == "aim") & (frame["budget_share"] == 0.25) & same]
     lm = frame[frame["road"] == "lm"]

@@ -193,12 +193,9 @@ def run_aim(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng
     answers = {cl: marginal(codes, sizes, cl) for cl in candidates}
     for c in columns:
         answers.setdefault((c,), marginal(codes, sizes, (c,)))
-    coarse = {}  # clique -> its coarse query, for the pairs with a number finer than coarse_groups
-    if settings.coarse_groups:
-        for cl in candidates:
-            query = coarse_query(cl, sizes, ordered or {}, settings.coarse_groups) if len(cl) > 1 else None
-            if query is not None:
-                coarse[cl] = query
+    # clique -> its coarse query, for the pairs with a number finer than coarse_groups
+    coarse = {cl: query for cl in candidates if settings.coarse_groups and len(cl) > 1
+              and (query := coarse_query(cl, sizes, ordered or {}, settings.coarse_groups)) is not None}
     coarse_answers = {cl: q.apply(answers[cl].reshape([sizes[a] for a in cl])) for cl, q in coarse.items()}
     rounds = max(settings.rounds or ROUNDS_PER_COLUMN * len(columns), len(columns))
     sigma, eps = _round_noise(rho / rounds, settings.select_share)  # σ as a multiplier of the sensitivity

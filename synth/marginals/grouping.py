@@ -6,9 +6,11 @@ the pair would teach the model.  The same pair with the number in 8 groups of 5 
 fifth of the noise for most of the dependence, and its measurement still constrains the fine model
 (Private-PGM fits the fine potentials to any linear measurement of them).  Whether AIM picks it is
 still AIM's choice: at Water's ρ its score rates even the coarse pair below a repeated one-way, and
-the exponential mechanism, nearly uniform at that ε, picks it on most seeds, not all.  A row falls in exactly one coarse cell, so
-the coarse marginal has the fine one's sensitivity (1 in L1 and L2 per row): the same σ and the same
-selection scores apply, and the ledger sees an ordinary Gaussian measurement.
+the exponential mechanism, nearly uniform at that ε, picks it on most seeds, not all.
+
+A row falls in exactly one coarse cell, so the coarse marginal has the fine one's sensitivity (1 in L1
+and L2 per row): the same σ and the same selection scores apply, and the ledger sees an ordinary
+Gaussian measurement.
 """
 
 from __future__ import annotations
