@@ -79,14 +79,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--roads", nargs="+", default=["aim", "lm"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--budget-share", type=float, default=0.25)
+    ap.add_argument("--budget-share", type=float, default=None,
+                    help="the column road's columns.budget_share (default: the config default)")
     ap.add_argument("--coarse-groups", type=int, default=None,
                     help="the column road's columns.coarse_groups (default: the config default)")
     ap.add_argument("--rescore", action="store_true", help="score the roads' existing exports again, no training")
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     args = ap.parse_args()
+    if args.budget_share is None:
+        from synth.run_config import ColumnsSection
+
+        args.budget_share = ColumnsSection().budget_share
     if args.table:
-        print(markdown(json.loads(OUT.read_text())["rows"], args.seeds, args.coarse_groups))
+        print(markdown(json.loads(OUT.read_text())["rows"], args.seeds, args.coarse_groups, args.budget_share))
         return
     from synth.pipeline import run
     from synth.run_config import build_config
@@ -152,14 +157,14 @@ LOWER_IS_BETTER = {"am/tv/category/rating", "am/w1/value/overall_rating", "knd/t
                    "am/w1/length/cleaned_review", "seconds"}
 
 
-def markdown(rows: list[dict], seeds: list[int], coarse_groups: int | None = None) -> str:
-    """The README's table: each metric's mean ± std over ``seeds`` for the column road (share 0.25) and the
-    LM road, the better mean in bold, the real sample last."""
+def markdown(rows: list[dict], seeds: list[int], coarse_groups: int | None = None, share: float = 0.5) -> str:
+    """The README's table: each metric's mean ± std over ``seeds`` for the column road (at ``share`` and
+    ``coarse_groups``) and the LM road, the better mean in bold, the real sample last."""
     frame = pd.DataFrame(rows)
     frame = frame[frame["road"].eq("real") | frame["seed"].isin(seeds)]
     groups = _coarse_groups(frame)
     same = groups.isna() if coarse_groups is None else groups.eq(coarse_groups)
-    column = frame[(frame["road"] == "aim") & (frame["budget_share"] == 0.25) & same]
+    column = frame[(frame["road"] == "aim") & (frame["budget_share"] == share) & same]
     lm = frame[frame["road"] == "lm"]
     real = frame[frame["road"] == "real"].iloc[0]
     lines = [f"| metric (vs held-out rows) | column model + LM ({len(column)} seeds) | LM only ({len(lm)} seeds) | "

@@ -94,7 +94,7 @@ COLUMN_ROADS = ("lm", *MECHANISMS)  # lm: no column model
 class ColumnsSection:
     """How a record's categorical and numeric columns are made (records runs)."""
     model: str = field(default="lm", metadata={"help": "lm: every column through the DP LM (as text); aim: a DP marginal model (AIM, mbi) for the categorical and numeric columns, the DP LM only for the text columns, written given them (a table without text skips the LM); mst: the same with MST (one spanning tree of pairs: faster, weaker on non-tree dependencies)."})
-    budget_share: float = field(default=0.25, metadata={"help": "model = aim with text columns: the share of the ε left after the domain estimates that the column model spends (the LM gets the rest of the target); a table without text gives the column model all of it."})
+    budget_share: float = field(default=0.5, metadata={"help": "model = aim with text columns: the share of the ε left after the domain estimates that the column model alone would spend (the LM's σ is then calibrated so the whole run reaches the target: at 0.5 it rises about 5%, bench/budget_share.py); a table without text gives the column model all of it."})
     max_model_size: float = field(default=80.0, metadata={"help": "AIM: largest graphical model, in MB (runtime grows with it)."})
     max_cells: int = field(default=10_000, metadata={"help": "AIM: pair marginals with more cells than this are left out of the workload."})
     rounds: int | None = field(default=None, metadata={"help": f"AIM: rounds the budget is planned for (default {ROUNDS_PER_COLUMN} × columns, where AIM's paper has 16: better at small N, see the README's census table; annealing ends sooner)."})

@@ -42,6 +42,8 @@ class TrainConfig:
     learning_rate: float = _f(1e-3, "AdamW learning rate.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     warmup_steps: int = _f(0, "Linear learning-rate warm-up steps.")
+    lr_schedule: str = _f("constant", "After the warm-up: constant, or cosine (half a cosine from learning_rate down to min_lr_ratio × learning_rate at the last step).", choices=("constant", "cosine"))
+    min_lr_ratio: float = _f(0.1, "lr_schedule = cosine: the last step's rate as a share of learning_rate.")
     dtype: str = _f("fp32", "Compute dtype: fp32, or bf16 autocast (parameters stay fp32).", choices=("fp32", "bf16"))
     # -- bookkeeping ----------------------------------------------------------
     seed: int | None = _f(None, "Seed for sampling and noise (needs insecure_seed = true). None: the OS's secure random source.")
@@ -76,6 +78,8 @@ class TrainConfig:
             raise ConfigError(f"max_grad_norm must be a finite number > 0, got {self.max_grad_norm}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigError(f"learning_rate must be a finite number > 0, got {self.learning_rate}")
+        if not (math.isfinite(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1):
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if not (math.isfinite(self.checkpoint_minutes) and self.checkpoint_minutes >= 0):

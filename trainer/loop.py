@@ -51,6 +51,7 @@ from .io import folder_lock
 from .noise import make_generator, make_generators, privatize_gradients
 from .objectives import CausalLM, Objective
 from .sampling import PoissonSampler, check_sampler, micro_batches
+from .schedule import learning_rate_at
 from .seeds import stream_seed
 
 
@@ -253,9 +254,11 @@ class DPTrainer:
             expected_batch_size=self.sampler.expected_batch_size,
             generator=self.noise_gens,
         )
-        if c.warmup_steps:
+        if c.warmup_steps or c.lr_schedule != "constant":
+            lr = learning_rate_at(self.step, base=c.learning_rate, total_steps=c.steps, warmup_steps=c.warmup_steps,
+                                  schedule=c.lr_schedule, min_ratio=c.min_lr_ratio)
             for group in self.optimizer.param_groups:
-                group["lr"] = c.learning_rate * min(1.0, (self.step + 1) / c.warmup_steps)
+                group["lr"] = lr
         self.optimizer.step()  # 4) step, and pay for it
         self.optimizer.zero_grad(set_to_none=True)
         self.engine.new_logical_batch()
