@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 
 from .accounting.accountants import MAX_EPSILON, MAX_NOISE_MULTIPLIER, MIN_DELTA, MIN_NOISE_MULTIPLIER
 from .errors import ConfigError
+from .schedule import SCHEDULES
 
 GROUPED_UNITS = ("user", "document")
 
@@ -42,7 +43,7 @@ class TrainConfig:
     learning_rate: float = _f(1e-3, "AdamW learning rate.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     warmup_steps: int = _f(0, "Linear learning-rate warm-up steps.")
-    lr_schedule: str = _f("constant", "After the warm-up: constant, or cosine (half a cosine from learning_rate down to min_lr_ratio × learning_rate at the last step).", choices=("constant", "cosine"))
+    lr_schedule: str = _f("constant", "After the warm-up: constant, or cosine (half a cosine from learning_rate down to min_lr_ratio × learning_rate at the last step).", choices=SCHEDULES)
     min_lr_ratio: float = _f(0.1, "lr_schedule = cosine: the last step's rate as a share of learning_rate.")
     dtype: str = _f("fp32", "Compute dtype: fp32, or bf16 autocast (parameters stay fp32).", choices=("fp32", "bf16"))
     # -- bookkeeping ----------------------------------------------------------
