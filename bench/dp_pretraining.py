@@ -32,24 +32,21 @@ OUT = ROOT / "bench" / "results" / "dp_pretraining_cpu.json"
 
 
 def heldout_loss(model, rows: list[dict], pad: int, batch: int = 32) -> float:
-    """Mean cross-entropy (nats) per loss-masked token of ``rows``."""
+    """Mean cross-entropy (nats) per loss-masked token of ``rows``: the trainer's own padding and
+    per-row loss, weighted back to tokens."""
     import torch
+
+    from trainer.batching import collate, per_row_loss
 
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(rows), batch):
-            part = rows[i:i + batch]
-            width = max(len(r["input_ids"]) for r in part)
-            ids = torch.full((len(part), width), pad)
-            mask = torch.zeros((len(part), width))
-            for j, r in enumerate(part):
-                ids[j, :len(r["input_ids"])] = torch.tensor(r["input_ids"])
-                mask[j, :len(r["loss_mask"])] = torch.tensor(r["loss_mask"], dtype=torch.float)
-            logits = model(input_ids=ids, attention_mask=(ids != pad) | (mask > 0)).logits[:, :-1]
-            nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
-            total += float((nll * mask[:, 1:]).sum())
-            count += int(mask[:, 1:].sum())
+            mb = collate(rows, [[j] for j in range(i, min(i + batch, len(rows)))], pad_token_id=pad, user_level=False)
+            logits = model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits
+            scored = mb.loss_mask[:, 1:].sum(1)
+            total += float((per_row_loss(logits, mb.input_ids, mb.loss_mask) * scored).sum())
+            count += int(scored.sum())
     model.train()
     return total / count
 
@@ -93,6 +90,11 @@ def run_one(batch: int, steps: int, *, epsilon: float | None, size: str, lr: flo
             "final_heldout_loss": curve[-1]["heldout_loss"]}
 
 
+def _run_key(row: dict) -> tuple:
+    """One run of the study: a new run with the same key replaces the stored one."""
+    return row["batch"], row["steps"], row["epsilon"], row["size"], row["seed"]
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| ε | logical batch (reviews) | steps | σ | σ / batch | held-out loss at 1/4 · 1/2 · end of the steps "
              "(nats / byte) | seconds |", "|---:|---:|---:|---:|---:|---|---:|"]
@@ -127,6 +129,7 @@ def main() -> None:
         return
     private = pd.read_csv(DATA / "drugs_train.csv")
     heldout = pd.read_csv(DATA / "drugs_test.csv").head(args.heldout_docs)
+
     def steps_for(batch: int) -> int:
         return args.steps if args.steps is not None else args.compute // batch
 
@@ -138,8 +141,7 @@ def main() -> None:
         row = run_one(batch, steps, epsilon=eps, size=args.size, lr=args.learning_rate, seed=args.seed,
                       private=private, heldout=heldout)
         print(json.dumps({k: v for k, v in row.items() if k != "curve"}), flush=True)
-        key = (row["batch"], row["steps"], row["epsilon"], row["size"], row["seed"])
-        rows = [r for r in rows if (r["batch"], r["steps"], r["epsilon"], r["size"], r["seed"]) != key] + [row]
+        rows = [r for r in rows if _run_key(r) != _run_key(row)] + [row]
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
     print(markdown(rows))
