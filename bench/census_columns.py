@@ -92,6 +92,8 @@ def run_dpsynth(train_csv: Path, full: pd.DataFrame, eps: float, seed: int, road
            "generate": {"n": 700, "seed": seed}, "output": {"dir": str(out), "overwrite": True}}
     if road.startswith("aim"):
         raw["columns"] = {"model": "aim", **_road_groups(road)}
+    elif road == "pairs":
+        raw["columns"] = {"model": "pairs"}
     else:  # today's records road: a from-scratch LM, every column as text under the grammar
         raw["model"] = {"model": "scratch"}
         raw["train"].update({"steps": 80, "expected_batch_size": 64, "physical_batch_size": 32, "learning_rate": 3e-3})
@@ -108,7 +110,8 @@ def _road_groups(road: str) -> dict:
         return {"coarse_groups": 0}
     if road.startswith("aim-groups"):
         return {"coarse_groups": int(road.removeprefix("aim-groups"))}
-    raise SystemExit(f"unknown road {road!r}: aim, aim-fine, aim-groups<N>, smartnoise, smartnoise-observed, lm")
+    raise SystemExit(f"unknown road {road!r}: aim, aim-fine, aim-groups<N>, pairs, smartnoise, smartnoise-observed, "
+                     "lm")
 
 
 def _snsynth_venv() -> Path:
@@ -155,7 +158,8 @@ def main() -> None:
     ap.add_argument("--lm-seeds", type=int, default=1, help="seeds of the (slow) LM-only road")
     ap.add_argument("--roads", nargs="+", default=["aim", "aim-fine", "smartnoise", "smartnoise-observed", "lm"],
                     help="aim-fine: dpsynth's AIM without coarse pairs (columns.coarse_groups = 0, as in AIM's paper); "
-                         "aim-groups<N>: with columns.coarse_groups = N; "
+                         "aim-groups<N>: with columns.coarse_groups = N; pairs: columns.model = pairs (every pair "
+                         "measured once, PRV); "
                          "smartnoise: its AIM on the public domain; smartnoise-observed: on the codes seen in the "
                          "private rows (its default, not DP)")
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
@@ -196,6 +200,7 @@ def main() -> None:
 METRICS = ["sdmetrics_overall", "column_shapes", "column_pair_trends", "tstr_accuracy", "tstr_auc"]
 ROAD_NAMES = {"aim": "dpsynth, `columns.model = \"aim\"`",
               "aim-fine": "dpsynth AIM without coarse pairs (`columns.coarse_groups = 0`)",
+              "pairs": "dpsynth, `columns.model = \"pairs\"` (every pair once, PRV)",
               "smartnoise": "smartnoise-synth 1.0.8 AIM, public domain",
               "smartnoise-observed": "smartnoise-synth 1.0.8 AIM, observed domain (its default; not DP)",
               "lm": "dpsynth LM road (scratch LM, 80 DP steps)"}

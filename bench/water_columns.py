@@ -4,6 +4,8 @@ LM-only records road, both scored on held-out rows (issue 15).
     python bench/water_columns.py                 # both roads, one seed
     python bench/water_columns.py --seeds 0 1 2   # both roads, three seeds (about 40 minutes on 2 cores)
     python bench/water_columns.py --roads aim --budget-share 0.25
+    python bench/water_columns.py --roads pairs --seeds 0 1 2 3 4   # the pairs column model (PRV ledger)
+    python bench/water_columns.py --table --column-road pairs --seeds 0 1 2 3 4
 
 ``../shared/data/water_dev.csv``: rows 0-1499 are private, rows 1500-1999 held out.  Both roads use
 the demo's model and training settings (SmolLM2-135M-Instruct LoRA, 12 DP steps of 24 rows,
@@ -40,11 +42,11 @@ def config(road: str, train_csv: Path, seed: int, share: float, coarse_groups: i
     raw["generate"].update({"seed": seed})
     raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}"), "overwrite": True}
     raw.pop("evaluation", None)
-    if road == "aim":
+    if road in ("aim", "pairs"):
         for col in raw["spec"]["columns"]:
             if col["name"] == "overall_rating":
                 col.update({"bins": 40, "decimals": 1})  # 0.1-wide bins on [1, 5]
-        raw["columns"] = {"model": "aim", "budget_share": share}
+        raw["columns"] = {"model": road, "budget_share": share}
         if coarse_groups is not None:
             raw["columns"]["coarse_groups"] = coarse_groups
     return raw
@@ -83,6 +85,8 @@ def main() -> None:
                     help="the column road's columns.budget_share (default: the config default)")
     ap.add_argument("--coarse-groups", type=int, default=None,
                     help="the column road's columns.coarse_groups (default: the config default)")
+    ap.add_argument("--column-road", default="aim", choices=["aim", "pairs"],
+                    help="--table: the column road shown beside the LM road")
     ap.add_argument("--rescore", action="store_true", help="score the roads' existing exports again, no training")
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     args = ap.parse_args()
@@ -91,7 +95,8 @@ def main() -> None:
 
         args.budget_share = ColumnsSection().budget_share
     if args.table:
-        print(markdown(json.loads(OUT.read_text())["rows"], args.seeds, args.coarse_groups, args.budget_share))
+        print(markdown(json.loads(OUT.read_text())["rows"], args.seeds, args.coarse_groups, args.budget_share,
+                       args.column_road))
         return
     from synth.pipeline import run
     from synth.run_config import build_config
@@ -119,8 +124,10 @@ def main() -> None:
         start = time.time()
         result = run(build_config(config(road, WORK / "train.csv", seed, args.budget_share, args.coarse_groups)),
                      progress=False)
-        row = {"road": road, "seed": seed, "budget_share": args.budget_share if road == "aim" else None,
-               "coarse_groups": args.coarse_groups if road == "aim" else None,
+        column_road = road in ("aim", "pairs")
+        row = {"road": road, "seed": seed, "budget_share": args.budget_share if column_road else None,
+               "coarse_groups": args.coarse_groups if column_road else None,
+               "accountant": result["card"]["privacy"]["accountant"],
                "epsilon": result["epsilon"], "seconds": round(time.time() - start, 1),
                "stages": [s["stage"] for s in result["card"]["privacy"]["stages"]],
                **score(held_out, result["synthetic"])}
@@ -146,7 +153,7 @@ def summary(rows: list[dict]) -> str:
     """Mean ± std over seeds of each road (budget share apart)."""
     frame = pd.DataFrame(rows)
     groups = _coarse_groups(frame)
-    frame["road"] = [r if r != "aim" else f"aim (share {s}" + (f", coarse_groups {g:g})" if pd.notna(g) else ")")
+    frame["road"] = [r if r not in ("aim", "pairs") else f"{r} (share {s}" + (f", coarse_groups {g:g})" if pd.notna(g) else ")")
                      for r, s, g in zip(frame["road"], frame["budget_share"], groups, strict=True)]
     cols = [c for c in SUMMARY if c in frame]
     table = frame.groupby("road")[cols].agg(["mean", "std", "count"])
@@ -157,17 +164,18 @@ LOWER_IS_BETTER = {"am/tv/category/rating", "am/w1/value/overall_rating", "knd/t
                    "am/w1/length/cleaned_review", "seconds"}
 
 
-def markdown(rows: list[dict], seeds: list[int], coarse_groups: int | None = None, share: float = 0.5) -> str:
-    """The README's table: each metric's mean ± std over ``seeds`` for the column road (at ``share`` and
+def markdown(rows: list[dict], seeds: list[int], coarse_groups: int | None = None, share: float = 0.5,
+             column_road: str = "aim") -> str:
+    """The README's table: each metric's mean ± std over ``seeds`` for ``column_road`` (at ``share`` and
     ``coarse_groups``) and the LM road, the better mean in bold, the real sample last."""
     frame = pd.DataFrame(rows)
     frame = frame[frame["road"].eq("real") | frame["seed"].isin(seeds)]
     groups = _coarse_groups(frame)
     same = groups.isna() if coarse_groups is None else groups.eq(coarse_groups)
-    column = frame[(frame["road"] == "aim") & (frame["budget_share"] == share) & same]
+    column = frame[(frame["road"] == column_road) & (frame["budget_share"] == share) & same]
     lm = frame[frame["road"] == "lm"]
     real = frame[frame["road"] == "real"].iloc[0]
-    lines = [f"| metric (vs held-out rows) | column model + LM ({len(column)} seeds) | LM only ({len(lm)} seeds) | "
+    lines = [f"| metric (vs held-out rows) | {column_road} column model + LM ({len(column)} seeds) | LM only ({len(lm)} seeds) | "
              "real (500 private rows) |", "|---|---:|---:|---:|"]
     for key, name in SUMMARY.items():
         a, b = column[key].astype(float), lm[key].astype(float)

@@ -101,6 +101,7 @@ def render_card(card: dict[str, Any]) -> str:
         "## How it was made",
         "",
         f"- model: {card['model']}",
+        *_column_model_lines(card.get("conditioning") or {}),
         *([f"- requested / emitted: {gen['requested']} / {gen['emitted']}: {gen['summary']}; seed: {card.get('seed')}"]
           if "summary" in gen else [
             f"- requested / emitted: {gen['requested']} / {gen['emitted']} ("
@@ -117,6 +118,21 @@ def render_card(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _column_model_lines(model: dict) -> list[str]:
+    """What a column model (``columns.model = aim / mst / pairs``) measured: public facts only (which
+    marginals, never their values)."""
+    if "mechanism" not in model:
+        return []
+    how = ("a workload fixed before the data was read (no selection)" if model["mechanism"] == "pairs" else
+           "marginals chosen by the exponential mechanism")
+    line = (f"- column model ({model['mechanism'].upper()}, mbi) for {', '.join(f'`{c}`' for c in model['columns'])}: "
+            f"{how}; measured with Gaussian noise: {', '.join(model.get('measured_marginals') or []) or 'one-way marginals only'}")
+    if model.get("left_out_pairs"):
+        line += (f"; pairs never measured (too many cells or too large a model): {', '.join(model['left_out_pairs'])} "
+                 "(the model has no measurement of their dependence)")
+    return [line]
 
 
 def _epsilon_after_each_stage(ledger) -> list[float]:

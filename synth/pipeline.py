@@ -94,11 +94,11 @@ def _train(config: SynthConfig, *, progress: bool, given: pd.DataFrame | None = 
     n_units = frame[config.spec.privacy_unit].nunique() if config.spec.privacy_unit != "example" else len(frame)
     accountant = config.train.accountant
     if config.columns.model != "lm":
-        from .records.column_road import check_column_road, note_accountant
+        from .records.column_road import check_column_road, note_accountant, run_accountant
 
         check_column_road(config)
         note_accountant(config)
-        accountant = "rdp"
+        accountant = run_accountant(config)
     ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=accountant,
                            privacy_unit=config.train.privacy_unit, declared_public=config.spec.public_facts(),
                            n_units=int(n_units))

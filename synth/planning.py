@@ -90,13 +90,14 @@ def plan(config: SynthConfig, *, frame=None, probe: bool = False) -> Plan:
     if config.kind != "records":
         raise ConfigError(f"--dry-run plans records runs; this is a {config.kind} run")
     from .pipeline import load_private
+    from .records.column_road import run_accountant
 
     private = load_private(config, frame)
     spec = config.spec
     domain_note, private = _check_declared_domains(config, private)
     unit = spec.privacy_unit
     n_units = private[unit].nunique() if unit != "example" else len(private)
-    accountant = "rdp" if config.columns.model != "lm" else config.train.accountant
+    accountant = run_accountant(config) if config.columns.model != "lm" else config.train.accountant
     ledger = PrivacyLedger(delta=config.train.resolve_delta(n_units), accountant=accountant,
                            privacy_unit=config.train.privacy_unit)
     stages: list[PlannedStage] = []
@@ -119,15 +120,21 @@ def plan(config: SynthConfig, *, frame=None, probe: bool = False) -> Plan:
     target = config.train.target_epsilon
     has_text = any(c.type == "text" for c in spec.columns)
     if config.columns.model != "lm":
+        from .marginals.column_model import GAUSSIAN_ONLY
         from .records.column_road import column_rho
 
         if target is None:
             raise ConfigError("the column model needs train.target_epsilon (its ρ is a share of it)")
         share = config.columns.budget_share if has_text else 1.0
         rho = column_rho(ledger, target, share)
-        ledger.record_zcdp("columns", rho=rho)
-        add(f"{config.columns.model.upper()} (ρ-zCDP, total)", f"ρ = {rho:.4g}: Gaussian measurements + "
-            "exponential-mechanism selections")
+        if config.columns.model in GAUSSIAN_ONLY:
+            ledger.record("columns", noise_multiplier=1 / math.sqrt(2 * rho), sample_rate=1.0, steps=1)
+            add(f"{config.columns.model.upper()} (Gaussian, total)", f"ρ = {rho:.4g}: Gaussian measurements of "
+                "a public workload, as one Gaussian")
+        else:
+            ledger.record_zcdp("columns", rho=rho)
+            add(f"{config.columns.model.upper()} (ρ-zCDP, total)", f"ρ = {rho:.4g}: Gaussian measurements + "
+                "exponential-mechanism selections")
     elif spec.conditioning and spec.conditioning_weights is None:
         ledger.record("conditioning_histogram", noise_multiplier=config.generate.conditioning_noise,
                       sample_rate=1.0, steps=1)

@@ -58,6 +58,7 @@ class AIMSpend:
     measured: list[Clique] = field(default_factory=list)
     coarsened: list[list[str]] = field(default_factory=list)  # per measurement: its columns summed in groups
     coarse_groups: int | None = None  # how many groups of bins they were summed into
+    left_out: list[Clique] = field(default_factory=list)  # workload pairs never measured (pairs mechanism)
 
     def describe(self, i: int) -> str:
         """Measurement ``i`` as the card names it, e.g. ``overall_rating×rating (overall_rating in 8 groups

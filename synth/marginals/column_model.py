@@ -1,6 +1,6 @@
 """ColumnModel: a DP graphical model of a table's categorical and numeric columns that samples rows.
 
-Fitted with AIM (``aim.py``) or MST (``mst.py``) on the columns' public codes (``coding.py``); what it keeps is
+Fitted with AIM (``aim.py``), MST (``mst.py``) or a fixed workload of pairs (``pairs.py``) on the columns' public codes (``coding.py``); what it keeps is
 the graphical model's potentials, a post-processing of the noisy measurements.  It has the
 conditioning distributions' interface (``columns``, ``sample(n, rng)`` -> tuples), so the
 records road can draw a record's non-text columns from it and let the DP LM write the text
@@ -32,7 +32,11 @@ class ColumnModelSettings(AIMSettings):
     the road and the budget share)."""
 
 
-MECHANISMS = ("aim", "mst")
+MECHANISMS = ("aim", "mst", "pairs")
+# mechanisms whose every release is a Gaussian measurement at a noise level fixed before the data is
+# read: any accountant (PRV included) composes them; the others select with the exponential mechanism
+# (ρ-zCDP), which only RDP composes
+GAUSSIAN_ONLY = ("pairs",)
 
 
 class ColumnModel:
@@ -54,11 +58,12 @@ class ColumnModel:
     def fit(cls, frame: pd.DataFrame, columns: list[ColumnSpec], rho: float, *, rng: np.random.Generator,
             sensitivity: int = 1, settings: AIMSettings | None = None, progress: bool = False,
             source: str = "data", mechanism: str = "aim") -> "ColumnModel":
-        """AIM (or MST) inside ρ-zCDP on ``frame``'s ``columns``.  ``sensitivity``: rows a unit may hold
+        """AIM, MST or the pairs workload inside ρ-zCDP on ``frame``'s ``columns``.  ``sensitivity``: rows a unit may hold
         (the caller keeps at most that many per user)."""
         from tqdm.auto import tqdm
 
         from .mst import run_mst
+        from .pairs import run_pairs
 
         if mechanism not in MECHANISMS:
             raise ValueError(f"unknown column model {mechanism!r}; one of {MECHANISMS}")
@@ -71,9 +76,9 @@ class ColumnModel:
                 bar.update(round(100 * fraction) - bar.n)
                 bar.set_postfix_str(f"measured {'×'.join(clique)}")
 
-            mechanism_fn = run_aim if mechanism == "aim" else run_mst
+            mechanism_fn = {"aim": run_aim, "mst": run_mst, "pairs": run_pairs}[mechanism]
             extra = {"ordered": {c.name: c.values_size for c in codes if c.edges is not None}} \
-                if mechanism == "aim" else {}
+                if mechanism in ("aim", "pairs") else {}
             model, spend = mechanism_fn(data, sizes, rho, rng, sensitivity=sensitivity, settings=settings,
                                         progress=report, **extra)
         return cls(codes, model, spend, sensitivity=sensitivity, mechanism=mechanism)
@@ -108,6 +113,7 @@ class ColumnModel:
         which marginals AIM chose to measure)."""
         return {"source": self.source, "columns": self.columns, "coding": [c.describe() for c in self.codes],
                 "measured_marginals": [self.spend.describe(i) for i, cl in enumerate(self.spend.measured) if len(cl) > 1],
+                "left_out_pairs": ["×".join(cl) for cl in self.spend.left_out],
                 "rho": self.spend.rho, "sensitivity": self.sensitivity, "mechanism": self.mechanism}
 
     # ---------------------------------------------------------- persistence
@@ -137,7 +143,8 @@ class ColumnModel:
             marginals = message_passing_stable(potentials, meta["total"])
         spend = meta["spend"]
         spend = AIMSpend(spend["measure_multipliers"], spend["select_rhos"], [tuple(c) for c in spend["measured"]],
-                         spend.get("coarsened", []), spend.get("coarse_groups"))
+                         spend.get("coarsened", []), spend.get("coarse_groups"),
+                         [tuple(c) for c in spend.get("left_out", [])])
         return cls(codes, MarkovRandomField(potentials=potentials, marginals=marginals, total=meta["total"]), spend,
                    sensitivity=meta["sensitivity"], mechanism=meta.get("mechanism", "aim"))
 

@@ -1,11 +1,13 @@
-"""The column-model road (``columns.model = aim``): a DP marginal model for a record's categorical
+"""The column-model road (``columns.model = aim``, ``mst`` or ``pairs``): a DP marginal model for a record's categorical
 and numeric columns, the DP LM for its text columns written *given* them.
 
-Budget, in one ledger accounted with RDP: the column model (AIM) is ρ-zCDP, recorded as its
-Gaussian measurements (one event per noise level) and its exponential-mechanism selections
-(one zCDP event); it is given the ρ at which it alone, after the domain estimates, spends
-``columns.budget_share`` of what is left of the target ε (all of it for a table without text);
-the LM's DP-SGD then calibrates its σ to the run's target with every earlier stage as prior.
+Budget, in one ledger: the column model is ρ-zCDP, recorded as its Gaussian measurements (one
+event per noise level) and, for AIM and MST, its exponential-mechanism selections (one zCDP event,
+which makes the run account with RDP; the pairs workload selects nothing, so the run keeps its
+accountant, PRV by default); it is given the ρ at which it alone, after the domain estimates,
+spends ``columns.budget_share`` of what is left of the target ε (all of it for a table without
+text), under the run's accountant; the LM's DP-SGD then calibrates its σ to the run's target with
+every earlier stage as prior.
 The fitted model is kept in ``<run>/column_model`` so a resumed run re-uses it (a refit would be
 a second, unpaid release).
 """
@@ -30,6 +32,7 @@ from trainer.seeds import numpy_rng
 
 from ..lm.decoding import SampleStats
 from ..marginals import ColumnModel
+from ..marginals.column_model import GAUSSIAN_ONLY
 from ..spec import DatasetSpec
 from .grammar import derive_grammar
 from .serialize import texts_to_frame
@@ -41,7 +44,7 @@ def check_column_road(config) -> None:
     """What the column road cannot do, refused before anything is released."""
     spec = config.spec
     if spec.grammar:
-        raise ConfigError("the column model road (columns.model = aim or mst) derives the grammar of the text columns itself; drop spec.grammar (or "
+        raise ConfigError("the column model road (columns.model = aim, mst or pairs) derives the grammar of the text columns itself; drop spec.grammar (or "
                           "use columns.model = lm)")
     if spec.conditioning_weights is not None:
         raise ConfigError("the column model road models every categorical and numeric column with DP; drop "
@@ -59,22 +62,32 @@ def split_spec(spec: DatasetSpec) -> DatasetSpec:
     return dataclasses.replace(spec, conditioning=[c.name for c in spec.columns if c.type != "text"])
 
 
+def run_accountant(config) -> str:
+    """The accountant of a column-road run: RDP when the column model selects with the exponential
+    mechanism (a ρ-zCDP step no other accountant composes), else the configured one."""
+    return config.train.accountant if config.columns.model in GAUSSIAN_ONLY else "rdp"
+
+
 def column_rho(ledger: PrivacyLedger, target_epsilon: float, share: float) -> float:
-    """The ρ at which the column model alone, after the ledger's stages, spends ``share`` of the ε left."""
+    """The ρ at which the column model alone, after the ledger's stages, spends ``share`` of the ε left,
+    under the ledger's accountant (the model's measurements compose as one Gaussian of multiplier
+    1/√(2ρ), q = 1)."""
     prior = ledger.history
     delta = ledger.accountant_delta
-    spent = epsilon(prior, delta=delta, accountant="rdp")
+    accountant = ledger.accountant
+    spent = epsilon(prior, delta=delta, accountant=accountant)
     if spent >= target_epsilon:
         raise BudgetExceededError(f"earlier stages already spent ε={spent:.3f} of the target ε={target_epsilon}")
     goal = spent + share * (target_epsilon - spent)
 
     def eps_at(rho: float) -> float:
-        return epsilon([*prior, (1 / math.sqrt(2 * rho), 1.0, 1)], delta=delta, accountant="rdp")
+        return epsilon([*prior, (1 / math.sqrt(2 * rho), 1.0, 1)], delta=delta, accountant=accountant)
 
     lo, hi = 1e-8, 1.0
     while eps_at(hi) < goal:
         lo, hi = hi, hi * 2
-    for _ in range(60):
+    # bisection in log ρ to 1e-5 relative (ρ's ε is smooth; PRV costs ~0.1 s a call)
+    while hi / lo > 1 + 1e-5:
         mid = math.sqrt(lo * hi)
         lo, hi = (mid, hi) if eps_at(mid) <= goal else (lo, mid)
     return lo
@@ -174,6 +187,6 @@ class ColumnTableGenerator:
 
 
 def note_accountant(config) -> None:
-    if config.train.accountant != "rdp":
+    if run_accountant(config) != config.train.accountant:
         print(f"dpsynth: columns.model = {config.columns.model}: the column model's selections are ρ-zCDP, so the run is accounted with "
               "RDP (train.accountant = rdp), which composes them with DP-SGD exactly", file=sys.stderr)

@@ -1,0 +1,137 @@
+"""The pairs column model (``columns.model = pairs``): a public workload measured with Gaussian noise at one
+σ, so the run keeps the PRV accountant; its ε checked against Google's dp_accounting (PLD), its noise
+against the multiplier the ledger records, and a Water run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synth.marginals import ColumnModel, ColumnModelSettings
+from synth.marginals.aim import AIMSettings
+from synth.marginals.pairs import plan_workload
+from synth.records.column_road import column_rho, record_spend
+from synth.spec import ColumnSpec
+from trainer import PrivacyLedger
+from trainer.accounting import calibrate_noise_multiplier
+
+from .specs import WATER
+
+COLUMNS = [ColumnSpec("a", "categorical", categories=["x", "y", "z"]), ColumnSpec("b", "integer", min=1, max=5),
+           ColumnSpec("c", "float", min=0, max=10, bins=5, decimals=2)]
+
+
+def _frame(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    a = rng.choice(["x", "y", "z"], size=n, p=[0.6, 0.3, 0.1])
+    b = np.where(a == "x", rng.integers(1, 3, n), rng.integers(3, 6, n))  # b depends on a
+    return pd.DataFrame({"a": pd.Series(a, dtype="string"), "b": pd.array(b, dtype="Int64"),
+                         "c": rng.uniform(0, 10, n)})
+
+
+def test_the_workload_is_every_pair_that_fits_coarse_where_only_a_coarse_one_does():
+    sizes, ordered = {"a": 3, "b": 5, "c": 40}, {"c": 40}
+    work, left_out = plan_workload(["a", "b", "c"], sizes, ordered, AIMSettings(max_cells=100, coarse_groups=8))
+    assert work == [(("a", "b"), False), (("a", "c"), True), (("b", "c"), True)] and left_out == []
+    # no coarse pairs: the two fine pairs with c are too large; c is then measured alone
+    work, left_out = plan_workload(["a", "b", "c"], sizes, ordered, AIMSettings(max_cells=100, coarse_groups=None))
+    assert work == [(("a", "b"), False), (("c",), False)] and left_out == [("a", "c"), ("b", "c")]
+    # a model-size cap keeps the smallest pairs (in a public order) and names the rest
+    work, left_out = plan_workload(["a", "b", "c", "d"], {**sizes, "d": 4}, ordered,
+                                   AIMSettings(max_cells=1000, coarse_groups=None, max_model_size=0.004))
+    assert [cl for cl, _ in work][:2] == [("a", "d"), ("a", "b")] and left_out
+    assert {cl for cl, _ in work} | set(left_out) >= {("a", "b"), ("a", "c"), ("a", "d"), ("b", "c"), ("b", "d"),
+                                                      ("c", "d")}
+
+
+class _RecordingRng:
+    """A numpy Generator that remembers the scale of every Gaussian draw."""
+
+    def __init__(self, seed: int):
+        self.rng, self.scales = np.random.default_rng(seed), []
+
+    def normal(self, loc, scale, size):
+        self.scales.append((scale, size))
+        return self.rng.normal(loc, scale, size)
+
+    def __getattr__(self, name):
+        return getattr(self.rng, name)
+
+
+def test_every_measurement_gets_the_noise_the_prv_ledger_composes():
+    rho, k = 0.3, 2  # user level: at most 2 rows per unit
+    rng = _RecordingRng(0)
+    model = ColumnModel.fit(_frame(), COLUMNS, rho, rng=rng, settings=ColumnModelSettings(pgm_iters=200),
+                            mechanism="pairs", sensitivity=k)
+    spend = model.spend
+    assert spend.select_rhos == [] and len(spend.measured) == 3  # every pair of three columns, no selection
+    multiplier = math.sqrt(3 / (2 * rho))
+    assert spend.measure_multipliers == pytest.approx([multiplier] * 3) and spend.rho == pytest.approx(rho)
+    assert [s for s, _ in rng.scales] == pytest.approx([multiplier * k] * 3)  # σ = multiplier × sensitivity
+    assert [n for _, n in rng.scales] == [15, 3 * 5, 5 * 5]  # a×b, a×c, b×c cells (c has 5 bins)
+    rows = model.sample_frame(2000, np.random.default_rng(3))
+    assert (rows.loc[rows["a"] == "x", "b"] <= 2).mean() > 0.7  # the a → b dependence survives at ρ = 0.3
+
+    # one PRV ledger: three Gaussians and DP-SGD; ε as Google's PLD accountant composes them
+    import dp_accounting
+    from dp_accounting.pld import PLDAccountant
+
+    ledger = PrivacyLedger(delta=1e-5, accountant="prv")
+    record_spend(ledger, model)
+    ledger.record("train", noise_multiplier=0.9, sample_rate=0.02, steps=100)
+    independent = PLDAccountant(value_discretization_interval=1e-4)
+    independent.compose(dp_accounting.GaussianDpEvent(multiplier), 3)
+    independent.compose(dp_accounting.PoissonSampledDpEvent(0.02, dp_accounting.GaussianDpEvent(0.9)), 100)
+    assert ledger.epsilon() == pytest.approx(independent.get_epsilon(1e-5), rel=0.02)
+
+
+def test_the_share_is_spent_under_prv_and_costs_the_lm_less_than_aim_under_rdp():
+    """Water's bench settings (1,500 rows, 12 steps of 24, ε = 4): the column model takes half of ε alone
+    under PRV, and the LM's σ stays below the one AIM's RDP ledger leaves it."""
+    delta, q, steps = 1 / 1500**1.1, 24 / 1500, 12
+    prv = PrivacyLedger(delta=delta, accountant="prv")
+    rho = column_rho(prv, 4.0, 0.5)
+    prv.record("columns", noise_multiplier=1 / math.sqrt(2 * rho), sample_rate=1.0, steps=1)
+    assert prv.epsilon() == pytest.approx(2.0, rel=1e-3) and prv.epsilon() <= 2.0 + 1e-9
+    sigma_pairs = calibrate_noise_multiplier(target_epsilon=4.0, delta=delta, sample_rate=q, steps=steps,
+                                             accountant="prv", prior=prv.history)
+    rho_aim = column_rho(PrivacyLedger(delta=delta, accountant="rdp"), 4.0, 0.5)
+    sigma_aim = calibrate_noise_multiplier(target_epsilon=4.0, delta=delta, sample_rate=q, steps=steps,
+                                           accountant="rdp", prior=[(1 / math.sqrt(2 * rho_aim), 1.0, 1)])
+    assert sigma_pairs < 0.95 * sigma_aim and rho > rho_aim
+
+
+def test_a_water_run_with_the_pairs_model_keeps_the_prv_accountant(tmp_path):
+    from synth.pipeline import run
+    from synth.planning import plan
+    from synth.run_config import build_config
+
+    if not WATER.exists():
+        pytest.skip("shared data not present")
+    data = tmp_path / "water.csv"
+    pd.read_csv(WATER).head(300).to_csv(data, index=False)
+    spec = {"serialization": "json", "columns": [
+        {"name": "overall_rating", "type": "float", "min": 1, "max": 5, "bins": 8, "decimals": 1},
+        {"name": "rating", "type": "integer", "min": 1, "max": 5}, {"name": "title", "max_chars": 20}]}
+    raw = {"data": {"path": str(data), "invalid_rows": "clip"}, "spec": spec, "model": {"model": "scratch"},
+           "train": {"target_epsilon": 4.0, "steps": 3, "expected_batch_size": 32, "physical_batch_size": 16,
+                     "progress": False, "seed": 0, "insecure_seed": True},
+           "columns": {"model": "pairs", "pgm_iters": 100},
+           "generate": {"n": 12, "seed": 1}, "output": {"dir": str(tmp_path / "run")}}
+    planned = plan(build_config(raw))  # the dry run plans the same PRV ledger
+    result = run(build_config(raw), progress=False)
+    card = json.loads((tmp_path / "run" / "export" / "dpsynth.json").read_text())
+    assert planned.epsilon == pytest.approx(card["privacy"]["epsilon"], rel=1e-6)
+    assert planned.stages[-1].noise_multiplier == pytest.approx(card["privacy"]["stages"][-1]["noise_multiplier"])
+    stages = [(s["stage"], s["mechanism"], s["steps"]) for s in card["privacy"]["stages"]]
+    assert stages == [("columns:measure", "gaussian", 1), ("train", "gaussian", 3)]
+    assert card["privacy"]["accountant"] == "prv" and 3.9 < card["privacy"]["epsilon"] <= 4.0 + 1e-6
+    assert card["conditioning"]["measured_marginals"] == ["overall_rating×rating"]
+    readme = (tmp_path / "run" / "export" / "README.md").read_text()
+    assert "a workload fixed before the data was read" in readme and "zCDP" not in readme
+    rows = result["synthetic"]
+    assert rows["rating"].between(1, 5).all() and rows["overall_rating"].between(1, 5).all()
