@@ -163,7 +163,8 @@ def render_run_config(draft: Draft, *, data_path: str, source: str, epsilon: flo
         lines.append('model = "aim"   # no text column: a DP marginal model (AIM) makes the whole table, no LM')
     else:
         lines.append('model = "lm"    # text columns: the DP LM writes records; "aim" models the other columns '
-                     "with DP marginals and the LM writes the text given them")
+                     'with DP marginals and the LM writes the text given them; "pairs" the same with every pair '
+                     "measured once (few non-text columns: the run keeps the PRV accountant)")
     lines += [
         "",
         "[train]",

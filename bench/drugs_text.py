@@ -1,0 +1,141 @@
+"""The text road's study on the drug reviews (issue 11, done-when 3): DP fine-tuning at ε = 8 beside
+non-private fine-tuning with the same compute, every text metric against held-out reviews.
+
+    python bench/drugs_text.py                       # both roads, seed 0 (about 50 minutes on 2 cores)
+    python bench/drugs_text.py --roads dp --seeds 1  # one more DP run, added to the results file
+    python bench/drugs_text.py --table               # the README's table from the results file
+
+``../shared/data/drugs_train.csv`` (600 reviews) is the private corpus, ``drugs_test.csv`` (379) the
+held-out one.  Both roads: the text demo's model and chunking (SmolLM2-135M-Instruct, LoRA rank 8,
+192-token chunks, a review is the privacy unit, at most 2 chunks of it per step), conditioned on
+the rating class (negative / neutral / positive: declared public categories; the class shares a DP
+histogram in the same ledger), ``--steps`` steps of ``--batch`` expected reviews, cosine schedule;
+then as many synthetic reviews as there are private ones.  Scored with ``evaluation.evaluate_text``
+(MAUVE, k-NN P/R, FID, length W1, label TV, TSTR / TRTR / majority floor on rating, memorisation).
+The done-when test: DP TSTR on rating recovers at least half of the non-private road's gain over
+the majority floor.  ``condition`` is not a label here: its long tail (a DP category list keeps the
+frequent values and the text road drops documents outside the list) would cost most of the corpus.
+Results: ``bench/results/drugs_text_cpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+WORK = ROOT / "bench" / "work" / "drugs_text"
+OUT = ROOT / "bench" / "results" / "drugs_text_cpu.json"
+
+
+def config(road: str, seed: int, steps: int, batch: int, lr: float) -> dict:
+    from synth.config_files import read_config
+
+    raw = read_config(ROOT / "synth" / "data" / "demo_text.toml")
+    raw["data"] = {"path": str(DATA / "drugs_train.csv")}
+    raw["train"].update({"steps": steps, "expected_batch_size": batch, "learning_rate": lr, "lr_schedule": "cosine",
+                         "warmup_steps": max(1, steps // 10), "seed": seed, "insecure_seed": True,
+                         "progress": False})
+    if road == "non-private":
+        raw["train"].pop("target_epsilon", None)
+        raw["train"]["non_private"] = True
+    raw["generate"].update({"n": len(pd.read_csv(DATA / "drugs_train.csv")), "seed": seed})
+    raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}"), "overwrite": True, "format": "jsonl"}
+    return raw
+
+
+def score(synthetic: pd.DataFrame) -> dict:
+    from evaluation import Encoder, evaluate_text
+
+    report = evaluate_text(pd.read_csv(DATA / "drugs_train.csv"), pd.read_csv(DATA / "drugs_test.csv"), synthetic,
+                           text="review", labels=["rating"], encoder=Encoder())
+    return {m.name: m.value for m in report.metrics}
+
+
+COLUMNS = {"mauve": "MAUVE", "knn_precision": "k-NN precision", "knn_recall": "k-NN recall",
+           "fid": "FID (lower is better)", "am/w1/length_words": "length W1, words (lower is better)",
+           "am/tv/rating": "rating TV (lower is better)", "utility/rating/tstr_accuracy": "TSTR accuracy (rating)",
+           "utility/rating/trtr_accuracy": "TRTR accuracy (rating)",
+           "utility/rating/majority_class_accuracy": "majority floor (rating)",
+           "utility/rating/tstr_macro_f1": "TSTR macro-F1 (rating)", "utility/rating/trtr_macro_f1": "TRTR macro-F1 (rating)",
+           "memorisation/exact_copy_share": "share of exact copies of a private review",
+           "memorisation/longest_common_substring_chars": "longest substring shared with a private review, chars",
+           "memorisation/heldout_longest_common_substring_chars": "the same for held-out real reviews",
+           "memorisation/8gram_overlap": "8-gram overlap with private reviews",
+           "memorisation/heldout_8gram_overlap": "the same for held-out real reviews",
+           "epsilon": "ε", "seconds": "seconds"}
+
+
+def markdown(rows: list[dict]) -> str:
+    frame = pd.DataFrame(rows)
+    roads = [r for r in ("dp", "non-private") if r in set(frame["road"])]
+    lines = ["| metric (vs 379 held-out reviews) | " + " | ".join(
+        f"{r} ({(frame['road'] == r).sum()} seed{'s' if (frame['road'] == r).sum() > 1 else ''})" for r in roads) + " |",
+        "|---|" + "---:|" * len(roads)]
+    for key, name in COLUMNS.items():
+        cells = []
+        for r in roads:
+            values = frame.loc[frame["road"] == r, key] if key in frame else pd.Series(dtype=float)
+            values = values.dropna().astype(float)
+            cells.append("–" if values.empty else f"{values.mean():.3f}" + (f" ± {values.std():.3f}" if len(values) > 1
+                                                                            else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def gain_share(rows: list[dict]) -> str:
+    """The done-when figure: (DP TSTR − floor) / (non-private TSTR − floor), means over seeds."""
+    frame = pd.DataFrame(rows)
+    tstr = frame.groupby("road")["utility/rating/tstr_accuracy"].mean()
+    floor = frame["utility/rating/majority_class_accuracy"].mean()
+    if not {"dp", "non-private"} <= set(tstr.index):
+        return "needs both roads"
+    gain = tstr["non-private"] - floor
+    return (f"floor {floor:.3f}; TSTR: DP {tstr['dp']:.3f}, non-private {tstr['non-private']:.3f}; DP recovers "
+            + (f"{(tstr['dp'] - floor) / gain:.2f} of the non-private gain" if gain > 0 else
+               "n/a (the non-private road is not above the floor)"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--roads", nargs="+", default=["dp", "non-private"], choices=["dp", "non-private"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--steps", type=int, default=36)
+    ap.add_argument("--batch", type=int, default=32, help="expected reviews per step")
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
+    args = ap.parse_args()
+    if args.table:
+        rows = json.loads(OUT.read_text())["rows"]
+        print(markdown(rows))
+        print(gain_share(rows))
+        return
+    from synth.run_config import build_config
+    from synth.text.pipeline import run
+
+    rows = json.loads(OUT.read_text())["rows"] if OUT.exists() else []
+    for seed, road in ((s, r) for s in args.seeds for r in args.roads):
+        start = time.time()
+        result = run(build_config(config(road, seed, args.steps, args.batch, args.lr)), progress=False)
+        seconds = round(time.time() - start, 1)
+        synthetic = result["synthetic"]
+        row = {"road": road, "seed": seed, "steps": args.steps, "batch": args.batch, "lr": args.lr,
+               "epsilon": result.get("epsilon"), "seconds": seconds, "documents": len(synthetic), **score(synthetic)}
+        print(json.dumps(row), flush=True)
+        rows = [r for r in rows if (r["road"], r["seed"], r["steps"], r["batch"]) !=
+                (road, seed, args.steps, args.batch)] + [row]
+        OUT.parent.mkdir(parents=True, exist_ok=True)
+        OUT.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
+    print(markdown(rows))
+    print(gain_share(rows))
+
+
+if __name__ == "__main__":
+    main()
