@@ -2,6 +2,7 @@
 non-private fine-tuning with the same compute, every text metric against held-out reviews.
 
     python bench/drugs_text.py                       # both roads, seed 0 (about 50 minutes on 2 cores)
+    python bench/drugs_text.py --steps 36 --n 600    # more compute (about 45 s a step)
     python bench/drugs_text.py --roads dp --seeds 1  # one more DP run, added to the results file
     python bench/drugs_text.py --table               # the README's table from the results file
 
@@ -10,7 +11,7 @@ held-out one.  Both roads: the text demo's model and chunking (SmolLM2-135M-Inst
 192-token chunks, a review is the privacy unit, at most 2 chunks of it per step), conditioned on
 the rating class (negative / neutral / positive: declared public categories; the class shares a DP
 histogram in the same ledger), ``--steps`` steps of ``--batch`` expected reviews, cosine schedule;
-then as many synthetic reviews as there are private ones.  Scored with ``evaluation.evaluate_text``
+then ``--n`` synthetic reviews.  Scored with ``evaluation.evaluate_text``
 (MAUVE, k-NN P/R, FID, length W1, label TV, TSTR / TRTR / majority floor on rating, memorisation).
 The done-when test: DP TSTR on rating recovers at least half of the non-private road's gain over
 the majority floor.  ``condition`` is not a label here: its long tail (a DP category list keeps the
@@ -35,7 +36,7 @@ WORK = ROOT / "bench" / "work" / "drugs_text"
 OUT = ROOT / "bench" / "results" / "drugs_text_cpu.json"
 
 
-def config(road: str, seed: int, steps: int, batch: int, lr: float) -> dict:
+def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo_text.toml")
@@ -46,7 +47,7 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float) -> dict:
     if road == "non-private":
         raw["train"].pop("target_epsilon", None)
         raw["train"]["non_private"] = True
-    raw["generate"].update({"n": len(pd.read_csv(DATA / "drugs_train.csv")), "seed": seed})
+    raw["generate"].update({"n": n, "seed": seed})
     raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}"), "overwrite": True, "format": "jsonl"}
     return raw
 
@@ -107,9 +108,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--roads", nargs="+", default=["dp", "non-private"], choices=["dp", "non-private"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--steps", type=int, default=36)
+    ap.add_argument("--steps", type=int, default=20, help="DP steps (about 45 s each on 2 cores)")
     ap.add_argument("--batch", type=int, default=32, help="expected reviews per step")
     ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--n", type=int, default=400, help="synthetic reviews per run")
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     args = ap.parse_args()
     if args.table:
@@ -123,10 +125,10 @@ def main() -> None:
     rows = json.loads(OUT.read_text())["rows"] if OUT.exists() else []
     for seed, road in ((s, r) for s in args.seeds for r in args.roads):
         start = time.time()
-        result = run(build_config(config(road, seed, args.steps, args.batch, args.lr)), progress=False)
+        result = run(build_config(config(road, seed, args.steps, args.batch, args.lr, args.n)), progress=False)
         seconds = round(time.time() - start, 1)
         synthetic = result["synthetic"]
-        row = {"road": road, "seed": seed, "steps": args.steps, "batch": args.batch, "lr": args.lr,
+        row = {"road": road, "seed": seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "n": args.n,
                "epsilon": result.get("epsilon"), "seconds": seconds, "documents": len(synthetic), **score(synthetic)}
         print(json.dumps(row), flush=True)
         rows = [r for r in rows if (r["road"], r["seed"], r["steps"], r["batch"]) !=

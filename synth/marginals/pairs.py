@@ -8,7 +8,9 @@ is read (every pair of columns whose marginal fits ``max_cells``, coarse where t
 but a coarse one does, in order of size while the graphical model stays under ``max_model_size``; the
 one-way marginal of a column in no measured pair), so the whole column model is k Gaussian
 measurements at one noise multiplier: a plain Gaussian mechanism that every accountant, PRV included,
-composes exactly.  Best for tables with few non-text columns (a few pairs): the budget is split over
+composes exactly.  The workload's size k may follow from DP-estimated domains (earlier releases), but
+k measurements of sensitivity 1 at multiplier √(k/2ρ) are one Gaussian mechanism of multiplier 1/√(2ρ)
+whatever k is, so that choice changes nothing the accountant sees.  Best for tables with few non-text columns (a few pairs): the budget is split over
 every pair, where AIM spends it where the model is worst.
 """
 
