@@ -33,3 +33,19 @@ def adult_spec(serialization: str = "json") -> DatasetSpec:
                for c in header]
     assert {c["name"] for c in columns} == set(cat) | set(num)
     return DatasetSpec.from_dict({"serialization": serialization, "columns": columns})
+
+
+def water_column_road_config(tmp_path: Path, columns: dict) -> dict:
+    """A small Water run on the column road: 300 rows, overall_rating and rating to the column model
+    (``columns``: the run config's [columns]), a short title from a scratch LM in 3 DP steps."""
+    import pandas as pd
+
+    data = tmp_path / "water.csv"
+    pd.read_csv(WATER).head(300).to_csv(data, index=False)
+    spec = {"serialization": "json", "columns": [
+        {"name": "overall_rating", "type": "float", "min": 1, "max": 5, "bins": 8, "decimals": 1},
+        {"name": "rating", "type": "integer", "min": 1, "max": 5}, {"name": "title", "max_chars": 20}]}
+    return {"data": {"path": str(data), "invalid_rows": "clip"}, "spec": spec, "model": {"model": "scratch"},
+            "train": {"target_epsilon": 4.0, "steps": 3, "expected_batch_size": 32, "physical_batch_size": 16,
+                      "progress": False, "seed": 0, "insecure_seed": True},
+            "columns": columns, "generate": {"n": 12, "seed": 1}, "output": {"dir": str(tmp_path / "run")}}

@@ -244,20 +244,11 @@ def test_records_with_text_take_their_other_columns_from_the_column_model_and_te
     from synth.records.generator import RecordGenerator
     from synth.run_config import build_config
 
-    from .specs import WATER
+    from .specs import WATER, water_column_road_config
 
     if not WATER.exists():
         pytest.skip("shared data not present")
-    data = tmp_path / "water.csv"
-    pd.read_csv(WATER).head(300).to_csv(data, index=False)
-    spec = {"serialization": "json", "columns": [
-        {"name": "overall_rating", "type": "float", "min": 1, "max": 5, "bins": 8, "decimals": 1},
-        {"name": "rating", "type": "integer", "min": 1, "max": 5}, {"name": "title", "max_chars": 20}]}
-    raw = {"data": {"path": str(data), "invalid_rows": "clip"}, "spec": spec, "model": {"model": "scratch"},
-           "train": {"target_epsilon": 4.0, "steps": 3, "expected_batch_size": 32, "physical_batch_size": 16,
-                     "progress": False, "seed": 0, "insecure_seed": True},
-           "columns": {"model": "aim", "rounds": 8, "pgm_iters": 100},
-           "generate": {"n": 12, "seed": 1}, "output": {"dir": str(tmp_path / "run")}}
+    raw = water_column_road_config(tmp_path, {"model": "aim", "rounds": 8, "pgm_iters": 100})
     result = run(build_config(raw), progress=False)
     card = json.loads((tmp_path / "run" / "export" / "dpsynth.json").read_text())
     stages = [s["stage"] for s in card["privacy"]["stages"]]

@@ -8,29 +8,17 @@ import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from synth.marginals import ColumnModel, ColumnModelSettings
 from synth.marginals.aim import AIMSettings
 from synth.marginals.pairs import plan_workload
 from synth.records.column_road import column_rho, record_spend
-from synth.spec import ColumnSpec
 from trainer import PrivacyLedger
 from trainer.accounting import calibrate_noise_multiplier
 
-from .specs import WATER
-
-COLUMNS = [ColumnSpec("a", "categorical", categories=["x", "y", "z"]), ColumnSpec("b", "integer", min=1, max=5),
-           ColumnSpec("c", "float", min=0, max=10, bins=5, decimals=2)]
-
-
-def _frame(n: int = 300) -> pd.DataFrame:
-    rng = np.random.default_rng(1)
-    a = rng.choice(["x", "y", "z"], size=n, p=[0.6, 0.3, 0.1])
-    b = np.where(a == "x", rng.integers(1, 3, n), rng.integers(3, 6, n))  # b depends on a
-    return pd.DataFrame({"a": pd.Series(a, dtype="string"), "b": pd.array(b, dtype="Int64"),
-                         "c": rng.uniform(0, 10, n)})
+from .specs import WATER, water_column_road_config
+from .test_column_model import COLUMNS, _frame  # the same small dependent table
 
 
 def test_the_workload_is_every_pair_that_fits_coarse_where_only_a_coarse_one_does():
@@ -112,16 +100,7 @@ def test_a_water_run_with_the_pairs_model_keeps_the_prv_accountant(tmp_path):
 
     if not WATER.exists():
         pytest.skip("shared data not present")
-    data = tmp_path / "water.csv"
-    pd.read_csv(WATER).head(300).to_csv(data, index=False)
-    spec = {"serialization": "json", "columns": [
-        {"name": "overall_rating", "type": "float", "min": 1, "max": 5, "bins": 8, "decimals": 1},
-        {"name": "rating", "type": "integer", "min": 1, "max": 5}, {"name": "title", "max_chars": 20}]}
-    raw = {"data": {"path": str(data), "invalid_rows": "clip"}, "spec": spec, "model": {"model": "scratch"},
-           "train": {"target_epsilon": 4.0, "steps": 3, "expected_batch_size": 32, "physical_batch_size": 16,
-                     "progress": False, "seed": 0, "insecure_seed": True},
-           "columns": {"model": "pairs", "pgm_iters": 100},
-           "generate": {"n": 12, "seed": 1}, "output": {"dir": str(tmp_path / "run")}}
+    raw = water_column_road_config(tmp_path, {"model": "pairs", "pgm_iters": 100})
     planned = plan(build_config(raw))  # the dry run plans the same PRV ledger
     result = run(build_config(raw), progress=False)
     card = json.loads((tmp_path / "run" / "export" / "dpsynth.json").read_text())
