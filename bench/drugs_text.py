@@ -14,8 +14,9 @@ histogram in the same ledger), ``--steps`` steps of ``--batch`` expected reviews
 then ``--n`` synthetic reviews.  Scored with ``evaluation.evaluate_text``
 (MAUVE, k-NN P/R, FID, length W1, label TV, TSTR / TRTR / majority floor on rating, memorisation).
 The done-when test: DP TSTR on rating recovers at least half of the non-private road's gain over
-the majority floor.  ``condition`` is not a label here: its long tail (a DP category list keeps the
-frequent values and the text road drops documents outside the list) would cost most of the corpus.
+the majority floor.  ``condition`` is not a label here yet: a DP category list would keep its frequent
+values and file the long tail under ``(other)`` (most of the corpus), so TSTR on it needs the held-out
+reviews mapped the same way first.
 Results: ``bench/results/drugs_text_cpu.json``.
 """
 

@@ -32,7 +32,7 @@ class ColumnSpec:
     nullable: bool = field(default=False, metadata={"help": "The value may be missing (null)."})
     bins: int | None = field(default=None, metadata={"help": "Column model only: equal-width bins of this number's range (default: one per value for integer ranges of at most 100 values, else 32)."})
     decimals: int | None = field(default=None, metadata={"help": "Column model only: decimal places of generated float values (drawn uniformly in their bin, then rounded)."})
-    estimate: bool = field(default=False, metadata={"help": "Measure this column's undeclared domain with DP, paid from the budget: the category list (categorical; in records, rows holding a value below the release threshold keep it as '(other)'), [min, max] (integer/float) or max_chars (text)."})
+    estimate: bool = field(default=False, metadata={"help": "Measure this column's undeclared domain with DP, paid from the budget: the category list (categorical; rows or documents holding a value below the release threshold keep it as '(other)'), [min, max] (integer/float) or max_chars (text)."})
 
     def __post_init__(self):
         check_field_types(self, f"column {self.name!r}")

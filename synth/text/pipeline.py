@@ -21,6 +21,7 @@ from trainer.errors import DPSynthError
 from trainer.io import atomic_write_text
 
 from ..card import privacy_block
+from ..domains import OTHER_CATEGORY
 from ..export import export
 from ..lm.text_generator import TextGenerator
 from ..ranks import is_worker, open_gate
@@ -65,10 +66,11 @@ def _train(config: SynthConfig, *, progress: bool) -> tuple[TextGenerator, pd.Da
                            privacy_unit="user" if users else "document", declared_public=_public_facts(config),
                            n_units=n_units)
     estimated = set(spec.estimated_labels)
-    if estimated:  # undeclared label lists: measured with DP (paid, kept in the run folder), then fixed
+    if estimated:  # undeclared label lists: measured with DP (paid, kept in the run folder), then fixed; a
+        # document whose value the list left out keeps it as OTHER_CATEGORY (trained on, not dropped)
         from ..domains import apply_estimates
 
-        found = apply_estimates(spec.domain_spec(), domain_estimates(config, frame, users, ledger))
+        found = apply_estimates(spec.domain_spec(), domain_estimates(config, frame, users, ledger), other=True)
         spec = spec.with_labels([found.column(n) for n in spec.label_names])
         config = dataclasses.replace(config, text=spec, spec=spec.as_dataset_spec())
     frame, domain = check_domain(frame, config.spec, policy=config.data.invalid_rows, estimated=estimated,
@@ -117,7 +119,9 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
         "spec": {"columns": list(synthetic.columns), "text": spec.text, "labels": spec.label_names,
                  "chunk_tokens": spec.chunk_tokens, "max_chunks_per_unit": spec.max_chunks_per_unit},
         "data_checks": {"invalid_rows": config.data.invalid_rows,
-                        "estimated_columns": [c.name for c in config.spec.columns if c.estimate]},
+                        "estimated_columns": [c.name for c in config.spec.columns if c.estimate],
+                        "other_category": OTHER_CATEGORY if any(c.estimate and c.type == "categorical"
+                                                                for c in config.spec.columns) else None},
         "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": 0,
                        "truncated": truncated, "max_new_tokens": g.max_new_tokens, "temperature": g.temperature,
                        "top_p": g.top_p, "decoding": f"free text, at most {g.max_new_tokens} tokens a document "

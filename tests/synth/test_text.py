@@ -183,6 +183,7 @@ format = "jsonl"
 def test_an_undeclared_label_list_is_estimated_with_dp_and_paid_for(tmp_path):
     import json
 
+    from synth.domains import OTHER_CATEGORY
     from synth.run_config import build_config
     from synth.text import pipeline
 
@@ -210,9 +211,18 @@ def test_an_undeclared_label_list_is_estimated_with_dp_and_paid_for(tmp_path):
     # rows now and then (a few percent of runs by that estimate; seen once in CI): seeded here, and at most
     # 2 such are allowed
     assert "Birth Control" in listed and len(set(listed) - set(counts[counts >= 3].index)) <= 2
-    assert set(result["synthetic"]["condition"]) <= set(listed)
+    assert OTHER_CATEGORY not in listed  # released by the estimate: it is added after, data-independently
+    assert set(result["synthetic"]["condition"]) <= set(listed) | {OTHER_CATEGORY}
+    # a review whose condition the list left out is trained on as OTHER_CATEGORY, not dropped; counted
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
-    assert report["domain"]["rows_dropped"] == int((~private["condition"].isin(listed)).sum())  # counted
+    rare = int((~private["condition"].isin(listed)).sum())
+    assert rare > 0 and report["domain"]["rows_dropped"] == 0
+    assert report["domain"]["outside_domain_by_column"] == {"condition": rare} and report["domain"]["rows_clipped"] == rare
+    assert report["chunks"]["documents"] == len(private)
+    histogram = result["card"]["conditioning"]
+    assert OTHER_CATEGORY in json.dumps(histogram) and card["data_checks"]["other_category"] == OTHER_CATEGORY
+    readme = (tmp_path / "run" / "export" / "README.md").read_text()
+    assert f"`{OTHER_CATEGORY}` in this data stands for values too rare to release" in readme
 
 
 def test_a_context_column_is_in_the_prompt_without_loss_and_given_per_document_at_generation():
