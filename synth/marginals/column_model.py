@@ -28,7 +28,7 @@ from .coding import ColumnCode, column_codes
 
 @dataclass
 class ColumnModelSettings(AIMSettings):
-    """The mechanisms' settings (MST uses max_cells and pgm_iters; the run config's [columns] section adds
+    """The mechanisms' settings (MST and pairs use max_cells, coarse_groups and pgm_iters; the run config's [columns] section adds
     the road and the budget share)."""
 
 
@@ -77,10 +77,9 @@ class ColumnModel:
                 bar.set_postfix_str(f"measured {'×'.join(clique)}")
 
             mechanism_fn = {"aim": run_aim, "mst": run_mst, "pairs": run_pairs}[mechanism]
-            extra = {"ordered": {c.name: c.values_size for c in codes if c.edges is not None}} \
-                if mechanism in ("aim", "pairs") else {}
+            ordered = {c.name: c.values_size for c in codes if c.edges is not None}
             model, spend = mechanism_fn(data, sizes, rho, rng, sensitivity=sensitivity, settings=settings,
-                                        progress=report, **extra)
+                                        progress=report, ordered=ordered)
         return cls(codes, model, spend, sensitivity=sensitivity, mechanism=mechanism)
 
     # --------------------------------------------------------------- sample

@@ -68,3 +68,22 @@ def coarse_query(clique: tuple[str, ...], sizes: dict[str, int], ordered: dict[s
     matrices = tuple(group_matrix(sizes[a], ordered[a], groups) if ordered.get(a, 0) > groups else None
                      for a in clique)
     return GroupedQuery(matrices) if any(m is not None for m in matrices) else None
+
+
+def coarse_cells(clique: tuple[str, ...], query: GroupedQuery, sizes: dict[str, int]) -> int:
+    """Cells of ``clique``'s coarse marginal under ``query``."""
+    return math.prod(m.shape[0] if m is not None else sizes[a] for a, m in zip(clique, query.matrices, strict=True))
+
+
+def pair_options(pairs, sizes: dict[str, int], ordered: dict[str, int], max_cells: int,
+                 groups: int | None) -> dict[tuple[str, ...], GroupedQuery | None]:
+    """Each pair that can be measured, with how: None (its fine marginal fits ``max_cells``) or the coarse
+    query (only the coarse one fits).  Pairs that fit neither way are not keys.  Reads no data."""
+    out = {}
+    for cl in pairs:
+        if math.prod(sizes[a] for a in cl) <= max_cells:
+            out[cl] = None
+        elif groups and (query := coarse_query(cl, sizes, ordered, groups)) is not None \
+                and coarse_cells(cl, query, sizes) <= max_cells:
+            out[cl] = query
+    return out

@@ -5,6 +5,12 @@ pairs (Kruskal's algorithm with the exponential mechanism picking each edge by h
 one-way model fits the pair), a third measures the tree's pair marginals; mbi's Private-PGM fits
 the graphical model.  Cheaper than AIM (one refit), weaker on tables whose dependencies are not a
 tree.  Same spend report as AIM (``AIMSpend``), same sensitivity scaling.
+
+As in the pairs workload (``pairs.py``), a pair whose fine marginal exceeds ``max_cells`` but whose
+coarse one (``grouping.py``: a fine number's adjacent bins summed) fits is a candidate edge on the
+coarse terms: scored by the coarse marginal's L1 error (a row moves it by at most 1, as the fine
+one) and, if the tree takes it, measured coarse.  Which representation a pair gets follows from
+public sizes alone.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import math
 import numpy as np
 
 from .aim import AIMSettings, AIMSpend, _exponential_mechanism, marginal, model_marginals
+from .grouping import pair_options
 
 
 def run_mst(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng: np.random.Generator, *,
-            sensitivity: int = 1, settings: AIMSettings | None = None, progress=None):
+            sensitivity: int = 1, settings: AIMSettings | None = None, progress=None,
+            ordered: dict[str, int] | None = None):
     from mbi import Domain, LinearMeasurement
     from mbi.estimation import MirrorDescent
 
@@ -26,15 +34,26 @@ def run_mst(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng
     columns = list(codes)
     d = len(columns)
     domain = Domain(columns, [sizes[c] for c in columns])
-    spend = AIMSpend()
+    ways = pair_options(itertools.combinations(columns, 2), sizes, ordered or {}, settings.max_cells,
+                        settings.coarse_groups) if d > 1 else {}
+    spend = AIMSpend(coarse_groups=settings.coarse_groups if any(q is not None for q in ways.values()) else None)
     measurements = []
 
+    def view(cl, fine: np.ndarray) -> np.ndarray:
+        """The marginal as it is scored and measured: fine, or coarse where only the coarse one fits."""
+        query = ways.get(cl)
+        return query.apply(fine.reshape([sizes[a] for a in cl])) if query is not None else fine
+
     def measure(cl, multiplier: float) -> None:
-        x = marginal(codes, sizes, cl)
+        x = view(cl, marginal(codes, sizes, cl))
+        query = ways.get(cl)
+        extra = {"query": query} if query is not None else {}
         measurements.append(LinearMeasurement(x + rng.normal(0.0, multiplier * sensitivity, size=x.size), cl,
-                                              multiplier * sensitivity))
+                                              multiplier * sensitivity, **extra))
         spend.measure_multipliers.append(multiplier)
         spend.measured.append(cl)
+        spend.coarsened.append([a for a, m in zip(cl, query.matrices, strict=True) if m is not None]
+                               if query is not None else [])
 
     third = rho / 3 if d > 1 else rho
     for c in columns:
@@ -42,9 +61,9 @@ def run_mst(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng
     estimator = MirrorDescent()
     model = estimator.estimate(domain, measurements, iters=settings.pgm_iters)
     if d > 1:
-        pairs = [cl for cl in itertools.combinations(columns, 2) if sizes[cl[0]] * sizes[cl[1]] <= settings.max_cells]
+        pairs = list(ways)
         fitted = model_marginals(model, pairs)
-        errors = {cl: float(np.abs(marginal(codes, sizes, cl) - fitted[cl]).sum()) for cl in pairs}
+        errors = {cl: float(np.abs(view(cl, marginal(codes, sizes, cl)) - view(cl, fitted[cl])).sum()) for cl in pairs}
         component = {c: c for c in columns}
 
         def root(c):
@@ -65,6 +84,8 @@ def run_mst(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng
         for cl in tree:
             measure(cl, math.sqrt(len(tree) / (2 * third)))
         model = estimator.estimate(domain, measurements, iters=settings.pgm_iters, warm_start=model)
+    if not any(spend.coarsened):
+        spend.coarse_groups = None  # the tree took no coarse edge
     if progress is not None:
         progress(1.0, spend.measured[-1])
     assert spend.rho <= rho * (1 + 1e-9), (spend.rho, rho)

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from .aim import AIMSettings, AIMSpend, Clique, marginal
-from .grouping import coarse_query
+from .grouping import coarse_query, pair_options
 
 
 def plan_workload(columns: list[str], sizes: dict[str, int], ordered: dict[str, int],
@@ -33,15 +33,8 @@ def plan_workload(columns: list[str], sizes: dict[str, int], ordered: dict[str, 
     from mbi.junction_tree import hypothetical_model_size
 
     domain = Domain(columns, [sizes[c] for c in columns])
-    options = []
-    for cl in itertools.combinations(columns, 2):
-        cells = sizes[cl[0]] * sizes[cl[1]]
-        query = coarse_query(cl, sizes, ordered, settings.coarse_groups) if settings.coarse_groups else None
-        if cells <= settings.max_cells:
-            options.append((cells, cl, False))
-        elif query is not None and math.prod(m.shape[0] if m is not None else sizes[a]
-                                              for a, m in zip(cl, query.matrices, strict=True)) <= settings.max_cells:
-            options.append((cells, cl, True))
+    ways = pair_options(itertools.combinations(columns, 2), sizes, ordered, settings.max_cells, settings.coarse_groups)
+    options = [(sizes[cl[0]] * sizes[cl[1]], cl, query is not None) for cl, query in ways.items()]
     measured, left_out, cliques = [], [], []
     for _, cl, grouped in sorted(options):
         if hypothetical_model_size(domain, [*cliques, cl]) <= settings.max_model_size:

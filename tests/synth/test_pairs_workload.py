@@ -1,6 +1,7 @@
 """The pairs column model (``columns.model = pairs``): a public workload measured with Gaussian noise at one
 σ, so the run keeps the PRV accountant; its ε checked against Google's dp_accounting (PLD), its noise
-against the multiplier the ledger records, and a Water run end to end."""
+against the multiplier the ledger records, and a Water run end to end.  MST takes its candidate edges from
+the same pair options (fine, or coarse where only the coarse marginal fits), tested here too."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from synth.marginals import ColumnModel, ColumnModelSettings
 from synth.marginals.aim import AIMSettings
+from synth.marginals.mst import run_mst
 from synth.marginals.pairs import plan_workload
 from synth.records.column_road import column_rho, record_spend
 from trainer import PrivacyLedger
@@ -75,6 +77,29 @@ def test_every_measurement_gets_the_noise_the_prv_ledger_composes():
     independent.compose(dp_accounting.GaussianDpEvent(multiplier), 3)
     independent.compose(dp_accounting.PoissonSampledDpEvent(0.02, dp_accounting.GaussianDpEvent(0.9)), 100)
     assert ledger.epsilon() == pytest.approx(independent.get_epsilon(1e-5), rel=0.02)
+
+
+def test_mst_takes_a_pair_too_large_for_max_cells_as_a_coarse_edge():
+    """a × c has 3 × 40 cells, over max_cells = 100; with c's 40 bins summed into 8 groups it has 24: the
+    tree's one edge is measured on those 24 cells, at the σ the spend reports, and the model learns the
+    dependence.  Without coarse groups MST can measure no pair at all (its behaviour before)."""
+    data_rng = np.random.default_rng(0)
+    a = data_rng.integers(0, 3, 2000)
+    c = np.clip(a * 13 + data_rng.integers(0, 13, 2000), 0, 39)  # c's bin follows a
+    codes, sizes, ordered = {"a": a, "c": c}, {"a": 3, "c": 40}, {"c": 40}
+    rho = 2.0
+    rng = _RecordingRng(1)
+    model, spend = run_mst(codes, sizes, rho, rng, sensitivity=1, ordered=ordered,
+                           settings=AIMSettings(max_cells=100, coarse_groups=8, pgm_iters=300))
+    assert spend.measured == [("a",), ("c",), ("a", "c")] and spend.coarsened == [[], [], ["c"]]
+    assert spend.coarse_groups == 8 and len(spend.select_rhos) == 1 and spend.rho == pytest.approx(rho)
+    assert [n for _, n in rng.scales] == [3, 40, 3 * 8]  # the edge on the coarse cells
+    assert [s for s, _ in rng.scales] == pytest.approx(spend.measure_multipliers)  # sensitivity 1
+    fitted = np.asarray(model.project(("a", "c")).datavector()).reshape(3, 40)
+    assert all(fitted[i, 13 * i:13 * i + 13].sum() / fitted[i].sum() > 0.8 for i in range(3))
+    _, fine_only = run_mst(codes, sizes, rho, np.random.default_rng(1), ordered=ordered,
+                           settings=AIMSettings(max_cells=100, coarse_groups=None, pgm_iters=50))
+    assert fine_only.measured == [("a",), ("c",)] and fine_only.select_rhos == [] and fine_only.coarse_groups is None
 
 
 def test_the_share_is_spent_under_prv_and_costs_the_lm_less_than_aim_under_rdp():
