@@ -4,6 +4,7 @@ non-private fine-tuning with the same compute, every text metric against held-ou
     python bench/drugs_text.py                       # both roads, seed 0 (about 50 minutes on 2 cores)
     python bench/drugs_text.py --steps 36 --n 600    # more compute (about 45 s a step)
     python bench/drugs_text.py --roads dp --seeds 1  # one more DP run, added to the results file
+    python bench/drugs_text.py --labels rating condition   # condition too (DP category list, "(other)")
     python bench/drugs_text.py --table               # the README's table from the results file
 
 ``../shared/data/drugs_train.csv`` (600 reviews) is the private corpus, ``drugs_test.csv`` (379) the
@@ -14,9 +15,10 @@ histogram in the same ledger), ``--steps`` steps of ``--batch`` expected reviews
 then ``--n`` synthetic reviews.  Scored with ``evaluation.evaluate_text``
 (MAUVE, k-NN P/R, FID, length W1, label TV, TSTR / TRTR / majority floor on rating, memorisation).
 The done-when test: DP TSTR on rating recovers at least half of the non-private road's gain over
-the majority floor.  ``condition`` is not a label here yet: a DP category list would keep its frequent
-values and file the long tail under ``(other)`` (most of the corpus), so TSTR on it needs the held-out
-reviews mapped the same way first.
+the majority floor.  ``--labels rating condition`` adds the treated condition as a second label, its
+category list estimated with DP in the same ledger; the long tail below the list's release threshold
+is trained on as ``(other)``, and for scoring the private and held-out reviews' conditions outside the
+released (public) list are mapped to ``(other)`` the same way.
 Results: ``bench/results/drugs_text_cpu.json``.
 """
 
@@ -37,11 +39,13 @@ WORK = ROOT / "bench" / "work" / "drugs_text"
 OUT = ROOT / "bench" / "results" / "drugs_text_cpu.json"
 
 
-def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int) -> dict:
+def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labels: tuple[str, ...] = ("rating",)) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo_text.toml")
     raw["data"] = {"path": str(DATA / "drugs_train.csv")}
+    if "condition" in labels:
+        raw["text"]["labels"] = [*raw["text"]["labels"], {"name": "condition", "type": "categorical", "estimate": True}]
     raw["train"].update({"steps": steps, "expected_batch_size": batch, "learning_rate": lr, "lr_schedule": "cosine",
                          "warmup_steps": max(1, steps // 10), "seed": seed, "insecure_seed": True,
                          "progress": False})
@@ -49,15 +53,21 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int) -> d
         raw["train"].pop("target_epsilon", None)
         raw["train"]["non_private"] = True
     raw["generate"].update({"n": n, "seed": seed})
-    raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}"), "overwrite": True, "format": "jsonl"}
+    raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}" + ("" if labels == ("rating",) else "_" + "_".join(labels))),
+                     "overwrite": True, "format": "jsonl"}
     return raw
 
 
-def score(synthetic: pd.DataFrame) -> dict:
+def score(synthetic: pd.DataFrame, labels: tuple[str, ...] = ("rating",), run_dir: Path | None = None) -> dict:
     from evaluation import Encoder, evaluate_text
+    from synth.domains import OTHER_CATEGORY
 
-    report = evaluate_text(pd.read_csv(DATA / "drugs_train.csv"), pd.read_csv(DATA / "drugs_test.csv"), synthetic,
-                           text="review", labels=["rating"], encoder=Encoder())
+    private, heldout = pd.read_csv(DATA / "drugs_train.csv"), pd.read_csv(DATA / "drugs_test.csv")
+    if "condition" in labels:  # the real reviews' conditions on the released list's terms
+        released = {e["column"]: e["value"] for e in json.loads((run_dir / "domains.json").read_text())}["condition"]
+        for frame in (private, heldout):
+            frame["condition"] = frame["condition"].where(frame["condition"].isin(released), OTHER_CATEGORY)
+    report = evaluate_text(private, heldout, synthetic, text="review", labels=list(labels), encoder=Encoder())
     return {m.name: m.value for m in report.metrics}
 
 
@@ -113,6 +123,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32, help="expected reviews per step")
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--n", type=int, default=400, help="synthetic reviews per run")
+    ap.add_argument("--labels", nargs="+", default=["rating"], choices=["rating", "condition"])
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     args = ap.parse_args()
     if args.table:
@@ -126,14 +137,17 @@ def main() -> None:
     rows = json.loads(OUT.read_text())["rows"] if OUT.exists() else []
     for seed, road in ((s, r) for s in args.seeds for r in args.roads):
         start = time.time()
-        result = run(build_config(config(road, seed, args.steps, args.batch, args.lr, args.n)), progress=False)
+        labels = tuple(args.labels)
+        cfg = build_config(config(road, seed, args.steps, args.batch, args.lr, args.n, labels))
+        result = run(cfg, progress=False)
         seconds = round(time.time() - start, 1)
         synthetic = result["synthetic"]
         row = {"road": road, "seed": seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "n": args.n,
-               "epsilon": result.get("epsilon"), "seconds": seconds, "documents": len(synthetic), **score(synthetic)}
+               "labels": list(labels), "epsilon": result.get("epsilon"), "seconds": seconds,
+               "documents": len(synthetic), **score(synthetic, labels, Path(cfg.output.dir))}
         print(json.dumps(row), flush=True)
-        rows = [r for r in rows if (r["road"], r["seed"], r["steps"], r["batch"]) !=
-                (road, seed, args.steps, args.batch)] + [row]
+        rows = [r for r in rows if (r["road"], r["seed"], r["steps"], r["batch"], r.get("labels", ["rating"])) !=
+                (road, seed, args.steps, args.batch, list(labels))] + [row]
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
     print(markdown(rows))

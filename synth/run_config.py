@@ -99,7 +99,7 @@ class ColumnsSection:
     max_cells: int = field(default=10_000, metadata={"help": "AIM: pair marginals with more cells than this are left out of the workload."})
     rounds: int | None = field(default=None, metadata={"help": f"AIM: rounds the budget is planned for (default {ROUNDS_PER_COLUMN} × columns, where AIM's paper has 16: better at small N, see the README's census table; annealing ends sooner)."})
     pgm_iters: int = field(default=1000, metadata={"help": "AIM: mirror-descent iterations of each graphical-model refit."})
-    coarse_groups: int = field(default=8, metadata={"help": "AIM: every pair with a number binned finer than this is also offered with the number's adjacent bins summed into this many groups, a marginal with fewer cells that AIM can afford at a small ρ (0: off, as in AIM's paper; see the README's census and Water tables)."})
+    coarse_groups: int = field(default=8, metadata={"help": "AIM: every pair with a number binned finer than this is also offered with the number's adjacent bins summed into this many groups, a marginal with fewer cells that AIM can afford at a small ρ; MST and pairs measure a pair coarse where only the coarse marginal fits max_cells (0: off, as in the papers; see the README's census and Water tables)."})
 
     def __post_init__(self):
         check_field_types(self, "columns")
