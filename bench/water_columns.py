@@ -6,6 +6,7 @@ LM-only records road, both scored on held-out rows (issue 15).
     python bench/water_columns.py --roads aim --budget-share 0.25
     python bench/water_columns.py --roads pairs --seeds 0 1 2 3 4   # the pairs column model (PRV ledger)
     python bench/water_columns.py --table --column-road pairs --seeds 0 1 2 3 4
+    python bench/water_columns.py --roads lm-cond --seeds 0 1   # the LM road given the numbers in its prompt
 
 ``../shared/data/water_dev.csv``: rows 0-1499 are private, rows 1500-1999 held out.  Both roads use
 the demo's model and training settings (SmolLM2-135M-Instruct LoRA, 12 DP steps of 24 rows,
@@ -42,6 +43,8 @@ def config(road: str, train_csv: Path, seed: int, share: float, coarse_groups: i
     raw["generate"].update({"seed": seed})
     raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}"), "overwrite": True}
     raw.pop("evaluation", None)
+    if road == "lm-cond":  # the LM road with the numbers in the prompt (a DP histogram): the column road's prompt
+        raw["spec"]["conditioning"] = ["overall_rating", "rating"]
     if road in ("aim", "pairs"):
         for col in raw["spec"]["columns"]:
             if col["name"] == "overall_rating":
@@ -141,7 +144,8 @@ def main() -> None:
 SUMMARY = {"am/tv/category/rating": "rating TV", "am/w1/value/overall_rating": "overall_rating W1",
            "quality/column_shapes": "column shapes", "pair/overall_rating~rating_correlation_similarity": "pair trend",
            "knd/title~cleaned_review": "KND", "knn_precision": "k-NN precision", "knn_recall": "k-NN recall",
-           "am/w1/length/cleaned_review": "review length W1", "cfg_pr": "CFG-PR", "seconds": "seconds"}
+           "am/w1/length/title": "title length W1", "am/w1/length/cleaned_review": "review length W1",
+           "cfg_pr": "CFG-PR", "seconds": "seconds"}
 
 
 def _coarse_groups(frame: pd.DataFrame) -> pd.Series:
@@ -161,7 +165,7 @@ def summary(rows: list[dict]) -> str:
 
 
 LOWER_IS_BETTER = {"am/tv/category/rating", "am/w1/value/overall_rating", "knd/title~cleaned_review",
-                   "am/w1/length/cleaned_review", "seconds"}
+                   "am/w1/length/title", "am/w1/length/cleaned_review", "seconds"}
 
 
 def markdown(rows: list[dict], seeds: list[int], coarse_groups: int | None = None, share: float = 0.5,
