@@ -3,6 +3,7 @@
 
     python bench/drugs_canaries.py                     # DP, ε = 8: train, 10,000 openings, exposure (~45 min)
     python bench/drugs_canaries.py --road non-private  # the same compute without DP (the contrast)
+    python bench/drugs_canaries.py --resume            # an interrupted run: finish its sampling, then score
     python bench/drugs_canaries.py --audit             # `dpsynth audit` on the same config: ε lower bound (~25 min)
     python bench/drugs_canaries.py --table             # the README's table from the results file
 
@@ -145,6 +146,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=24)
     ap.add_argument("--gen-batch", type=int, default=200)
     ap.add_argument("--candidates", type=int, default=1000, help="random numbers each exposure is ranked among")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the trained generator of an interrupted run and finish its sampling")
     ap.add_argument("--audit", action="store_true", help="run `dpsynth audit` on the same config instead")
     ap.add_argument("--canaries", type=int, default=500, help="the audit's random canaries")
     ap.add_argument("--table", action="store_true")
@@ -155,7 +158,7 @@ def main() -> None:
         return
     from synth.lm.text_generator import TextGenerator
     from synth.run_config import build_config
-    from synth.text.pipeline import audit, run
+    from synth.text.pipeline import audit, generate, run
 
     private, canaries, controls = secret_corpus(args.seed)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -169,13 +172,13 @@ def main() -> None:
                "seconds": round(time.time() - start, 1), **result.to_dict()}
         results["audits"] = [a for a in results["audits"] if (a["road"], a["seed"]) != (args.road, args.seed)] + [row]
     else:
-        result = run(config, progress=False)
+        result = generate(config, progress=False) if args.resume else run(config, progress=False)
         generated = time.time()
         texts = [str(t) for t in result["synthetic"]["review"]]
         generator = TextGenerator.from_pretrained(Path(config.output.dir) / "generator")
         row = {"road": args.road, "seed": args.seed, "steps": args.steps, "batch": args.batch,
                "epsilon": result.get("epsilon"), "max_new_tokens": args.max_new_tokens,
-               "train_and_sample_seconds": round(generated - start, 1),
+               ("sample_seconds_after_resume" if args.resume else "train_and_sample_seconds"): round(generated - start, 1),
                "exact_copies_of_private_reviews": result["report"]["exact_copies_of_training_documents"],
                **extraction(texts, list(canaries["secret"])),
                **exposures(generator, canaries, controls, args.candidates, args.seed),

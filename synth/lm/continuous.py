@@ -4,15 +4,18 @@ finishes hands its slot to the next prompt at once.
 ``decoding.sample_texts`` samples many completions of ONE prompt (its cache is computed once and
 copied).  Label-conditioned text and album captions have many prompts (a label pair, an album's
 summary), and one batch per prompt left most batches tiny.  Here a batch of up to ``batch_size`` rows
-runs over one KV cache whose rows are left-padded to a common length: a new prompt is prefilled alone,
-padded (or the batch padded) to match, and joined; the attention mask hides the padding and each row
+runs over one KV cache whose rows are left-padded to a common length: a new prompt is prefilled alone
+(or its earlier prefill copied: label-conditioned rows repeat a few prompts), padded (or the batch
+padded) to match, and joined; the attention mask hides the padding and each row
 keeps its own position ids, so a row's logits do not depend on its neighbours (the test checks
 greedy completions against one-prompt-at-a-time decoding).
 """
 
 from __future__ import annotations
 
+import copy
 import time
+from collections import OrderedDict
 
 import torch
 
@@ -36,6 +39,11 @@ def _join(cache, other) -> None:
         mine.values = torch.cat([mine.values, theirs.values], dim=0)
 
 
+# distinct prompts whose prefill a batch keeps: label-conditioned runs repeat a few prompts over
+# thousands of rows, and with short outputs the prompt's prefill was most of the time
+PREFILLS_KEPT = 32
+
+
 class _Batch:
     """The running rows: one cache, the padding mask, each row's next position and last logits."""
 
@@ -45,11 +53,25 @@ class _Batch:
         self.pos: torch.Tensor | None = None  # (rows,) position id of each row's next token
         self.logits: torch.Tensor | None = None  # (rows, vocab)
         self.rows: list[int] = []  # prompt index of each row
+        self._prefilled: OrderedDict[tuple[int, ...], tuple] = OrderedDict()  # prompt -> (cache, logits)
+
+    def _prefill(self, model, prompt: torch.Tensor):
+        """The prompt's KV cache and last logits: computed once per distinct prompt (the last
+        PREFILLS_KEPT kept), then copied, so a row never shares tensors with another."""
+        key = tuple(prompt.tolist())
+        kept = self._prefilled.get(key)
+        if kept is None:
+            out = model(input_ids=prompt[None], use_cache=True)
+            kept = self._prefilled[key] = (out.past_key_values, out.logits[:, -1].float())
+            if len(self._prefilled) > PREFILLS_KEPT:
+                self._prefilled.popitem(last=False)
+        else:
+            self._prefilled.move_to_end(key)
+        return copy.deepcopy(kept[0]), kept[1].clone()
 
     def admit(self, model, prompt: torch.Tensor, index: int) -> None:
-        out = model(input_ids=prompt[None], use_cache=True)
-        cache, length = out.past_key_values, prompt.shape[0]
-        logits = out.logits[:, -1].float()
+        cache, logits = self._prefill(model, prompt)
+        length = prompt.shape[0]
         if self.cache is None:
             self.cache, self.mask = cache, torch.ones(1, length, dtype=torch.long, device=prompt.device)
             self.pos, self.logits = torch.tensor([length], device=prompt.device), logits

@@ -57,6 +57,27 @@ def test_greedy_completions_match_one_prompt_at_a_time(lm):
     assert got == want and stats.requested == stats.emitted == 5
 
 
+def test_a_repeated_prompt_is_prefilled_once_and_its_rows_decode_as_if_alone(lm):
+    """Label-conditioned sampling repeats a few prompts: each distinct one is run through the model once,
+    its cache copied into every row that uses it; the completions are those of one prompt at a time."""
+    model, tok = lm
+    texts = ["rating = 'positive'", "rating = 'negative'", "a third, longer prompt here"]
+    prompts = [tok.encode(texts[i]) for i in (0, 1, 0, 0, 2, 1, 0, 2, 1, 0)]
+    prefills = []
+    hook = model.register_forward_pre_hook(
+        lambda _m, args, kwargs: prefills.append(kwargs["input_ids"].shape[1]) if kwargs["input_ids"].shape[1] > 1
+        else None, with_kwargs=True)
+    try:
+        got, _ = sample_from_prompts(model, tok, prompts, batch_size=3, max_record_tokens=5, temperature=0,
+                                     progress=False, keep_unfinished=True)
+    finally:
+        hook.remove()
+    assert sorted(prefills) == sorted(len(tok.encode(t)) for t in texts)  # one model call per distinct prompt
+    want = {t: sample_texts(model, tok, None, tok.encode(t), 1, max_record_tokens=5, temperature=0, progress=False,
+                            keep_unfinished=True)[0][0] for t in texts}
+    assert got == [want[texts[i]] for i in (0, 1, 0, 0, 2, 1, 0, 2, 1, 0)]
+
+
 def test_rows_that_end_hand_their_slot_on_and_cut_rows_are_counted(lm):
     model, tok = lm
     offset = torch.zeros(model.lm_head.out_features, dtype=torch.float64)
