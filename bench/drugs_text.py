@@ -53,8 +53,8 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labe
         raw["train"].pop("target_epsilon", None)
         raw["train"]["non_private"] = True
     raw["generate"].update({"n": n, "seed": seed})
-    raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}" + ("" if labels == ("rating",) else "_" + "_".join(labels))),
-                     "overwrite": True, "format": "jsonl"}
+    suffix = "" if tuple(labels) == ("rating",) else "_" + "_".join(labels)
+    raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}{suffix}"), "overwrite": True, "format": "jsonl"}
     return raw
 
 
