@@ -45,7 +45,8 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labe
     raw = read_config(ROOT / "synth" / "data" / "demo_text.toml")
     raw["data"] = {"path": str(DATA / "drugs_train.csv")}
     if "condition" in labels:
-        raw["text"]["labels"] = [*raw["text"]["labels"], {"name": "condition", "type": "categorical", "estimate": True}]
+        raw["text"]["labels"] = [*raw["text"]["labels"], {"name": "condition", "type": "categorical", "estimate": True,
+                                                          "nullable": True}]  # 3 reviews name none
     raw["train"].update({"steps": steps, "expected_batch_size": batch, "learning_rate": lr, "lr_schedule": "cosine",
                          "warmup_steps": max(1, steps // 10), "seed": seed, "insecure_seed": True,
                          "progress": False})
@@ -66,7 +67,8 @@ def score(synthetic: pd.DataFrame, labels: tuple[str, ...] = ("rating",), run_di
     if "condition" in labels:  # the real reviews' conditions on the released list's terms
         released = {e["column"]: e["value"] for e in json.loads((run_dir / "domains.json").read_text())}["condition"]
         for frame in (private, heldout):
-            frame["condition"] = frame["condition"].where(frame["condition"].isin(released), OTHER_CATEGORY)
+            named = frame["condition"].isin(released) | frame["condition"].isna()
+            frame["condition"] = frame["condition"].where(named, OTHER_CATEGORY)
     report = evaluate_text(private, heldout, synthetic, text="review", labels=list(labels), encoder=Encoder())
     return {m.name: m.value for m in report.metrics}
 
