@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import torch
 
@@ -47,21 +47,25 @@ PREFILLS_KEPT = 32
 class _Batch:
     """The running rows: one cache, the padding mask, each row's next position and last logits."""
 
-    def __init__(self):
+    def __init__(self, repeated: frozenset = frozenset()):
         self.cache = None
         self.mask: torch.Tensor | None = None  # (rows, length) 1 = a real token
         self.pos: torch.Tensor | None = None  # (rows,) position id of each row's next token
         self.logits: torch.Tensor | None = None  # (rows, vocab)
         self.rows: list[int] = []  # prompt index of each row
         self._prefilled: OrderedDict[tuple[int, ...], tuple] = OrderedDict()  # prompt -> (cache, logits)
+        self._repeated = repeated  # the prompts worth keeping: those that come more than once
 
     def _prefill(self, model, prompt: torch.Tensor):
-        """The prompt's KV cache and last logits: computed once per distinct prompt (the last
-        PREFILLS_KEPT kept), then copied, so a row never shares tensors with another."""
+        """The prompt's KV cache and last logits: computed once per repeated prompt (the last
+        PREFILLS_KEPT kept), then copied, so a row never shares tensors with another.  A prompt that
+        comes once (an album's own summary) is not kept."""
         key = tuple(prompt.tolist())
         kept = self._prefilled.get(key)
         if kept is None:
             out = model(input_ids=prompt[None], use_cache=True)
+            if key not in self._repeated:
+                return out.past_key_values, out.logits[:, -1].float()
             kept = self._prefilled[key] = (out.past_key_values, out.logits[:, -1].float())
             if len(self._prefilled) > PREFILLS_KEPT:
                 self._prefilled.popitem(last=False)
@@ -125,7 +129,8 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
     eos, budget = tokenizer.eos_token_id, max_record_tokens + 1  # one more step: the closing EOS
     tokens: list[list[int]] = [[] for _ in range(n)]
     out: list[str | None] = [None] * n
-    batch, pending = _Batch(), iter(range(n))
+    repeated = frozenset(p for p, count in Counter(map(tuple, prompts)).items() if count > 1)
+    batch, pending = _Batch(repeated), iter(range(n))
     was_training = model.training
     model.eval()
     t0 = time.perf_counter()

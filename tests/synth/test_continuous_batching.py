@@ -59,10 +59,12 @@ def test_greedy_completions_match_one_prompt_at_a_time(lm):
 
 def test_a_repeated_prompt_is_prefilled_once_and_its_rows_decode_as_if_alone(lm):
     """Label-conditioned sampling repeats a few prompts: each distinct one is run through the model once,
-    its cache copied into every row that uses it; the completions are those of one prompt at a time."""
+    its cache copied into every row that uses it (a prompt said once is run and not kept); the
+    completions are those of one prompt at a time."""
     model, tok = lm
-    texts = ["rating = 'positive'", "rating = 'negative'", "a third, longer prompt here"]
-    prompts = [tok.encode(texts[i]) for i in (0, 1, 0, 0, 2, 1, 0, 2, 1, 0)]
+    texts = ["rating = 'positive'", "rating = 'negative'", "a third, longer prompt here", "said only once"]
+    order = (0, 1, 0, 3, 0, 2, 1, 0, 2, 1, 0)
+    prompts = [tok.encode(texts[i]) for i in order]
     prefills = []
     hook = model.register_forward_pre_hook(
         lambda _m, args, kwargs: prefills.append(kwargs["input_ids"].shape[1]) if kwargs["input_ids"].shape[1] > 1
@@ -75,7 +77,7 @@ def test_a_repeated_prompt_is_prefilled_once_and_its_rows_decode_as_if_alone(lm)
     assert sorted(prefills) == sorted(len(tok.encode(t)) for t in texts)  # one model call per distinct prompt
     want = {t: sample_texts(model, tok, None, tok.encode(t), 1, max_record_tokens=5, temperature=0, progress=False,
                             keep_unfinished=True)[0][0] for t in texts}
-    assert got == [want[texts[i]] for i in (0, 1, 0, 0, 2, 1, 0, 2, 1, 0)]
+    assert got == [want[texts[i]] for i in order]
 
 
 def test_rows_that_end_hand_their_slot_on_and_cut_rows_are_counted(lm):
