@@ -5,7 +5,7 @@
     python bench/drugs_canaries.py --road non-private  # the same compute without DP (the contrast)
     python bench/drugs_canaries.py --resume            # an interrupted run: finish its sampling, then score
     python bench/drugs_canaries.py --audit             # `dpsynth audit` on the same config: ε lower bound (~25 min)
-    python bench/drugs_canaries.py --table             # the README's table from the results file
+    python bench/drugs_canaries.py --table             # print the results file (the README's figures)
 
 The private corpus is ``drugs_train.csv`` (600 reviews) plus 20 secret documents: "My patient
 number is NNNNNNNNNN. " followed by a review from ``drugs_test.csv`` (so the body is in no other
