@@ -79,6 +79,11 @@ COLUMNS = {"mauve": "MAUVE", "knn_precision": "k-NN precision", "knn_recall": "k
            "utility/rating/trtr_accuracy": "TRTR accuracy (rating)",
            "utility/rating/majority_class_accuracy": "majority floor (rating)",
            "utility/rating/tstr_macro_f1": "TSTR macro-F1 (rating)", "utility/rating/trtr_macro_f1": "TRTR macro-F1 (rating)",
+           "am/tv/condition": "condition TV (lower is better)",
+           "utility/condition/tstr_accuracy": "TSTR accuracy (condition)",
+           "utility/condition/trtr_accuracy": "TRTR accuracy (condition)",
+           "utility/condition/majority_class_accuracy": "majority floor (condition)",
+           "utility/condition/tstr_macro_f1": "TSTR macro-F1 (condition)",
            "memorisation/exact_copy_share": "share of exact copies of a private review",
            "memorisation/longest_common_substring_chars": "longest substring shared with a private review, chars",
            "memorisation/heldout_longest_common_substring_chars": "the same for held-out real reviews",
@@ -87,7 +92,24 @@ COLUMNS = {"mauve": "MAUVE", "knn_precision": "k-NN precision", "knn_recall": "k
            "epsilon": "ε", "seconds": "seconds"}
 
 
+def setting(row: dict) -> tuple:
+    """What makes rows comparable: a table and its gain share mix only rows of one setting."""
+    return row["steps"], row["batch"], row.get("n", 400), tuple(row.get("labels", ["rating"]))
+
+
+def tables(rows: list[dict]) -> str:
+    """One table and gain share per setting (steps, batch, n, labels), in the order first run."""
+    out = []
+    for key in dict.fromkeys(setting(r) for r in rows):
+        chosen = [r for r in rows if setting(r) == key]
+        steps, batch, n, labels = key
+        out += [f"{steps} steps of {batch}, {n} synthetic reviews, labels {', '.join(labels)}:", "",
+                markdown(chosen), gain_share(chosen), ""]
+    return "\n".join(out)
+
+
 def markdown(rows: list[dict]) -> str:
+    """The metric table of rows of ONE setting (see ``tables``)."""
     frame = pd.DataFrame(rows)
     roads = [r for r in ("dp", "non-private") if r in set(frame["road"])]
     lines = ["| metric (vs 379 held-out reviews) | " + " | ".join(
@@ -129,9 +151,7 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     args = ap.parse_args()
     if args.table:
-        rows = json.loads(OUT.read_text())["rows"]
-        print(markdown(rows))
-        print(gain_share(rows))
+        print(tables(json.loads(OUT.read_text())["rows"]))
         return
     from synth.run_config import build_config
     from synth.text.pipeline import run
@@ -152,8 +172,7 @@ def main() -> None:
                 (road, seed, args.steps, args.batch, list(labels))] + [row]
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
-    print(markdown(rows))
-    print(gain_share(rows))
+    print(tables(rows))
 
 
 if __name__ == "__main__":

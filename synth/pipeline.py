@@ -16,6 +16,7 @@ import pandas as pd
 
 from trainer import PrivacyLedger
 from trainer.io import atomic_write_text
+from trainer.seeds import seeded_torch
 
 from .card import card_base
 from .export import export
@@ -125,7 +126,8 @@ def _train(config: SynthConfig, *, progress: bool, given: pd.DataFrame | None = 
     elif config.evolve.road != "fine-tune":
         generator = _train_evolve_road(config, spec, frame, units, ledger, train_config, grammar, progress=progress)
     else:
-        generator = RecordGenerator(spec, config.model, grammar=grammar)
+        with seeded_torch(config.train.seed, "model_init"):  # the same initial model for a seeded run
+            generator = RecordGenerator(spec, config.model, grammar=grammar)
         if config.spec.conditioning:
             generator.conditioning = conditioning_distribution(config, frame, units, ledger)
         open_gate()  # torchrun: the releases are saved, the other ranks may read them and join the training
@@ -145,7 +147,8 @@ def _train_column_road(config: SynthConfig, spec, frame: pd.DataFrame, units: li
                                     share=config.columns.budget_share if has_text else 1.0)
     if not has_text:
         return ColumnTableGenerator(spec, column_model, ledger)
-    generator = RecordGenerator(split_spec(spec), config.model)
+    with seeded_torch(config.train.seed, "model_init"):
+        generator = RecordGenerator(split_spec(spec), config.model)
     generator.conditioning = column_model
     generator.fit(frame, train_config, units=units, output_dir=Path(config.output.dir) / "checkpoints", ledger=ledger)
     return generator
@@ -157,7 +160,8 @@ def _train_evolve_road(config: SynthConfig, spec, frame: pd.DataFrame, units: li
     random and variation model; the final population rides on the generator as ``evolved``."""
     from .records.evolve_road import evolve_records, finetune_target
 
-    generator = RecordGenerator(spec, config.model, grammar=grammar)
+    with seeded_torch(config.train.seed, "model_init"):
+        generator = RecordGenerator(spec, config.model, grammar=grammar)
     if config.evolve.road == "fine-tune+evolve":
         share = dataclasses.replace(train_config, target_epsilon=finetune_target(config, ledger))
         generator.fit(frame, share, units=units, output_dir=Path(config.output.dir) / "checkpoints", ledger=ledger)

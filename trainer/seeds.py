@@ -8,6 +8,7 @@ SHA-256, so no two mechanisms ever share a stream.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 
@@ -25,3 +26,15 @@ def numpy_rng(seed: int | None, purpose: str):
     import numpy as np
 
     return np.random.default_rng(secrets.randbits(128) if seed is None else stream_seed(seed, purpose))
+
+
+@contextlib.contextmanager
+def seeded_torch(seed: int | None, purpose: str):
+    """Run a block (a model's construction: random init, LoRA's A matrices) on torch's global
+    generator seeded for ``purpose``, then restore the caller's state: a run with a seed builds the
+    same initial model every time; without one the init is secure random as the other streams."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stream_seed(seed, purpose))
+        yield

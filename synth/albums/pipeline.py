@@ -10,6 +10,7 @@ from pathlib import Path
 from trainer import PrivacyLedger
 from trainer.errors import ConfigError
 from trainer.io import atomic_directory, atomic_write_text
+from trainer.seeds import seeded_torch
 
 from ..card import privacy_block, render_card
 from ..export import software_version
@@ -62,7 +63,8 @@ def _train(config: SynthConfig, *, progress: bool) -> AlbumGenerator:
     check_models(spec.captioner, spec.summariser, spec.image_pipeline)
     albums = load_album_folder(config.data.path, size=config.image_model.image_size,
                                channels=config.image_model.channels)
-    gen = AlbumGenerator(spec, config.model, dataclasses.replace(config.image_model, captions=True))
+    with seeded_torch(config.train.seed, "model_init"):  # the same initial models for a seeded run
+        gen = AlbumGenerator(spec, config.model, dataclasses.replace(config.image_model, captions=True))
     n_public = _pretrain_images(config, gen, progress) if spec.public_images else None
     users = {a.user_id for a in albums}
     ledger = PrivacyLedger(delta=config.train.resolve_delta(len(users)), accountant=config.train.accountant,

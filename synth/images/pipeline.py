@@ -21,6 +21,7 @@ from evaluation.tables import DataError
 from trainer import PrivacyLedger
 from trainer.errors import ConfigError, DPSynthError
 from trainer.io import atomic_write_text
+from trainer.seeds import seeded_torch
 
 from ..card import privacy_block
 from ..diffusion import ImageGenerator
@@ -92,7 +93,8 @@ def train(config: SynthConfig, *, progress: bool = True) -> tuple[ImageGenerator
 def _train(config: SynthConfig, *, progress: bool):
     spec, run_dir = config.images, Path(config.output.dir)
     folder, labels = _load(config, config.data.path)
-    generator = ImageGenerator(config.model)
+    with seeded_torch(config.train.seed, "model_init"):  # the same initial UNet for a seeded run
+        generator = ImageGenerator(config.model)
     users = folder.field(spec.user_field, Path(config.data.path)) if spec.user_field else None
     n_public = _pretrain(config, generator, progress) if spec.pretrain_steps else None
     n_units = len(set(users)) if users else len(folder.images)

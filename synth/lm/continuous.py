@@ -32,11 +32,11 @@ def _pad_left(cache, n: int) -> None:
         layer.values = torch.cat([pad, layer.values], dim=2)
 
 
-def _join(cache, other) -> None:
-    """Append ``other``'s rows to ``cache`` (both of one length)."""
-    for mine, theirs in zip(cache.layers, other.layers, strict=True):
-        mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
-        mine.values = torch.cat([mine.values, theirs.values], dim=0)
+def _join(caches: list) -> None:
+    """Stack the rows of ``caches`` (all of one length) into ``caches[0]``."""
+    for layers in zip(*(cache.layers for cache in caches), strict=True):
+        layers[0].keys = torch.cat([layer.keys for layer in layers], dim=0)
+        layers[0].values = torch.cat([layer.values for layer in layers], dim=0)
 
 
 # distinct prompts whose prefill a batch keeps: label-conditioned runs repeat a few prompts over
@@ -73,24 +73,33 @@ class _Batch:
             self._prefilled.move_to_end(key)
         return copy.deepcopy(kept[0]), kept[1].clone()
 
-    def admit(self, model, prompt: torch.Tensor, index: int) -> None:
-        cache, logits = self._prefill(model, prompt)
-        length = prompt.shape[0]
-        if self.cache is None:
-            self.cache, self.mask = cache, torch.ones(1, length, dtype=torch.long, device=prompt.device)
-            self.pos, self.logits = torch.tensor([length], device=prompt.device), logits
-        else:
-            current = self.mask.shape[1]
-            _pad_left(cache, current - length)
+    def admit(self, model, prompts: list[tuple[int, torch.Tensor]]) -> None:
+        """Add the rows ``(prompt index, prompt ids)``: each prompt is prefilled alone, then the batch
+        and the new rows are left-padded to one length and joined in ONE concatenation per layer
+        (joining row by row copied the whole cache once per admitted row: quadratic in the batch)."""
+        if not prompts:
+            return
+        device = prompts[0][1].device
+        new = [(index, prompt.shape[0], *self._prefill(model, prompt)) for index, prompt in prompts]
+        current = self.mask.shape[1] if self.cache is not None else 0
+        length = max([current] + [n for _, n, _, _ in new])
+        caches, masks = [], []
+        if self.cache is not None:
             _pad_left(self.cache, length - current)
-            if length > current:
-                self.mask = torch.cat([self.mask.new_zeros(len(self.rows), length - current), self.mask], dim=1)
-            row_mask = torch.cat([self.mask.new_zeros(1, max(0, current - length)), self.mask.new_ones(1, length)], 1)
-            _join(self.cache, cache)
-            self.mask = torch.cat([self.mask, row_mask])
-            self.pos = torch.cat([self.pos, self.pos.new_tensor([length])])
-            self.logits = torch.cat([self.logits, logits])
-        self.rows.append(index)
+            caches.append(self.cache)
+            masks.append(torch.cat([self.mask.new_zeros(len(self.rows), length - current), self.mask], dim=1))
+        for _, n, cache, _ in new:
+            _pad_left(cache, length - n)
+            caches.append(cache)
+            masks.append(torch.cat([torch.zeros(1, length - n, dtype=torch.long, device=device),
+                                    torch.ones(1, n, dtype=torch.long, device=device)], dim=1))
+        _join(caches)
+        self.cache, self.mask = caches[0], torch.cat(masks)
+        fresh_pos = torch.tensor([n for _, n, _, _ in new], device=device)
+        fresh_logits = torch.cat([logits for *_, logits in new])
+        self.pos = fresh_pos if self.pos is None else torch.cat([self.pos, fresh_pos])
+        self.logits = fresh_logits if self.logits is None else torch.cat([self.logits, fresh_logits])
+        self.rows.extend(index for index, *_ in new)
 
     def keep(self, keep: list[int]) -> None:
         if len(keep) == len(self.rows):
@@ -138,9 +147,11 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
     try:
         waiting = next(pending, None)
         while waiting is not None or batch.rows:
-            while waiting is not None and len(batch.rows) < batch_size:  # free slots take the next prompts
-                batch.admit(model, torch.tensor(prompts[waiting], device=device), waiting)
+            joining = []
+            while waiting is not None and len(batch.rows) + len(joining) < batch_size:  # free slots take the next prompts
+                joining.append((waiting, torch.tensor(prompts[waiting], device=device)))
                 waiting = next(pending, None)
+            batch.admit(model, joining)
             matchers.mask_(batch.logits, batch.rows)
             nxt = sample_next(batch.logits, temperature=temperature, top_p=top_p, generator=generator).tolist()
             keep, keep_tokens = [], []

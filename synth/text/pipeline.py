@@ -19,6 +19,7 @@ import pandas as pd
 from trainer import PrivacyLedger
 from trainer.errors import DPSynthError
 from trainer.io import atomic_write_text
+from trainer.seeds import seeded_torch
 
 from ..card import privacy_block
 from ..domains import OTHER_CATEGORY
@@ -77,7 +78,8 @@ def _train(config: SynthConfig, *, progress: bool) -> tuple[TextGenerator, pd.Da
                                  source=config.data.path)
     users = frame[spec.user_column].tolist() if spec.user_column else None
     train_config = dataclasses.replace(config.train, progress=progress and config.train.progress, delta=ledger.delta)
-    generator = TextGenerator(spec, config.model)
+    with seeded_torch(config.train.seed, "model_init"):  # the same initial model for a seeded run
+        generator = TextGenerator(spec, config.model)
     if spec.labels:  # one row per document is one per unit; at user level one row per user (in the histogram)
         generator.conditioning = conditioning_distribution(config, frame, users, ledger)
     open_gate()  # torchrun: the releases are saved, the other ranks may read them and join the training

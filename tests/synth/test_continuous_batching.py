@@ -26,25 +26,32 @@ def _alone(model, prompt: list[int], continuation: list[int]) -> torch.Tensor:
         return model(input_ids=torch.tensor([prompt + continuation])).logits[0, -1].float()
 
 
-def test_a_prompt_joining_mid_flight_gets_the_logits_it_would_get_alone(lm):
+def test_prompts_joining_mid_flight_get_the_logits_they_would_get_alone(lm):
+    """Rows join alone or several at once (one shorter and one longer than the running rows: both the
+    new rows and the batch are padded) and each row's logits stay those of its own sequence."""
     model, tok = lm
     first, short, long = tok.encode("a medium prompt"), tok.encode("hi"), tok.encode("a much longer prompt than that")
+    tiny, longest = tok.encode("ok"), tok.encode("the longest prompt of all of these, by some way")
     batch = _Batch()
     with torch.no_grad():
-        batch.admit(model, torch.tensor(first), 0)
+        batch.admit(model, [(0, torch.tensor(first))])
         batch.step(model, [5])
         batch.step(model, [6])  # row 0 has run two tokens
-        batch.admit(model, torch.tensor(short), 1)  # shorter than the batch: padded itself
+        batch.admit(model, [(1, torch.tensor(short))])  # shorter than the batch: padded itself
         batch.step(model, [7, 8])
-        batch.admit(model, torch.tensor(long), 2)  # longer than the batch: the batch is padded
+        batch.admit(model, [(2, torch.tensor(long))])  # longer than the batch: the batch is padded
         batch.step(model, [9, 10, 11])
-    expected = [_alone(model, first, [5, 6, 7, 9]), _alone(model, short, [8, 10]), _alone(model, long, [11])]
-    for row in range(3):
+        batch.admit(model, [(3, torch.tensor(tiny)), (4, torch.tensor(longest))])  # two at once
+        batch.step(model, [14, 15, 16, 17, 18])
+    assert batch.rows == [0, 1, 2, 3, 4]
+    expected = [_alone(model, first, [5, 6, 7, 9, 14]), _alone(model, short, [8, 10, 15]),
+                _alone(model, long, [11, 16]), _alone(model, tiny, [17]), _alone(model, longest, [18])]
+    for row in range(5):
         torch.testing.assert_close(batch.logits[row], expected[row], rtol=1e-6, atol=1e-6)
-    batch.keep([0, 2])  # row 1 finished: dropped from the cache
+    batch.keep([0, 2])  # rows 1, 3, 4 finished: dropped from the cache
     with torch.no_grad():
         batch.step(model, [12, 13])
-    torch.testing.assert_close(batch.logits[1], _alone(model, long, [11, 13]), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(batch.logits[1], _alone(model, long, [11, 16, 13]), rtol=1e-6, atol=1e-6)
 
 
 def test_greedy_completions_match_one_prompt_at_a_time(lm):

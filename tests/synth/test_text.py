@@ -313,3 +313,30 @@ def test_run_audit_makes_each_canary_a_unit_of_its_own_beside_grouped_private_un
     assert seen["units"][:20] == units and len(set(seen["units"][20:])) == kept
     assert not set(seen["units"][20:]) & set(units)
     assert result.canaries == 30
+
+
+@pytest.mark.skipif(not DRUGS.exists(), reason="shared data not present")
+def test_a_seeded_run_builds_and_trains_the_same_model_twice(tmp_path):
+    """``train.seed`` (insecure) makes the whole run reproducible, the from-scratch model's random
+    init included; unseeded runs start from different (secure random) inits."""
+    from synth.run_config import build_config
+    from synth.text.pipeline import train
+
+    pd.read_csv(DRUGS).head(24).to_csv(tmp_path / "reviews.csv", index=False)
+
+    def weights(seed, name):
+        raw = {"data": {"path": str(tmp_path / "reviews.csv")},
+               "text": {"text": "review", "chunk_tokens": 96, "overlap_tokens": 16, "max_chunks_per_unit": 2},
+               "model": {"model": "scratch"},
+               "train": {"target_epsilon": 8.0, "steps": 1, "expected_batch_size": 8, "progress": False,
+                         "seed": seed, "insecure_seed": seed is not None},
+               "output": {"dir": str(tmp_path / name)}}
+        generator, _ = train(build_config(raw), progress=False)
+        return torch.cat([p.detach().flatten() for p in generator.model.parameters()])
+
+    torch.manual_seed(0)  # the caller's global state must not decide the init ...
+    first = weights(3, "a")
+    torch.manual_seed(1)
+    assert torch.equal(first, weights(3, "b"))
+    assert not torch.equal(first, weights(4, "c"))
+    assert not torch.equal(weights(None, "d"), weights(None, "e"))
