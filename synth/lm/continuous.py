@@ -19,7 +19,7 @@ from collections import Counter, OrderedDict
 
 import torch
 
-from .decoding import FreeText, GrammarMatchers, SampleStats, sample_next
+from .decoding import FreeText, GrammarMatchers, SampleStats, cache_argument, returned_cache, sample_next
 
 
 def _pad_left(cache, n: int) -> None:
@@ -65,8 +65,8 @@ class _Batch:
         if kept is None:
             out = model(input_ids=prompt[None], use_cache=True)
             if key not in self._repeated:
-                return out.past_key_values, out.logits[:, -1].float()
-            kept = self._prefilled[key] = (out.past_key_values, out.logits[:, -1].float())
+                return returned_cache(out), out.logits[:, -1].float()
+            kept = self._prefilled[key] = (returned_cache(out), out.logits[:, -1].float())
             if len(self._prefilled) > PREFILLS_KEPT:
                 self._prefilled.popitem(last=False)
         else:
@@ -115,7 +115,7 @@ class _Batch:
     def step(self, model, tokens: list[int]) -> None:
         ids = torch.tensor([[t] for t in tokens], device=self.mask.device)
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
-        out = model(input_ids=ids, past_key_values=self.cache, attention_mask=self.mask,
+        out = model(input_ids=ids, **cache_argument(model, self.cache), attention_mask=self.mask,
                     position_ids=self.pos[:, None], use_cache=True)
         self.pos = self.pos + 1
         self.logits = out.logits[:, -1].float()

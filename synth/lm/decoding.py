@@ -17,6 +17,8 @@ The grammar bounds every field, so a record always closes within
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -108,6 +110,24 @@ class FreeText:
         pass
 
 
+def returned_cache(out):
+    """The KV cache a forward pass returned: ``cache`` since transformers 5.x renamed it,
+    ``past_key_values`` before (pyproject allows 4.56, where only the old name exists)."""
+    return out["cache"] if "cache" in out else out.past_key_values
+
+
+def cache_argument(model, cache) -> dict:
+    """``{name: cache}`` for the model's forward, under the name its transformers version takes
+    (``past_key_values`` warns from 5.2x and goes in 5.40)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper
+    return {_cache_keyword(type(base)): cache}
+
+
+@functools.cache
+def _cache_keyword(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
 def sample_next(logits: torch.Tensor, *, temperature: float, top_p: float,
                 generator: torch.Generator | None) -> torch.Tensor:
     """One token per row: greedy at temperature 0, else from softmax(logits / T) cut to the top-p mass."""
@@ -134,7 +154,7 @@ def _decode_batch(model, matchers: GrammarMatchers | FreeText, prompt: torch.Ten
     """Token ids of each row's completion (None: did not end within ``max_new_tokens``, unless
     ``keep_unfinished``: then its tokens so far), and how many rows were cut at the budget."""
     out = model(input_ids=prompt[None], use_cache=True)  # the shared prompt, once
-    cache = out.past_key_values
+    cache = returned_cache(out)
     cache.batch_repeat_interleave(rows)
     logits = out.logits[:, -1].float().expand(rows, -1).clone()
     active = list(range(rows))
@@ -166,7 +186,7 @@ def _decode_batch(model, matchers: GrammarMatchers | FreeText, prompt: torch.Ten
             cache.batch_select_indices(torch.tensor(keep, device=prompt.device))
             active = [active[i] for i in keep]
         step_ids = torch.tensor([[nxt[i]] for i in keep], device=prompt.device)
-        logits = model(input_ids=step_ids, past_key_values=cache, use_cache=True).logits[:, -1].float()
+        logits = model(input_ids=step_ids, **cache_argument(model, cache), use_cache=True).logits[:, -1].float()
         timing["model"] += time.perf_counter() - t0
     cut = [row for row in range(rows) if not ended[row]]
     if keep_unfinished:
