@@ -6,6 +6,11 @@ each); (2) ``sample_from_prompts``, one continuous batch of ``--batch`` rows acr
 Free text at temperature 1 with the same seed; both report seconds, documents and tokens per second.
 
     .venv/bin/python bench/continuous_batching.py --n 200 --groups 50 --batch 16
+    .venv/bin/python bench/continuous_batching.py --admission 200   # filling a batch of 200 rows: one join vs row by row
+
+``--admission B`` times only the filling of an empty batch with B rows over the same few prompts
+(their prefill cached, as the label-conditioned and extraction runs have it): the rows joined into
+the batch's KV cache one at a time (each join copies the whole cache) against in one concatenation.
 """
 
 from __future__ import annotations
@@ -33,9 +38,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--json", default="bench/results/continuous_batching_cpu.json")
+    ap.add_argument("--admission", type=int, default=0, metavar="B", help="time filling a batch of B rows and stop")
     args = ap.parse_args()
     torch.manual_seed(0)
     model, tok = load_smollm2().eval(), load_smollm2_tokenizer()
+    if args.admission:
+        return admission(model, tok, args.admission)
     stars, topics = ["1", "2", "3", "4", "5"], ["food", "service", "price", "place", "staff", "drinks", "music",
                                                  "parking", "wifi", "noise"]
     pairs = [(s, t) for s in stars for t in topics][: args.groups]
@@ -70,6 +78,34 @@ def main() -> None:
     print(json.dumps(results, indent=1))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+
+
+@torch.no_grad()
+def admission(model, tok, rows: int, rounds: int = 3) -> None:
+    """Fill an empty batch with ``rows`` rows over 3 prompts: one row per join vs one join of all,
+    interleaved ``rounds`` times after a warm-up fill that caches the prefills."""
+    from synth.lm.continuous import _Batch
+
+    texts = [f"Write a patient's review of a drug.\nrating: {r}" for r in ("positive", "neutral", "negative")]
+    prompts = [torch.tensor(tok.apply_chat_template([{"role": "user", "content": t}], tokenize=True,
+                                                    add_generation_prompt=True, return_dict=False)) for t in texts]
+    joining = [(i, prompts[i % 3]) for i in range(rows)]
+    batch = _Batch(frozenset(tuple(p.tolist()) for p in prompts))
+    batch.admit(model, joining[:3])  # prefills computed and cached: both ways below copy them
+    times = {"row by row": [], "one join": []}
+    for _ in range(rounds):
+        for way in times:
+            batch.keep([])
+            t = time.perf_counter()
+            if way == "row by row":
+                for row in joining:
+                    batch.admit(model, [row])
+            else:
+                batch.admit(model, joining)
+            times[way].append(time.perf_counter() - t)
+    best = {way: round(min(ts), 3) for way, ts in times.items()}
+    print(json.dumps({"rows": rows, "prompt_tokens": [len(p) for p in prompts], "seconds (best of "
+                      f"{rounds})": best, "speed-up": round(best["row by row"] / best["one join"], 2)}, indent=1))
 
 
 if __name__ == "__main__":

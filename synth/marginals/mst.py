@@ -15,6 +15,7 @@ public sizes alone.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -55,28 +56,22 @@ def run_mst(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng
         spend.coarsened.append([a for a, m in zip(cl, query.matrices, strict=True) if m is not None]
                                if query is not None else [])
 
-    third = rho / 3 if d > 1 else rho
+    pairs = list(ways)
+    edges = _forest_size(columns, pairs)  # the tree's size, from the public domain sizes alone
+    third = rho / 3 if edges else rho  # no measurable pair: every bit of ρ goes to the one-way marginals
     for c in columns:
         measure((c,), math.sqrt(d / (2 * third)))
     estimator = MirrorDescent()
     model = estimator.estimate(domain, measurements, iters=settings.pgm_iters)
-    if d > 1:
-        pairs = list(ways)
+    if edges:
         fitted = model_marginals(model, pairs)
         errors = {cl: float(np.abs(view(cl, marginal(codes, sizes, cl)) - view(cl, fitted[cl])).sum()) for cl in pairs}
         component = {c: c for c in columns}
-
-        def root(c):
-            while component[c] != c:
-                c = component[c]
-            return c
-
-        eps = math.sqrt(8 * third / (d - 1))
+        root = functools.partial(_root, component)
+        eps = math.sqrt(8 * third / edges)
         tree = []
-        for _ in range(d - 1):
+        for _ in range(edges):  # every spanning forest of the candidate graph has this many edges
             joinable = [cl for cl in pairs if root(cl[0]) != root(cl[1])]
-            if not joinable:
-                break
             pick = joinable[_exponential_mechanism(np.array([errors[cl] for cl in joinable]), eps, sensitivity, rng)]
             spend.select_rhos.append(eps**2 / 8)
             component[root(pick[0])] = root(pick[1])
@@ -90,3 +85,25 @@ def run_mst(codes: dict[str, np.ndarray], sizes: dict[str, int], rho: float, rng
         progress(1.0, spend.measured[-1])
     assert spend.rho <= rho * (1 + 1e-9), (spend.rho, rho)
     return model, spend
+
+
+def _forest_size(columns: list[str], pairs: list[tuple[str, str]]) -> int:
+    """Edges of a spanning forest of the graph whose edges are the measurable pairs: columns minus
+    connected components.  It depends only on the domain (which pairs fit ``max_cells``), so ρ is split
+    by it before any data is read; splitting by d - 1 left the selection and measurement shares of the
+    rounds a disconnected graph cannot have unspent."""
+    parent = {c: c for c in columns}
+    joined = 0
+    for a, b in pairs:
+        ra, rb = _root(parent, a), _root(parent, b)
+        if ra != rb:
+            parent[ra] = rb
+            joined += 1
+    return joined
+
+
+def _root(parent: dict[str, str], c: str) -> str:
+    """The union-find representative of ``c``'s component."""
+    while parent[c] != c:
+        c = parent[c]
+    return c

@@ -100,6 +100,24 @@ def test_mst_takes_a_pair_too_large_for_max_cells_as_a_coarse_edge():
     _, fine_only = run_mst(codes, sizes, rho, np.random.default_rng(1), ordered=ordered,
                            settings=AIMSettings(max_cells=100, coarse_groups=None, pgm_iters=50))
     assert fine_only.measured == [("a",), ("c",)] and fine_only.select_rhos == [] and fine_only.coarse_groups is None
+    # no pair to measure: all of ρ goes to the one-way marginals (was a third, the rest unspent)
+    assert fine_only.rho == pytest.approx(rho) and fine_only.measure_multipliers == pytest.approx([0.5 ** 0.5] * 2)
+
+
+def test_mst_splits_rho_by_the_forest_the_measurable_pairs_allow():
+    """Four columns where only a-e fits max_cells = 20 (the others' pairs have 60-900 cells): the tree can
+    have 1 edge, not d - 1 = 3, so ρ is split over 1 selection and 1 measured pair and spent in full
+    (split by d - 1 it left 5/9 of ρ unspent)."""
+    data_rng = np.random.default_rng(0)
+    codes = {"a": data_rng.integers(0, 3, 500), "c": data_rng.integers(0, 30, 500),
+             "d": data_rng.integers(0, 30, 500), "e": data_rng.integers(0, 2, 500)}
+    sizes = {"a": 3, "c": 30, "d": 30, "e": 2}
+    rho = 1.0
+    _, spend = run_mst(codes, sizes, rho, np.random.default_rng(1),
+                       settings=AIMSettings(max_cells=20, coarse_groups=None, pgm_iters=50))
+    assert [cl for cl in spend.measured if len(cl) == 2] == [("a", "e")]
+    assert spend.select_rhos == pytest.approx([rho / 3]) and spend.rho == pytest.approx(rho)
+    assert spend.measure_multipliers == pytest.approx([(4 / (2 * rho / 3)) ** 0.5] * 4 + [(1 / (2 * rho / 3)) ** 0.5])
 
 
 def test_the_share_is_spent_under_prv_and_costs_the_lm_less_than_aim_under_rdp():
