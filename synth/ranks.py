@@ -16,7 +16,7 @@ from pathlib import Path
 from trainer.distributed import Distribution
 
 # roads whose training is DP-SGD on the LM; the others are refused under torchrun, by name
-SUPPORTED = "records with the DP LM (columns.model = \"lm\", evolve.road = \"fine-tune\") and text"
+SUPPORTED = "records with the DP LM (columns.model = \"lm\") and text, on the fine-tune road (evolve.road = \"fine-tune\")"
 
 
 def ranks() -> Distribution:
@@ -62,7 +62,7 @@ def check_supported(config) -> None:
         road = f"the {config.kind} road"
     elif config.kind == "records" and config.columns.model != "lm":
         road = f"the column model (columns.model = {config.columns.model!r})"
-    elif config.kind == "records" and config.evolve.road != "fine-tune":
+    elif config.kind in ("records", "text") and config.evolve.road != "fine-tune":
         road = f"Private Evolution (evolve.road = {config.evolve.road!r})"
     if road is not None:
         raise ConfigError(f"{road} does not train across ranks yet; torchrun supports {SUPPORTED}. Run it as one "

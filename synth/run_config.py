@@ -129,10 +129,11 @@ EVOLVE_ROADS = ("fine-tune", "evolve", "fine-tune+evolve")
 
 @dataclass
 class EvolveSection:
-    """Private Evolution for records (synth/evolution; synth/records/evolve_road.py)."""
-    road: str = field(default="fine-tune", metadata={"help": "fine-tune: DP-SGD on the LM, then sampling; evolve: Private Evolution with the public model as the random and variation model (no DP training; the population of generate.n records after the last noisy histogram is the synthetic data); fine-tune+evolve: DP fine-tuning with budget_share of the ε, then evolve with the fine-tuned model."})
+    """Private Evolution for records and documents (synth/evolution; synth/records/evolve_road.py,
+    synth/text/evolve_road.py)."""
+    road: str = field(default="fine-tune", metadata={"help": "fine-tune: DP-SGD on the LM, then sampling; evolve: Private Evolution with the public model as the random and variation model (no DP training; the population of generate.n records or documents after the last noisy histogram is the synthetic data); fine-tune+evolve: DP fine-tuning with budget_share of the ε, then evolve with the fine-tuned model."})
     iterations: int = field(default=5, metadata={"help": "Noisy nearest-neighbour histograms (PE iterations), each paid from the budget."})
-    k: int = field(default=1, metadata={"help": "Candidates each private record votes for (each gets 1/√k: the vote's L2 norm stays 1)."})
+    k: int = field(default=1, metadata={"help": "Candidates each private record or document votes for (each gets 1/√k: the vote's L2 norm stays 1)."})
     threshold_sigmas: float = field(default=2.0, metadata={"help": "Noisy vote counts below this many σ are zeroed before resampling."})
     user_votes: str = field(default="split", metadata={"help": "User level: split (a user's rows share one vote of norm 1) or one (one random row per user votes)."})
     budget_share: float = field(default=0.5, metadata={"help": "fine-tune+evolve: the share of the ε left after the domain estimates that DP fine-tuning may reach; the histograms get the rest."})
@@ -283,13 +284,16 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         raise ConfigError(f"columns.model = {built['columns'].model} is for records runs ([spec]): text, image and album runs have no "
                           "table of categorical columns to model")
     if built["evolve"].road != "fine-tune":
-        if text is not None or images is not None or albums is not None:
-            raise ConfigError(f"evolve.road = {built['evolve'].road} is for records runs ([spec]); text, image and "
+        if images is not None or albums is not None:
+            raise ConfigError(f"evolve.road = {built['evolve'].road} is for records and text runs; image and "
                               "album runs fine-tune")
+        if text is not None and text.context:
+            raise ConfigError(f"evolve.road = {built['evolve'].road} does not vary documents with a context column "
+                              f"(text.context = {text.context!r}): use the fine-tune road")
         if built["columns"].model != "lm":
             raise ConfigError(f"evolve.road = {built['evolve'].road} evolves whole records with the LM: it does not "
                               f"combine with columns.model = {built['columns'].model}")
-        if spec.conditioning:
+        if text is None and spec.conditioning:
             raise ConfigError("evolve.road evolves whole records: spec.conditioning is for the fine-tune road")
         if built["evolve"].k > built["generate"].n:
             raise ConfigError(f"evolve.k ({built['evolve'].k}) exceeds the population generate.n ({built['generate'].n})")

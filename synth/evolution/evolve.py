@@ -27,7 +27,7 @@ import numpy as np
 from trainer import PrivacyLedger
 from trainer.io import atomic_write_text
 
-from .histogram import clean_histogram, noisy_histogram, vote_weights
+from .histogram import clean_histogram, group_members, noisy_histogram, vote_weights
 
 
 @dataclass
@@ -62,8 +62,16 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
            variation_api: Callable[[list, np.random.Generator], list], embed: Callable[[list], np.ndarray],
            settings: EvolutionSettings, sigma: float, ledger: PrivacyLedger, rng: np.random.Generator,
            units: list | None = None, stage: str = "evolve:histogram", state_dir: str | Path | None = None,
-           progress: bool = True) -> EvolutionResult:
-    """Run (or resume) PE; each released histogram is recorded in ``ledger`` as ``stage``."""
+           progress: bool = True, group_of: Callable[[Any], Any] | None = None,
+           private_groups: list | None = None) -> EvolutionResult:
+    """Run (or resume) PE; each released histogram is recorded in ``ledger`` as ``stage``.
+
+    Groups (Aug-PE's classes, e.g. a document's labels): ``group_of(item)`` names a candidate's group
+    and ``private_groups`` each private row's; a row votes among its own group's candidates, and each
+    group is redrawn by its own votes, so it keeps its share of the population (the variation must
+    keep an item's group).  A row still casts one vote of norm 1: the sensitivity is unchanged."""
+    if (group_of is None) != (private_groups is None):
+        raise ValueError("give group_of and private_groups together")
     settings.check()
     weights = vote_weights(units, rng, settings.user_votes)
     n_units = len(private_embeddings) if units is None else len({str(u) for u in units})
@@ -77,15 +85,15 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
     bar = _progress(settings.iterations, state["iteration"], progress)
     while state["iteration"] < settings.iterations:
         population = state["population"]
-        votes = clean_histogram(private_embeddings, embed(population), k=settings.k, weights=weights)
+        groups = [group_of(item) for item in population] if group_of else None
+        votes = clean_histogram(private_embeddings, embed(population), k=settings.k, weights=weights,
+                                private_groups=private_groups, candidate_groups=groups)
         noisy = noisy_histogram(votes, sigma, threshold, rng)
         _record(ledger, stage, sigma, settings, units)
         total = float(noisy.sum())
-        if total > 0:
-            chosen = rng.choice(len(population), size=settings.population, p=noisy / total)
-        else:  # nothing cleared the noise: keep the population as it is (counted, shown)
-            chosen = rng.choice(len(population), size=settings.population)
+        if total == 0:  # nothing cleared the noise: keep the population as it is (counted, shown)
             state["empty"] += 1
+        chosen = _resample(noisy, groups, rng)
         parents = [population[i] for i in chosen]
         last = state["iteration"] + 1 == settings.iterations
         children = _final_draw(parents, chosen, variation_api, rng) if last else variation_api(parents, rng)
@@ -98,6 +106,17 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
         bar.set_postfix(eps=f"{ledger.epsilon():.2f}", votes_kept=f"{state['votes_kept'][-1]:.0%}")
     bar.close()
     return EvolutionResult(state["population"], state["iteration"], state["votes_kept"], state["empty"])
+
+
+def _resample(noisy: np.ndarray, groups: list | None, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the next population (as many as now) drawn by the noisy votes; within each group
+    as many as it holds now; uniformly where a group's votes are all zero."""
+    chosen = np.empty(len(noisy), dtype=np.int64)
+    for members in ([np.arange(len(noisy))] if groups is None else group_members(groups).values()):
+        votes = noisy[members]
+        p = votes / votes.sum() if votes.sum() > 0 else None
+        chosen[members] = rng.choice(members, size=len(members), p=p)
+    return chosen
 
 
 def _final_draw(parents: list, chosen: np.ndarray, variation_api, rng: np.random.Generator) -> list:
@@ -148,12 +167,35 @@ def _load_state(state_dir, settings: EvolutionSettings, sigma: float) -> dict | 
     return saved["state"]
 
 
+def finished_population(state_dir: str | Path, iterations: int, n: int, noun: str = "items") -> list:
+    """The final population of a finished run (re-exported by `dpsynth generate`: no new release)."""
+    from trainer.errors import ConfigError
+
+    path = Path(state_dir) / STATE_FILE
+    state = json.loads(path.read_text())["state"] if path.is_file() else None
+    if state is None or state["iteration"] < iterations:
+        raise ConfigError(f"{path}: no finished Private Evolution run to export; run `dpsynth run` (it resumes)")
+    if len(state["population"]) != n:
+        raise ConfigError(f"the evolved population holds {len(state['population'])} {noun}, not generate.n = {n}: "
+                          "evolution's output is fixed; change n with a new run (--overwrite)")
+    return state["population"]
+
+
 def _save_state(state_dir, settings: EvolutionSettings, sigma: float, state: dict) -> None:
     if state_dir is None:
         return
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(state_dir) / STATE_FILE,
                       json.dumps({"settings": _fingerprint(settings, sigma), "state": state}, default=str))
+
+
+def finetune_target(target_epsilon: float, share: float, ledger: PrivacyLedger) -> float:
+    """fine-tune+evolve: the ε the DP fine-tuning may reach (after the ledger's earlier stages), so that
+    the histograms get the rest: ``share`` of what is left goes to fine-tuning."""
+    from trainer.accounting import epsilon
+
+    spent = epsilon(ledger.history, delta=ledger.accountant_delta, accountant=ledger.accountant) if ledger.events else 0.0
+    return spent + share * (target_epsilon - spent)
 
 
 def calibrate_sigma(target_epsilon: float, iterations: int, ledger: PrivacyLedger) -> float:

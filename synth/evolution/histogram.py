@@ -56,14 +56,34 @@ def vote_weights(units: list | None, rng: np.random.Generator, user_votes: str =
     return weights
 
 
-def clean_histogram(private: np.ndarray, candidates: np.ndarray, *, k: int = 1, weights: np.ndarray | None = None
-                    ) -> np.ndarray:
-    """Votes per candidate (float), before noise: Σ over rows of weight / √k for each of its k nearest."""
-    ids = nearest(private, candidates, k)
+def clean_histogram(private: np.ndarray, candidates: np.ndarray, *, k: int = 1, weights: np.ndarray | None = None,
+                    private_groups: list | None = None, candidate_groups: list | None = None) -> np.ndarray:
+    """Votes per candidate (float), before noise: Σ over rows of weight / √k for each of its k nearest.
+
+    With groups (Aug-PE's classes: a document's labels), a row votes among its own group's candidates
+    only, or among all of them where its group has fewer than k; either way its vote has norm 1, so
+    the sensitivity is unchanged."""
     w = np.ones(len(private)) if weights is None else np.asarray(weights, dtype=float)
     votes = np.zeros(len(candidates))
-    np.add.at(votes, ids.ravel(), np.repeat(w, k) / np.sqrt(k))
+    if private_groups is None:
+        np.add.at(votes, nearest(private, candidates, k).ravel(), np.repeat(w, k) / np.sqrt(k))
+        return votes
+    members = group_members(candidate_groups)
+    everyone = np.arange(len(candidates))
+    for group, voters in group_members(private_groups).items():
+        among = members.get(group, everyone)
+        among = among if len(among) >= k else everyone
+        ids = among[nearest(private[voters], candidates[among], k)]
+        np.add.at(votes, ids.ravel(), np.repeat(w[voters], k) / np.sqrt(k))
     return votes
+
+
+def group_members(groups: list) -> dict:
+    """Group (any hashable) -> the indices of its members, in order."""
+    out: dict = {}
+    for i, group in enumerate(groups):
+        out.setdefault(group, []).append(i)
+    return {group: np.asarray(ids) for group, ids in out.items()}
 
 
 def noisy_histogram(votes: np.ndarray, sigma: float, threshold: float, rng: np.random.Generator) -> np.ndarray:

@@ -61,6 +61,7 @@ class TextGenerator:
         self.conditioning: ConditioningDistribution | None = None
         self.ledger: PrivacyLedger | None = None
         self.chunk_report: ChunkReport | None = None
+        self.evolved: pd.DataFrame | None = None  # Private Evolution's final population (evolve roads)
 
     # ---------------------------------------------------------------- prompt
     def prompt_ids(self, labels: tuple = (), context: str | None = None) -> list[int]:
@@ -141,16 +142,8 @@ class TextGenerator:
             if key not in cached:
                 cached[key] = self.prompt_ids(labels, context)
             prompts.append(cached[key])
-        merged = hasattr(self.model, "merge_adapter")
-        if merged:
-            self.model.merge_adapter()
-        try:  # one continuous batch across every prompt: a finished row's slot takes the next prompt
-            texts, stats = sample_from_prompts(self.model, self.tokenizer, prompts, batch_size=batch_size,
-                                               max_record_tokens=max_new_tokens - 1, temperature=temperature,
-                                               top_p=top_p, seed=seed, progress=progress, keep_unfinished=True)
-        finally:
-            if merged:
-                self.model.unmerge_adapter()
+        texts, stats = self._complete(prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                      temperature=temperature, top_p=top_p, seed=seed, progress=progress)
         out = []
         for labels, context, text in zip(draws, contexts, texts, strict=True):
             ctx = {self.spec.context: context} if self.spec.context else {}
@@ -161,6 +154,42 @@ class TextGenerator:
         frame = pd.DataFrame(out, columns=[*self.spec.label_names, *context_column, self.spec.text])
         frame[self.spec.text] = frame[self.spec.text].astype("string")
         return frame, stats
+
+    def vary(self, parents: list[dict], rng: np.random.Generator, *, keep: float = 0.5, batch_size: int = 16,
+             max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
+             progress: bool = True) -> list[dict]:
+        """Private Evolution's variation for documents: each child keeps its parent's labels and the
+        first m of its words (m uniform in [0, ``keep`` × its words]) and the model writes the rest
+        from there, under the prompt it was trained with; m = 0 redraws the document afresh.  A
+        continuation, not a paraphrase: the DP-fine-tuned model knows how documents go on, and a
+        paraphrase instruction would be a prompt it was never trained on."""
+        if self.spec.context:
+            raise ConfigError("Private Evolution does not vary documents with a context column (text.context)")
+        prompts, kept = [], []
+        for parent in parents:
+            words = str(parent[self.spec.text]).split(" ")
+            head = " ".join(words[:int(rng.integers(0, int(keep * len(words)) + 1))])
+            labels = tuple(parent[n] for n in self.spec.label_names)
+            prompts.append(self.prompt_ids(labels) + (self.tokenizer.encode(head) if head else []))
+            kept.append(head)
+        texts = self._complete(prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
+                               top_p=top_p, seed=int(rng.integers(1 << 31)), progress=progress)[0]
+        return [{**parent, self.spec.text: head + (text or "")}
+                for parent, head, text in zip(parents, kept, texts, strict=True)]
+
+    def _complete(self, prompts: list[list[int]], *, batch_size: int, max_new_tokens: int, temperature: float,
+                  top_p: float, seed: int | None, progress: bool):
+        """One completion per prompt in one continuous batch (a LoRA adapter merged meanwhile)."""
+        merged = hasattr(self.model, "merge_adapter")
+        if merged:
+            self.model.merge_adapter()
+        try:  # a finished row's slot takes the next prompt at once
+            return sample_from_prompts(self.model, self.tokenizer, prompts, batch_size=batch_size,
+                                       max_record_tokens=max_new_tokens - 1, temperature=temperature,
+                                       top_p=top_p, seed=seed, progress=progress, keep_unfinished=True)
+        finally:
+            if merged:
+                self.model.unmerge_adapter()
 
     # ---------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path) -> None:

@@ -41,13 +41,10 @@ def plain_records(frame: pd.DataFrame, spec: DatasetSpec) -> list[dict]:
 
 
 def finetune_target(config, ledger: PrivacyLedger) -> float:
-    """fine-tune+evolve: the ε the DP fine-tuning may reach (after the earlier stages), so that the
-    histograms get the rest: the share ``evolve.budget_share`` of what is left goes to fine-tuning."""
-    from trainer.accounting import epsilon
+    """fine-tune+evolve: the ε the DP fine-tuning may reach (``evolve.budget_share`` of what is left)."""
+    from ..evolution import finetune_target as share_of_what_is_left
 
-    target = config.train.target_epsilon
-    spent = epsilon(ledger.history, delta=ledger.accountant_delta, accountant=ledger.accountant) if ledger.events else 0.0
-    return spent + config.evolve.budget_share * (target - spent)
+    return share_of_what_is_left(config.train.target_epsilon, config.evolve.budget_share, ledger)
 
 
 def evolve_records(config, generator, frame: pd.DataFrame, units: list | None, ledger: PrivacyLedger, *,
@@ -114,17 +111,7 @@ def evolution_summary(config, ledger: PrivacyLedger) -> str:
 
 def saved_population(config, spec: DatasetSpec) -> pd.DataFrame:
     """The final population a finished `evolve` run kept (re-exported by `dpsynth generate`: no new release)."""
-    import json
+    from ..evolution.evolve import finished_population
 
-    from trainer.errors import ConfigError
-
-    from ..evolution.evolve import STATE_FILE
-
-    path = Path(config.output.dir) / "evolution" / STATE_FILE
-    state = json.loads(path.read_text())["state"] if path.is_file() else None
-    if state is None or state["iteration"] < config.evolve.iterations:
-        raise ConfigError(f"{path}: no finished Private Evolution run to export; run `dpsynth run` (it resumes)")
-    if len(state["population"]) != config.generate.n:
-        raise ConfigError(f"the evolved population holds {len(state['population'])} records, not generate.n = "
-                          f"{config.generate.n}: evolution's output is fixed; change n with a new run (--overwrite)")
-    return texts_to_frame(state["population"], spec)
+    return texts_to_frame(finished_population(Path(config.output.dir) / "evolution", config.evolve.iterations,
+                                              config.generate.n, "records"), spec)

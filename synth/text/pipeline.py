@@ -83,14 +83,26 @@ def _train(config: SynthConfig, *, progress: bool) -> tuple[TextGenerator, pd.Da
     if spec.labels:  # one row per document is one per unit; at user level one row per user (in the histogram)
         generator.conditioning = conditioning_distribution(config, frame, users, ledger)
     open_gate()  # torchrun: the releases are saved, the other ranks may read them and join the training
-    generator.fit(frame, train_config, output_dir=run_dir / "checkpoints", ledger=ledger)
+    road = config.evolve.road
+    if road == "fine-tune+evolve":  # DP fine-tuning up to its share of the ε, the histograms get the rest
+        from ..evolution import finetune_target
+
+        train_config = dataclasses.replace(train_config, target_epsilon=finetune_target(
+            config.train.target_epsilon, config.evolve.budget_share, ledger))
+    if road != "evolve":  # evolve: the public model as it is, no DP training
+        generator.fit(frame, train_config, output_dir=run_dir / "checkpoints", ledger=ledger)
+    if road != "fine-tune":
+        from .evolve_road import evolve_documents
+
+        generator.evolved = evolve_documents(config, generator, frame, users, ledger, progress=progress)
+        generator.ledger = ledger
     if is_worker():  # rank 0 alone writes the run folder
         return generator, frame
+    c = generator.chunk_report  # None on the evolve road: nothing was chunked for training
     report = {"note": "NOT differentially private: statistics of the private corpus, do not publish",
-              "documents_read": n_read, "domain": domain.to_dict(), "chunks": generator.chunk_report.to_dict()}
+              "documents_read": n_read, "domain": domain.to_dict(), "chunks": c.to_dict() if c else None}
     atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=2, sort_keys=True))
-    c = generator.chunk_report
-    if c.units_over_bound:
+    if c is not None and c.units_over_bound:
         print(f"dpsynth: {c.units_over_bound} of {c.units} units have more than {spec.max_chunks_per_unit} chunks "
               f"(longest: {c.longest_unit_chunks}); each step trains on {spec.max_chunks_per_unit} of them, drawn at "
               "random (not DP: kept in the run folder)", file=sys.stderr)
@@ -106,7 +118,13 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
         return generator.sample(count, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
                                 temperature=g.temperature, top_p=g.top_p, seed=seed, progress=progress)
 
-    synthetic, stats = resumable_sample(config, sample, fingerprint=generator_fingerprint(config))
+    evolved = getattr(generator, "evolved", None)
+    if evolved is not None:  # Private Evolution: the final population is the corpus (no more sampling)
+        from ..lm.decoding import SampleStats
+
+        synthetic, stats = evolved, SampleStats(requested=g.n, emitted=len(evolved))
+    else:
+        synthetic, stats = resumable_sample(config, sample, fingerprint=generator_fingerprint(config))
     stats.requested = g.n
     if len(synthetic) == 0:
         raise DPSynthError(f"none of the {g.n} requested documents was generated: nothing was exported")
@@ -128,8 +146,16 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
                        "truncated": truncated, "max_new_tokens": g.max_new_tokens, "temperature": g.temperature,
                        "top_p": g.top_p, "decoding": f"free text, at most {g.max_new_tokens} tokens a document "
                        f"({truncated} cut at that length)"},
+        **({"evolve": {"road": config.evolve.road, "iterations": config.evolve.iterations, "k": config.evolve.k}}
+           if evolved is not None else {}),
         "seed": g.seed,
     }
+    if evolved is not None:
+        from .evolve_road import evolution_summary
+
+        card["generation"]["summary"] = evolution_summary(config, ledger)
+        card["generation"]["decoding"] = (f"free text, at most {g.max_new_tokens} new tokens a draw or a variation "
+                                          "(a variation keeps its parent's opening words)")
     if generator.conditioning is not None:
         card["conditioning"] = generator.conditioning.to_dict()
     out = export(synthetic, run_dir / "export", fmt=config.output.format, card=card, overwrite=config.output.overwrite)
@@ -148,7 +174,12 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
 def generate(config: SynthConfig, *, progress: bool = True) -> dict:
     saved = saved_generator_path(config)
     with run_folder(config, fresh=False):
-        return generate_and_export(config, load_saved_generator(saved, TextGenerator), None, progress=progress)
+        generator = load_saved_generator(saved, TextGenerator)
+        if config.evolve.road != "fine-tune":
+            from .evolve_road import saved_population
+
+            generator.evolved = saved_population(config)
+        return generate_and_export(config, generator, None, progress=progress)
 
 
 def run(config: SynthConfig, *, progress: bool = True) -> dict:

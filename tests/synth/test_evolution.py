@@ -56,6 +56,60 @@ def test_one_users_votes_move_the_histogram_by_at_most_one(user_votes):
     assert np.linalg.norm(unbounded) > 1.0
 
 
+def test_grouped_votes_stay_in_their_group_and_one_row_still_moves_the_histogram_by_one():
+    """Aug-PE's classes: a row votes among its own label's candidates (all of them where its label has
+    none); removing a row moves the histogram by exactly 1, as without groups."""
+    rng = np.random.default_rng(2)
+    candidates, private = _emb(rng, 30), _emb(rng, 40)
+    candidate_groups = ["pos"] * 20 + ["neg"] * 10
+    private_groups = ["pos"] * 25 + ["neg"] * 10 + ["rare"] * 5  # no candidate is "rare"
+    for k in (1, 2):
+        full = clean_histogram(private, candidates, k=k, private_groups=private_groups,
+                               candidate_groups=candidate_groups)
+        only_pos = clean_histogram(private[:25], candidates[:20], k=k)
+        only_neg = clean_histogram(private[25:35], candidates[20:], k=k)
+        rare = clean_histogram(private[35:], candidates, k=k)
+        np.testing.assert_allclose(full, np.concatenate([only_pos, only_neg]) + rare)
+        for drop in (3, 30, 38):
+            keep = [i for i in range(40) if i != drop]
+            without = clean_histogram(private[keep], candidates, k=k, candidate_groups=candidate_groups,
+                                      private_groups=[private_groups[i] for i in keep])
+            assert np.linalg.norm(full - without) == pytest.approx(1.0)
+
+
+def test_grouped_evolution_keeps_each_groups_share_of_the_population(tmp_path):
+    """Two labels on the circle, each with its private cluster: every iteration redraws a label's
+    candidates by that label's votes only, so the population keeps 70 / 30 and each label's candidates
+    move to its own cluster."""
+    rng = np.random.default_rng(0)
+    theta = np.concatenate([_angles(600, 1.0, 0.1, rng), _angles(400, -2.0, 0.1, rng)])
+    private = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    private_groups = ["a"] * 600 + ["b"] * 400
+
+    def random_api(n):
+        return [["a" if i < 70 else "b", float(t)] for i, t in enumerate(rng.uniform(-np.pi, np.pi, n))]
+
+    def variation(items, r):
+        return [[g, t + float(r.normal(0, 0.1))] for g, t in items]
+
+    def embed(items):
+        t = np.asarray([t for _, t in items])
+        return np.stack([np.cos(t), np.sin(t)], axis=1)
+
+    ledger = PrivacyLedger(delta=1e-5, accountant="prv")
+    settings = EvolutionSettings(population=100, iterations=5)
+    result = evolve(private, random_api=random_api, variation_api=variation, embed=embed, settings=settings,
+                    sigma=calibrate_sigma(4.0, 5, ledger), ledger=ledger, rng=np.random.default_rng(1),
+                    progress=False, group_of=lambda item: item[0], private_groups=private_groups)
+    groups = [g for g, _ in result.items]
+    assert groups.count("a") == 70 and groups.count("b") == 30
+    final = {g: np.angle(np.exp(1j * np.asarray([t for h, t in result.items if h == g]))) for g in "ab"}
+    assert abs(np.median(final["a"]) - 1.0) < 0.2 and abs(np.median(final["b"]) + 2.0) < 0.2
+    with pytest.raises(ValueError, match="together"):
+        evolve(private, random_api=random_api, variation_api=variation, embed=embed, settings=settings, sigma=1.0,
+               ledger=ledger, rng=rng, progress=False, group_of=lambda item: item[0])
+
+
 def test_one_vote_per_user_keeps_exactly_one_row_of_each_user():
     units = ["a"] * 5 + ["b"] * 2 + ["c"]
     w = vote_weights(units, np.random.default_rng(0), "one")
