@@ -5,6 +5,7 @@ non-private fine-tuning with the same compute, every text metric against held-ou
     python bench/drugs_text.py --steps 36 --n 600    # more compute (about 45 s a step)
     python bench/drugs_text.py --roads dp --seeds 1  # one more DP run, added to the results file
     python bench/drugs_text.py --labels rating condition   # condition too (DP category list, "(other)")
+    python bench/drugs_text.py --roads evolve fine-tune+evolve --iterations 5   # Private Evolution (issue 16)
     python bench/drugs_text.py --table               # the README's table from the results file
 
 ``../shared/data/drugs_train.csv`` (600 reviews) is the private corpus, ``drugs_test.csv`` (379) the
@@ -19,6 +20,10 @@ the majority floor.  ``--labels rating condition`` adds the treated condition as
 category list estimated with DP in the same ledger; the long tail below the list's release threshold
 is trained on as ``(other)``, and for scoring the private and held-out reviews' conditions outside the
 released (public) list are mapped to ``(other)`` the same way.
+``--roads evolve`` (issue 16's text row): Private Evolution at ε = 8 with the public SmolLM2 as the
+random and variation model, no DP training; ``fine-tune+evolve``: DP fine-tuning to half the ε, then
+evolution with the fine-tuned model (``evolve.budget_share``).  ``--iterations`` histograms; a review
+votes among the candidates of its own labels.
 Results: ``bench/results/drugs_text_cpu.json``.
 """
 
@@ -39,7 +44,11 @@ WORK = ROOT / "bench" / "work" / "drugs_text"
 OUT = ROOT / "bench" / "results" / "drugs_text_cpu.json"
 
 
-def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labels: tuple[str, ...] = ("rating",)) -> dict:
+ROADS = ("dp", "non-private", "evolve", "fine-tune+evolve")
+
+
+def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labels: tuple[str, ...] = ("rating",),
+           iterations: int = 5) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo_text.toml")
@@ -53,6 +62,8 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labe
     if road == "non-private":
         raw["train"].pop("target_epsilon", None)
         raw["train"]["non_private"] = True
+    if road in ("evolve", "fine-tune+evolve"):
+        raw["evolve"] = {"road": road, "iterations": iterations}
     raw["generate"].update({"n": n, "seed": seed})
     suffix = "" if tuple(labels) == ("rating",) else "_" + "_".join(labels)
     raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}{suffix}"), "overwrite": True, "format": "jsonl"}
@@ -111,7 +122,7 @@ def tables(rows: list[dict]) -> str:
 def markdown(rows: list[dict]) -> str:
     """The metric table of rows of ONE setting (see ``tables``)."""
     frame = pd.DataFrame(rows)
-    roads = [r for r in ("dp", "non-private") if r in set(frame["road"])]
+    roads = [r for r in ROADS if r in set(frame["road"])]
     lines = ["| metric (vs 379 held-out reviews) | " + " | ".join(
         f"{r} ({(frame['road'] == r).sum()} seed{'s' if (frame['road'] == r).sum() > 1 else ''})" for r in roads) + " |",
         "|---|" + "---:|" * len(roads)]
@@ -141,7 +152,8 @@ def gain_share(rows: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--roads", nargs="+", default=["dp", "non-private"], choices=["dp", "non-private"])
+    ap.add_argument("--roads", nargs="+", default=["dp", "non-private"], choices=list(ROADS))
+    ap.add_argument("--iterations", type=int, default=5, help="Private Evolution's histograms (evolve roads)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--steps", type=int, default=20, help="DP steps (about 45 s each on 2 cores)")
     ap.add_argument("--batch", type=int, default=32, help="expected reviews per step")
@@ -149,29 +161,31 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=400, help="synthetic reviews per run")
     ap.add_argument("--labels", nargs="+", default=["rating"], choices=["rating", "condition"])
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
+    ap.add_argument("--out", type=Path, default=OUT, help="the results file (rows are added to it)")
     args = ap.parse_args()
     if args.table:
-        print(tables(json.loads(OUT.read_text())["rows"]))
+        print(tables(json.loads(args.out.read_text())["rows"]))
         return
     from synth.run_config import build_config
     from synth.text.pipeline import run
 
-    rows = json.loads(OUT.read_text())["rows"] if OUT.exists() else []
+    rows = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
     for seed, road in ((s, r) for s in args.seeds for r in args.roads):
         start = time.time()
         labels = tuple(args.labels)
-        cfg = build_config(config(road, seed, args.steps, args.batch, args.lr, args.n, labels))
+        cfg = build_config(config(road, seed, args.steps, args.batch, args.lr, args.n, labels, args.iterations))
         result = run(cfg, progress=False)
         seconds = round(time.time() - start, 1)
         synthetic = result["synthetic"]
         row = {"road": road, "seed": seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "n": args.n,
                "labels": list(labels), "epsilon": result.get("epsilon"), "seconds": seconds,
+               **({"iterations": args.iterations} if "evolve" in road else {}),
                "documents": len(synthetic), **score(synthetic, labels, Path(cfg.output.dir))}
         print(json.dumps(row), flush=True)
         rows = [r for r in rows if (r["road"], r["seed"], r["steps"], r["batch"], r.get("labels", ["rating"])) !=
                 (road, seed, args.steps, args.batch, list(labels))] + [row]
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
     print(tables(rows))
 
 
