@@ -131,7 +131,9 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
     ledger = generator.ledger
     truncated = stats.extra.get("truncated", 0)
     card = {
-        "privacy": privacy_block(ledger, max_examples_per_user=spec.max_chunks_per_unit),
+        # the chunk bound is DP-SGD's; the evolve road trains nothing (a document is one vote)
+        "privacy": privacy_block(ledger, max_examples_per_user=spec.max_chunks_per_unit
+                                 if any(e.stage == "train" for e in ledger.events) else None),
         "declared_public": ledger.declared_public,
         "paid_for": [e.stage for e in ledger.events],
         "estimated_with_dp": [e.details["result"] for e in ledger.events if e.stage.startswith("domain:")],

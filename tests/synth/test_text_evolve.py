@@ -70,6 +70,8 @@ def test_a_text_run_evolves_documents_label_by_label_and_pays_each_histogram(tmp
     assert card["privacy"]["epsilon"] == pytest.approx(6.0, rel=0.02)  # σ calibrated to what was left
     assert len(docs) == 12 and card["evolve"]["road"] == road
     assert "a document votes among candidates with its own labels" in card["generation"]["summary"]
+    readme = (export / "README.md").read_text()
+    assert ("chunks per step" in readme) == (road == "fine-tune+evolve")  # DP-SGD's bound, only where it trained
     # the population's labels were drawn once (declared weights) and every resampling kept them
     state = json.loads((tmp_path / "run" / "evolution" / "evolution_state.json").read_text())["state"]
     assert state["iteration"] == 2 and sorted(docs["rating"]) == sorted(d["rating"] for d in state["population"])
