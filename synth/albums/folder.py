@@ -69,8 +69,9 @@ def _from_albums_jsonl(folder: Path, size: int, channels: int, users: bool, imag
         loaded = []
         for j, photo in enumerate(photos):
             caption = _text(photo.get("caption"), where, f"photo {j} caption") if isinstance(photo, dict) else None
-            if not images and isinstance(photo, dict) and "file" not in photo and caption:
-                loaded.append(AlbumPhoto(folder, None, caption))  # a text-only album (e.g. an export before images)
+            if not images and isinstance(photo, dict) and "file" not in photo and isinstance(photo.get("caption"), str):
+                # a text-only album (an export before images); a sampled caption may be empty: kept as ""
+                loaded.append(AlbumPhoto(folder, None, caption or ""))
                 continue
             if not isinstance(photo, dict) or not isinstance(photo.get("file"), str):
                 raise DataError(f"{where}: photo {j} needs a \"file\" string")

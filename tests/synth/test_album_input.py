@@ -58,3 +58,19 @@ def test_an_unreadable_image_and_the_imagefolder_layout(folder):
     albums = load_album_folder(folder, size=16)
     assert [a.album_id for a in albums] == [r["album_id"] for r in rows]
     assert [len(a.photos) for a in albums] == [len(r["photos"]) for r in rows]
+
+
+def test_a_text_only_export_with_an_empty_sampled_caption_reads_back(tmp_path):
+    """A caption LM may end a caption at once: the text-only export writes {"caption": ""}, and reading the
+    export for evaluation keeps that photo (empty caption) rather than asking for an image file; a photo
+    with neither a file nor a caption string is still refused."""
+    import json
+
+    rows = [{"album_id": "a0", "summary": "a trip", "photos": [{"caption": "a cat"}, {"caption": ""}]}]
+    (tmp_path / "albums.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    albums = load_album_folder(tmp_path, size=16, require_users=False, require_images=False)
+    assert [p.caption for p in albums[0].photos] == ["a cat", ""] and albums[0].photos[1].image is None
+    rows[0]["photos"].append({})
+    (tmp_path / "albums.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataError, match="photo 2 needs a \"file\" string"):
+        load_album_folder(tmp_path, size=16, require_users=False, require_images=False)
