@@ -31,8 +31,12 @@ def numpy_rng(seed: int | None, purpose: str):
 @contextlib.contextmanager
 def seeded_torch(seed: int | None, purpose: str):
     """Run a block (a model's construction: random init, LoRA's A matrices) on torch's global
-    generator seeded for ``purpose``, then restore the caller's state: a run with a seed builds the
-    same initial model every time; without one the init is secure random as the other streams."""
+    generator seeded for ``purpose`` and then restore the caller's state, so a run with a seed builds
+    the same initial model every time.  Without a seed the block runs on the caller's generator as it
+    is (the init is data-independent and need not be secret: only the noise streams must be)."""
+    if seed is None:
+        yield
+        return
     import torch
 
     with torch.random.fork_rng(devices=[]):

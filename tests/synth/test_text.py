@@ -318,7 +318,7 @@ def test_run_audit_makes_each_canary_a_unit_of_its_own_beside_grouped_private_un
 @pytest.mark.skipif(not DRUGS.exists(), reason="shared data not present")
 def test_a_seeded_run_builds_and_trains_the_same_model_twice(tmp_path):
     """``train.seed`` (insecure) makes the whole run reproducible, the from-scratch model's random
-    init included; unseeded runs start from different (secure random) inits."""
+    init included, whatever the caller's torch state; unseeded runs take the caller's generator."""
     from synth.run_config import build_config
     from synth.text.pipeline import train
 
