@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,6 @@ def _spec_table(spec, frame) -> tuple[dict, bool]:
 
         draft = draft_from_frame(frame)
         if draft.left_out:
-            import sys
-
             print(f"dpsynth: the drafted spec leaves out {draft.left_out} (identifier-like columns)", file=sys.stderr)
         return draft.spec_dict(), True
     if isinstance(spec, (str, Path)):
@@ -96,8 +95,6 @@ def build_fit_config(data, spec=None, *, epsilon: float | None = 4.0, delta: flo
         output["dir"] = str(output_dir)
     elif "dir" not in output:
         output["dir"] = tempfile.mkdtemp(prefix="dpsynth-fit-")
-        import sys
-
         print(f"dpsynth: run folder {output['dir']} (checkpoints of a model trained on the private data: pass "
               "output_dir= to keep it somewhere known, delete it when done)", file=sys.stderr)
     if overwrite:
@@ -132,18 +129,27 @@ def fit(data, spec=None, *, epsilon: float | None = 4.0, delta: float | None = N
         return plan(config, frame=frame)
     from . import pipeline
 
-    generator, _ = pipeline.train(config, progress=progress, frame=frame)
-    return Synthesizer(generator, config, schema_inferred=inferred)
+    generator, private = pipeline.train(config, progress=progress, frame=frame)
+    return Synthesizer(generator, config, schema_inferred=inferred,
+                       training_texts=pipeline.training_texts(private, generator.spec))
 
 
 class Synthesizer:
-    """A trained private generator: ``sample`` as often as you like (post-processing costs no ε)."""
+    """A trained private generator: ``sample`` as often as you like (post-processing costs no ε).
 
-    def __init__(self, generator, config, *, schema_inferred: bool = False, card: dict | None = None):
+    After each ``sample``, ``last_private_report`` counts the rows that copy a training row exactly:
+    computed from the private rows, so it is NOT differentially private (look, do not publish).  A
+    Synthesizer made by ``fit`` holds the training rows' serialised texts in memory for it; one read
+    back by ``load`` has no private rows, and its report says so."""
+
+    def __init__(self, generator, config, *, schema_inferred: bool = False, card: dict | None = None,
+                 training_texts: frozenset[str] | None = None):
         self.generator = generator
         self.config = config
         self._card = card
         self._schema_inferred = schema_inferred
+        self._training_texts = training_texts
+        self.last_private_report: dict | None = None
 
     @property
     def ledger(self):
@@ -180,7 +186,21 @@ class Synthesizer:
                                          top_p=g.top_p if top_p is None else top_p, seed=draw_seed, progress=progress)
 
         frame, self.last_sample_stats = sample_until(draw, int(n), seed)
+        self.last_private_report = self._private_report(frame)
         return frame
+
+    def _private_report(self, frame) -> dict:
+        note = "NOT differentially private: computed from the private rows, do not publish"
+        if self._training_texts is None:
+            return {"exact_copies_of_training_rows": None,
+                    "note": "not computed: this Synthesizer was loaded from disk and holds no private rows"}
+        from .pipeline import count_exact_copies
+
+        copies = count_exact_copies(self._training_texts, frame, self.generator.spec)
+        if copies:
+            print(f"dpsynth: {copies} of the {len(frame)} sampled rows copy a training row exactly "
+                  "(see last_private_report; not DP, do not publish the count)", file=sys.stderr)
+        return {"exact_copies_of_training_rows": copies, "sampled": len(frame), "note": note}
 
     def export(self, directory: str | Path, n: int, *, fmt: str = "csv", seed: int | None = None,
                overwrite: bool = False) -> Path:

@@ -201,6 +201,16 @@ def sample_until(sample, n: int, seed: int | None):
     return frame.head(n), stats
 
 
+def training_texts(private: pd.DataFrame, spec) -> frozenset[str]:
+    """The private rows as serialised records, to count exact copies (not DP: never exported)."""
+    return frozenset(frame_to_texts(private, spec))
+
+
+def count_exact_copies(private_texts: frozenset[str], synthetic: pd.DataFrame, spec) -> int:
+    """How many synthetic rows serialise to a training row, field for field."""
+    return sum(t in private_texts for t in frame_to_texts(synthetic, spec))
+
+
 def generate_and_export(config: SynthConfig, generator: RecordGenerator, private: pd.DataFrame | None, *,
                         progress: bool = True, schema_inferred: bool = False) -> dict:
     from trainer.errors import DPSynthError
@@ -249,8 +259,7 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
     # not DP: computed from the private rows; stays in the run folder, out of the export
     if private is None:
         private = load_private(config)
-    private_texts = set(frame_to_texts(private, generator.spec))
-    dupes = sum(t in private_texts for t in frame_to_texts(synthetic, generator.spec))
+    dupes = count_exact_copies(training_texts(private, generator.spec), synthetic, generator.spec)
     report = {"exact_copies_of_training_rows": dupes, "requested": g.n, "emitted": len(synthetic),
               "hit_limit": stats.hit_limit,
               "rejected_by_spec": rejected,

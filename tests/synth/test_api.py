@@ -44,6 +44,11 @@ def test_the_readme_notebook_example_runs(tmp_path, monkeypatch, capsys):
     assert card["rows"] == 1000 and card["privacy"]["epsilon"] == pytest.approx(gen.epsilon)
     loaded = json.loads((tmp_path / "runs" / "notebook" / "saved" / "card.json").read_text())
     assert loaded["card"]["privacy"]["epsilon"] == pytest.approx(gen.epsilon)
+    # read back from disk there are no private rows to compare with, and the report says so
+    reloaded = scope["load"]("runs/notebook/saved")
+    reloaded.sample(3, seed=0)
+    assert reloaded.last_private_report["exact_copies_of_training_rows"] is None
+    assert gen.last_private_report["sampled"] == 1000
     # a second fit on the same folder resumes: the saved releases are re-used, nothing is paid twice
     again = scope["fit"](df, epsilon=4, columns=FAST, output_dir="runs/notebook", progress=False)
     assert again.card["privacy"]["stages"] == gen.card["privacy"]["stages"]
@@ -61,6 +66,12 @@ def test_the_dataframe_is_never_written_and_a_declared_spec_is_used_as_given(tmp
     assert [s["stage"] for s in gen.card["privacy"]["stages"]][:1] == ["columns:measure"]
     sample = gen.sample(200, seed=3)
     assert sample["age"].between(17, 90).all() and set(sample["sex"]) <= {"Female", "Male"}
+    # exact copies of training rows, counted independently: a row copies when all three fields match one
+    train_rows = set(df[["age", "sex", "income"]].itertuples(index=False, name=None))
+    copies = sum(row in train_rows for row in sample[["age", "sex", "income"]].itertuples(index=False, name=None))
+    assert copies > 0  # 200 draws over a 74 x 2 x 2 domain that 300 training rows cover densely
+    assert gen.last_private_report["exact_copies_of_training_rows"] == copies
+    assert gen.last_private_report["sampled"] == 200
     for path in (tmp_path / "run").rglob("*"):
         assert path.suffix not in (".csv", ".jsonl", ".parquet"), path  # no copy of the private rows
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
