@@ -125,9 +125,11 @@ class _Batch:
 def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: str | None = None,
                         batch_size: int = 16, max_record_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
                         seed: int | None = None, progress: bool = True,
-                        keep_unfinished: bool = False) -> tuple[list[str | None], SampleStats]:
+                        keep_unfinished: bool = False,
+                        record_budgets: list[int] | None = None) -> tuple[list[str | None], SampleStats]:
     """One completion per prompt, in the prompts' order (None where a row did not end within
-    ``max_record_tokens`` and ``keep_unfinished`` is off: dropped and counted in ``hit_limit``)."""
+    ``max_record_tokens`` and ``keep_unfinished`` is off: dropped and counted in ``hit_limit``).
+    ``record_budgets``: each prompt's own ``max_record_tokens`` instead of the shared one."""
     from tqdm.auto import tqdm
 
     n = len(prompts)
@@ -135,7 +137,11 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     matchers = GrammarMatchers(tokenizer.llguidance(), grammar, batch_size) if grammar is not None and n else FreeText()
-    eos, budget = tokenizer.eos_token_id, max_record_tokens + 1  # one more step: the closing EOS
+    eos = tokenizer.eos_token_id
+    if record_budgets is not None and len(record_budgets) != n:
+        raise ValueError(f"record_budgets has {len(record_budgets)} entries for {n} prompts")
+    # one more step than the record's tokens: the closing EOS
+    budgets = [b + 1 for b in record_budgets] if record_budgets is not None else [max_record_tokens + 1] * n
     tokens: list[list[int]] = [[] for _ in range(n)]
     out: list[str | None] = [None] * n
     repeated = frozenset(p for p, count in Counter(map(tuple, prompts)).items() if count > 1)
@@ -167,7 +173,7 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
                     continue
                 matchers.consume(row, tok)
                 tokens[row].append(tok)
-                if len(tokens[row]) >= budget:  # the budget is spent without an EOS
+                if len(tokens[row]) >= budgets[row]:  # the budget is spent without an EOS
                     if keep_unfinished:
                         out[row] = tokenizer.decode(tokens[row])
                         stats.tokens += len(tokens[row])

@@ -160,33 +160,43 @@ class TextGenerator:
              progress: bool = True) -> list[dict]:
         """Private Evolution's variation for documents: each child keeps its parent's labels and the
         first m of its words (m uniform in [0, ``keep`` × its words]) and the model writes the rest
-        from there, under the prompt it was trained with; m = 0 redraws the document afresh.  A
+        from there, under the prompt it was trained with; m = 0 redraws the document afresh.  The kept
+        opening counts against ``max_new_tokens``, so a child is no longer than a fresh sample.  A
         continuation, not a paraphrase: the DP-fine-tuned model knows how documents go on, and a
         paraphrase instruction would be a prompt it was never trained on."""
         if self.spec.context:
             raise ConfigError("Private Evolution does not vary documents with a context column (text.context)")
-        prompts, kept = [], []
+        prompts, kept, budgets = [], [], []
         for parent in parents:
             words = str(parent[self.spec.text]).split(" ")
             head = " ".join(words[:int(rng.integers(0, int(keep * len(words)) + 1))])
+            head_ids = self.tokenizer.encode(head) if head else []
+            if len(head_ids) >= max_new_tokens:  # a parent over the budget: keep an opening that leaves a token
+                head_ids = head_ids[:max_new_tokens - 1]
+                head = self.tokenizer.decode(head_ids)
             labels = tuple(parent[n] for n in self.spec.label_names)
-            prompts.append(self.prompt_ids(labels) + (self.tokenizer.encode(head) if head else []))
+            prompts.append(self.prompt_ids(labels) + head_ids)
             kept.append(head)
+            budgets.append(max_new_tokens - len(head_ids))
         texts = self._complete(prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
-                               top_p=top_p, seed=int(rng.integers(1 << 31)), progress=progress)[0]
+                               top_p=top_p, seed=int(rng.integers(1 << 31)), progress=progress,
+                               new_token_budgets=budgets)[0]
         return [{**parent, self.spec.text: head + (text or "")}
                 for parent, head, text in zip(parents, kept, texts, strict=True)]
 
     def _complete(self, prompts: list[list[int]], *, batch_size: int, max_new_tokens: int, temperature: float,
-                  top_p: float, seed: int | None, progress: bool):
-        """One completion per prompt in one continuous batch (a LoRA adapter merged meanwhile)."""
+                  top_p: float, seed: int | None, progress: bool, new_token_budgets: list[int] | None = None):
+        """One completion per prompt in one continuous batch (a LoRA adapter merged meanwhile);
+        ``new_token_budgets``: each prompt's own ``max_new_tokens``."""
         merged = hasattr(self.model, "merge_adapter")
         if merged:
             self.model.merge_adapter()
         try:  # a finished row's slot takes the next prompt at once
             return sample_from_prompts(self.model, self.tokenizer, prompts, batch_size=batch_size,
                                        max_record_tokens=max_new_tokens - 1, temperature=temperature,
-                                       top_p=top_p, seed=seed, progress=progress, keep_unfinished=True)
+                                       top_p=top_p, seed=seed, progress=progress, keep_unfinished=True,
+                                       record_budgets=None if new_token_budgets is None
+                                       else [b - 1 for b in new_token_budgets])
         finally:
             if merged:
                 self.model.unmerge_adapter()

@@ -106,3 +106,23 @@ def test_rows_that_end_hand_their_slot_on_and_cut_rows_are_counted(lm):
         assert again == kept  # a seed reproduces
     finally:
         hook.remove()
+
+
+def test_each_prompt_can_have_its_own_token_budget(lm):
+    model, tok = lm
+    offset = torch.zeros(model.lm_head.out_features, dtype=torch.float64)
+    offset[tok.eos_token_id] = -1e9  # no row ends by itself: each runs to its own budget
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: out + offset)
+    prompts = [tok.encode(t) for t in ("one", "a second prompt", "3", "the fourth prompt")]
+    budgets = [2, 6, 0, 4]
+    try:
+        got, stats = sample_from_prompts(model, tok, prompts, batch_size=2, max_record_tokens=99, temperature=0,
+                                         progress=False, keep_unfinished=True, record_budgets=budgets)
+        want = [sample_texts(model, tok, None, p, 1, max_record_tokens=b, temperature=0, progress=False,
+                             keep_unfinished=True)[0][0] for p, b in zip(prompts, budgets, strict=True)]
+    finally:
+        hook.remove()
+    assert got == want and stats.extra["truncated"] == 4
+    assert stats.tokens == sum(b + 1 for b in budgets)  # a cut row keeps budget + 1 tokens, as with the shared one
+    with pytest.raises(ValueError, match="3 entries for 4 prompts"):
+        sample_from_prompts(model, tok, prompts, max_record_tokens=5, record_budgets=budgets[:3], progress=False)

@@ -100,6 +100,13 @@ def test_a_variation_keeps_its_parents_labels_and_opening_words():
         kept = next(m for m in range(len(words) // 2, -1, -1) if child["review"].startswith(" ".join(words[:m])))
         heads.append(kept)
     assert max(heads) > 0 and min(heads) == 0  # some keep an opening (at most half), some start afresh
+    # the kept opening counts against the budget: opening + what the model may write = max_new_tokens
+    calls, complete = [], gen._complete
+    gen._complete = lambda prompts, **kw: calls.append((prompts, kw["new_token_budgets"])) or complete(prompts, **kw)
+    gen.vary(parents, np.random.default_rng(1), keep=0.5, max_new_tokens=24, progress=False)
+    (prompts, budgets), = calls
+    opening = [len(p) - len(gen.prompt_ids((parent["rating"],))) for p, parent in zip(prompts, parents, strict=True)]
+    assert [o + b for o, b in zip(opening, budgets, strict=True)] == [24] * len(parents) and max(opening) > 0
 
 
 def test_evolve_refuses_a_context_column_and_images(tmp_path):
