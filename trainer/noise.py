@@ -80,18 +80,37 @@ def _noise_and_scale(params: list[nn.Parameter], *, std: float, divisor: float |
 
     def fill(i: int) -> None:
         for p in shares[i]:
-            if divisor is not None:
-                p.grad.div_(divisor)
-            if std > 0:
-                noise = scratch[i][(_noise_dtype(p), p.device)][: p.numel()].view(p.shape)
-                noise.normal_(0.0, std, generator=gens[i])
+            if std <= 0:
+                if divisor is not None:
+                    p.grad.div_(divisor)
+                continue
+            noise = scratch[i][(_noise_dtype(p), p.device)][: p.numel()].view(p.shape)
+            noise.normal_(0.0, std, generator=gens[i])
+            if noise.dtype == p.grad.dtype:  # grad <- noise + grad / divisor, in one pass over grad
+                torch.add(noise, p.grad, alpha=1.0 if divisor is None else 1.0 / divisor, out=p.grad)
+            else:
+                if divisor is not None:
+                    p.grad.div_(divisor)
                 p.grad.add_(noise.to(p.grad.dtype))
 
     if len(gens) == 1:
         fill(0)
     else:
-        with ThreadPoolExecutor(len(gens)) as pool:
-            list(pool.map(fill, range(len(gens))))
+        list(_pool(len(gens)).map(fill, range(len(gens))))
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A thread pool kept for the process: fresh threads every step re-create their OpenMP teams,
+    which cost more than the parallel fill saves on a small model (1.1 M parameters: 15 vs 9 ms).
+    Keyed by process id, so a forked child (a torchrun or DataLoader worker) never inherits a pool
+    whose threads did not survive the fork."""
+    key = (os.getpid(), workers)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="dp-noise")
+    return _POOLS[key]
 
 
 def _balanced(params: list[nn.Parameter], n: int) -> list[list[nn.Parameter]]:

@@ -145,3 +145,33 @@ def test_conv_factored_path_matches_oracle(case, clipping, norm_method, monkeypa
     model = Wrap(make_layer(), 6, d_out).double()
     check_against_oracle(model, row_loss, make_x(B, T, 6), [[[0], [1], [2]], [[3], [4], [5]]],
                          clipping=clipping, norm_method=norm_method)
+
+
+def test_group_norm_fused_backward_equals_the_explicit_per_row_sums():
+    """The fused route (the batch as one row of B x C channels) gives the per-row weight and bias
+    gradients and the input gradient of the explicit route (x̂ rebuilt per row), on fp64 inputs with
+    a large mean (where a careless ds - mean * db form would cancel); bf16 inputs take the explicit
+    route and still sum in fp32."""
+    from trainer.clipping.group_norm import _explicit_per_row, _fused_per_row
+
+    torch.manual_seed(4)
+    n, c, groups = 5, 6, 3
+    x = torch.randn(n, c, 4, 5, dtype=torch.float64) * 3 + 20
+    w, b = torch.randn(c, dtype=torch.float64), torch.randn(c, dtype=torch.float64)
+    _, mean, rstd = torch.ops.aten.native_group_norm(x, w, b, n, c, 20, groups, 1e-5)
+    g = torch.randn_like(x)
+    fused = _fused_per_row(g, x, mean, rstd, w, groups, (True, True, True))
+    explicit = _explicit_per_row(g, x, mean, rstd, w, groups, torch.float64, True, (True, True))
+    for a, e in zip(fused, explicit, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
+    # each row's weight gradient is the gradient of that row alone
+    for row in range(n):
+        xr = x[row : row + 1].clone()
+        wr = w.clone().requires_grad_(True)
+        torch.nn.functional.group_norm(xr, groups, wr, b).mul(g[row : row + 1]).sum().backward()
+        torch.testing.assert_close(fused[1][row], wr.grad, rtol=1e-10, atol=1e-10)
+    xb, gb = x.float().bfloat16(), g.float().bfloat16()
+    _, mb, rb = torch.ops.aten.native_group_norm(xb, w.float(), b.float(), n, c, 20, groups, 1e-5)
+    low = _explicit_per_row(gb, xb, mb, rb, w.float(), groups, torch.float32, False, (True, True))
+    assert low[1].dtype == low[2].dtype == torch.float32
+    torch.testing.assert_close(low[1].double(), fused[1], rtol=0.05, atol=0.3)
