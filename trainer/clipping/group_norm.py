@@ -42,8 +42,6 @@ class _GroupNormFn(torch.autograd.Function):
         x, weight, mean, rstd = ctx.saved_tensors
         call = ctx.call
         call.check_rows(x)
-        n, c = x.shape[:2]
-        hw = x[0, 0].numel()
         g = g.contiguous()
         acc = acc_dtype(weight.dtype)
         want_x = ctx.needs_input_grad[0]
