@@ -315,8 +315,13 @@ class DPEngine:
         for n, r in group.reps:
             self._accumulate(n, r.weighted_sum(factors.to(_dtype(r))))
 
+    @torch.no_grad()
     def _finish(self) -> None:
-        """End of the micro-batch's backward: clip what is still pending."""
+        """End of the micro-batch's backward: clip what is still pending.
+
+        It runs after autograd's backward, where grad mode is on again: a layer's saved input
+        (an activation that requires grad) would otherwise make the clipped sum a graph node,
+        holding the micro-batch's activations through p.grad."""
         for g in self._groups.values():
             if g.reps and g.norm_sq is None:
                 self._complete(g)  # a use whose output never reached the loss

@@ -78,6 +78,7 @@ def _noise_and_scale(params: list[nn.Parameter], *, std: float, divisor: float |
     # allocate get their own malloc arenas, which kept ~100 MB of extra RSS on CPU.
     scratch = [_scratch(share) if std > 0 else {} for share in shares]
 
+    @torch.no_grad()  # grad mode is per thread: a pool thread starts with it on
     def fill(i: int) -> None:
         for p in shares[i]:
             if std <= 0:

@@ -105,3 +105,18 @@ def test_backward_after_the_micro_batch_closed_raises():
         loss.backward()
     assert model[0].weight.grad is None
     eng.detach()
+
+
+@pytest.mark.parametrize("clipping", ["per_layer", "flat"])
+def test_clipped_sums_are_plain_tensors_not_graph_nodes(clipping):
+    """flat mode sums the ghost-normed layers after autograd's backward, with grad mode on again: a
+    layer whose saved input is an activation that requires grad once made p.grad a graph node (it
+    held the micro-batch's activations, and the noise's in-place add then failed on a pool thread)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    eng = DPEngine(model, max_grad_norm=0.1, clipping=clipping, norm_method="ghost")
+    with eng.micro_batch(3):
+        model(torch.randn(3, 2, 4)).pow(2).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and not p.grad.requires_grad and p.grad.grad_fn is None, name
+    eng.detach()
