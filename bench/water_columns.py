@@ -6,7 +6,7 @@ LM-only records road, both scored on held-out rows (issue 15).
     python bench/water_columns.py --roads aim --budget-share 0.25
     python bench/water_columns.py --roads pairs --seeds 0 1 2 3 4   # the pairs column model (PRV ledger)
     python bench/water_columns.py --table --column-road pairs --seeds 0 1 2 3 4
-    python bench/water_columns.py --roads lm-cond --seeds 0 1   # the LM road given the numbers in its prompt
+    python bench/water_columns.py --roads lm-cond --seeds 0 1   # the LM road given the rating in its prompt
 
 ``../shared/data/water_dev.csv``: rows 0-1499 are private, rows 1500-1999 held out.  Both roads use
 the demo's model and training settings (SmolLM2-135M-Instruct LoRA, 12 DP steps of 24 rows,
@@ -43,8 +43,10 @@ def config(road: str, train_csv: Path, seed: int, share: float, coarse_groups: i
     raw["generate"].update({"seed": seed})
     raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}"), "overwrite": True}
     raw.pop("evaluation", None)
-    if road == "lm-cond":  # the LM road with the numbers in the prompt (a DP histogram): the column road's prompt
-        raw["spec"]["conditioning"] = ["overall_rating", "rating"]
+    if road == "lm-cond":  # the LM road with the rating in its prompt (a DP histogram), as the column road's prompt
+        # has it; overall_rating is a float, which a conditioning histogram cannot take (no finite public
+        # domain), so the LM still writes that one itself
+        raw["spec"]["conditioning"] = ["rating"]
     if road in ("aim", "pairs"):
         for col in raw["spec"]["columns"]:
             if col["name"] == "overall_rating":

@@ -156,6 +156,7 @@ class DPTrainer:
             norm_method=config.norm_method,
         )
         self.params = self.engine.trainable_parameters
+        self._ambiguous_rows: set[int] = set()  # micro-batch sizes the engine refused as ambiguous
         self.optimizer = torch.optim.AdamW(
             list(self.params.values()), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -279,12 +280,19 @@ class DPTrainer:
         """Forward and backward of one micro-batch; the engine accumulates its clipped sums.
 
         When the engine finds the row dimension ambiguous (it raises before accumulating
-        anything), the same units run again with one zero-weight row more."""
+        anything), the same units run again with one zero-weight row more.  A size refused once is
+        remembered (the model's shapes repeat: a UNet's 8 x 8 attention makes every 64-row
+        micro-batch ambiguous), so later micro-batches of that size add the row at once rather than
+        run their forward twice."""
         c, dev = self.config, _device(self.model)
         autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if c.dtype == "bf16" else nullcontext()
-        for ghost_rows in range(3):
+        ghost_rows = 0
+        while True:
             mb = self.objective.collate(self.examples, units, user_level=c.grouped,
                                         ghost_rows=ghost_rows)
+            if mb.n_rows in self._ambiguous_rows and ghost_rows < 2:
+                ghost_rows += 1
+                continue
             unit_ids = self._unit_ids(units) + [object() for _ in range(ghost_rows)]  # a ghost is its own unit
             try:
                 with self.engine.micro_batch(mb.n_rows, mb.unit_index, unit_ids=unit_ids):
@@ -295,9 +303,10 @@ class DPTrainer:
                 if ghost_rows == 2:
                     raise
                 self.engine.forget_units(unit_ids)
+                self._ambiguous_rows.add(mb.n_rows)
+                ghost_rows += 1
                 continue
             return row_loss.detach()[: mb.n_rows - ghost_rows], mb.n_items
-        raise AssertionError("unreachable")
 
     def _unit_ids(self, units: list[list[int]]) -> list:
         """Each unit's identity (its user, or its example), for the engine's split-unit check."""

@@ -106,16 +106,20 @@ def test_dp_training_of_a_unet_records_its_own_stage_after_prior_spend():
 
 def test_an_ambiguous_micro_batch_runs_again_with_a_ghost_row(monkeypatch):
     """16 rows and a 4x4 attention (16 positions): the engine refuses the layout, the trainer adds one
-    zero-weight row and the step goes through; a ghost row changes no clipped sum."""
-    cfg = TrainConfig(noise_multiplier=1.0, expected_batch_size=64, physical_batch_size=16, steps=1, progress=False)
+    zero-weight row and the step goes through; the next 16-row micro-batch gets its ghost row before
+    its forward (no second forward); a ghost row changes no clipped sum."""
+    cfg = TrainConfig(noise_multiplier=1.0, expected_batch_size=64, physical_batch_size=16, steps=2, progress=False)
     objective = Diffusion(multiplicity=2)
     trainer = DPTrainer(tiny_unet(torch.float32), _images(64), cfg, objective=objective)
-    calls = []
+    calls, forwards = [], []
     real = objective.collate
     monkeypatch.setattr(objective, "collate", lambda *a, **k: calls.append(k["ghost_rows"]) or real(*a, **k))
+    real_losses = objective.row_losses
+    monkeypatch.setattr(objective, "row_losses", lambda m, mb, dev: forwards.append(mb.n_rows) or real_losses(m, mb, dev))
     monkeypatch.setattr(trainer.sampler, "sample", lambda: [[i] for i in range(8)])  # 8 images x 2 = 16 rows
     trainer.train()
-    assert calls == [0, 1]
+    assert calls == [0, 1, 0, 1]
+    assert forwards == [16, 17, 17]
 
     # the ghost row contributes nothing: clipped sums with and without one are equal
     from trainer import DPEngine
