@@ -24,6 +24,9 @@ class ModelChoice:
     finetune: str = field(default="lora", metadata={"help": "lora or full (pretrained road)."})
     lora_rank: int = field(default=8, metadata={"help": "LoRA rank r."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
+    lora_targets: list[str] | None = field(default=None, metadata={
+        "help": "Module names LoRA adapts, e.g. [\"q_proj\", \"v_proj\"] (default: every attention and MLP "
+                "projection the model has). Fewer adapted coordinates: less DP noise in total, less capacity."})
     scratch_size: str = field(default="tiny", metadata={"help": "Size of the from-scratch model: tiny or small."})
 
     def __post_init__(self):
@@ -37,6 +40,9 @@ class ModelChoice:
             raise ConfigError(f"model.scratch_size must be one of {', '.join(SCRATCH_SIZES)}, got {self.scratch_size!r}")
         if self.lora_rank < 1 or self.lora_alpha < 1:
             raise ConfigError(f"model.lora_rank and model.lora_alpha must be >= 1, got {self.lora_rank}, {self.lora_alpha}")
+        if self.lora_targets is not None and (not self.lora_targets or not all(
+                isinstance(t, str) and t for t in self.lora_targets)):
+            raise ConfigError(f"model.lora_targets must be a non-empty list of module names, got {self.lora_targets!r}")
 
     def check_source(self) -> None:
         """Fail before any work when a user model cannot be found: a local folder must hold a
@@ -88,7 +94,18 @@ def build_model(choice: ModelChoice):
         from peft import LoraConfig, get_peft_model
 
         present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-        targets = [t for t in LORA_TARGETS if t in present] or "all-linear"
+        if choice.lora_targets is not None:
+            missing = [t for t in choice.lora_targets if t not in present]
+            if missing:
+                from trainer.errors import ConfigError
+
+                linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                                 if type(m).__name__ in ("Linear", "Conv1D")})
+                raise ConfigError(f"model.lora_targets names modules {name} does not have: {missing}; its linear "
+                                  f"modules are named {linear}")
+            targets = list(choice.lora_targets)
+        else:
+            targets = [t for t in LORA_TARGETS if t in present] or "all-linear"
         model = get_peft_model(model, LoraConfig(r=choice.lora_rank, lora_alpha=choice.lora_alpha, lora_dropout=0.0, target_modules=targets))
         name += f", LoRA r={choice.lora_rank} on {targets}"
     else:

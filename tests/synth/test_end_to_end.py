@@ -121,3 +121,34 @@ def test_smollm2_road_end_to_end(tmp_path):
     result = run(config, progress=False)
     frame = _check_export(result, config)
     assert frame["title"].str.len().max() <= 30
+
+
+def test_lora_targets_choose_the_adapted_modules(tmp_path):
+    """model.lora_targets limits LoRA to the named modules; a name the model lacks is refused with
+    the model's own linear names; a saved adapter reloads with the same targets."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from synth.lm.models import load_smollm2_tokenizer
+    from synth.lm.roads import ModelChoice, build_model, load_trained
+    from trainer.errors import ConfigError
+
+    tok = load_smollm2_tokenizer()
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2)).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    choice = ModelChoice(model=str(tmp_path / "m"), lora_targets=["q_proj", "v_proj"], lora_rank=2)
+    model, _, name = build_model(choice)
+    trained = {n.split(".")[-4] for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {"q_proj", "v_proj"} and "['q_proj', 'v_proj']" in name
+    default = {n.split(".")[-4] for n, p in build_model(ModelChoice(model=str(tmp_path / "m")))[0].named_parameters()
+               if p.requires_grad}
+    assert default == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    model.save_pretrained(tmp_path / "adapter")
+    reloaded, _, _ = load_trained(choice, tmp_path / "adapter")
+    assert {n.split(".")[-4] for n, _ in reloaded.named_parameters() if "lora_" in n} == {"q_proj", "v_proj"}
+    with pytest.raises(ConfigError, match=r"does not have: \['qkv'\].*'q_proj'"):
+        build_model(ModelChoice(model=str(tmp_path / "m"), lora_targets=["qkv"]))
+    with pytest.raises(ConfigError, match="non-empty list"):
+        ModelChoice(lora_targets=[])
