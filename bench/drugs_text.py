@@ -6,6 +6,7 @@ non-private fine-tuning with the same compute, every text metric against held-ou
     python bench/drugs_text.py --roads dp --seeds 1  # one more DP run, added to the results file
     python bench/drugs_text.py --labels rating condition   # condition too (DP category list, "(other)")
     python bench/drugs_text.py --roads evolve fine-tune+evolve --iterations 5   # Private Evolution (issue 16)
+    python bench/drugs_text.py --lora-targets q_proj v_proj --lora-rank 4   # fewer DP-trained coordinates
     python bench/drugs_text.py --table               # the README's table from the results file
 
 ``../shared/data/drugs_train.csv`` (600 reviews) is the private corpus, ``drugs_test.csv`` (379) the
@@ -48,7 +49,7 @@ ROADS = ("dp", "non-private", "evolve", "fine-tune+evolve")
 
 
 def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labels: tuple[str, ...] = ("rating",),
-           iterations: int = 5) -> dict:
+           iterations: int = 5, lora_targets: list[str] | None = None, lora_rank: int | None = None) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo_text.toml")
@@ -65,7 +66,12 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labe
     if road in ("evolve", "fine-tune+evolve"):
         raw["evolve"] = {"road": road, "iterations": iterations}
     raw["generate"].update({"n": n, "seed": seed})
+    if lora_targets:
+        raw["model"]["lora_targets"] = list(lora_targets)
+    if lora_rank:
+        raw["model"]["lora_rank"] = lora_rank
     suffix = "" if tuple(labels) == ("rating",) else "_" + "_".join(labels)
+    suffix += "".join(f"_{t}" for t in lora_targets or []) + (f"_r{lora_rank}" if lora_rank else "")
     raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}{suffix}"), "overwrite": True, "format": "jsonl"}
     return raw
 
@@ -105,7 +111,8 @@ COLUMNS = {"mauve": "MAUVE", "knn_precision": "k-NN precision", "knn_recall": "k
 
 def setting(row: dict) -> tuple:
     """What makes rows comparable: a table and its gain share mix only rows of one setting."""
-    return row["steps"], row["batch"], row.get("n", 400), tuple(row.get("labels", ["rating"]))
+    return (row["steps"], row["batch"], row.get("n", 400), tuple(row.get("labels", ["rating"])),
+            tuple(row.get("lora_targets") or ()), row.get("lora_rank"))
 
 
 def tables(rows: list[dict]) -> str:
@@ -113,8 +120,9 @@ def tables(rows: list[dict]) -> str:
     out = []
     for key in dict.fromkeys(setting(r) for r in rows):
         chosen = [r for r in rows if setting(r) == key]
-        steps, batch, n, labels = key
-        out += [f"{steps} steps of {batch}, {n} synthetic reviews, labels {', '.join(labels)}:", "",
+        steps, batch, n, labels, targets, rank = key
+        lora = f", LoRA r={rank or 8} on {', '.join(targets)}" if targets or rank else ""
+        out += [f"{steps} steps of {batch}, {n} synthetic reviews, labels {', '.join(labels)}{lora}:", "",
                 markdown(chosen), gain_share(chosen), ""]
     return "\n".join(out)
 
@@ -160,6 +168,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--n", type=int, default=400, help="synthetic reviews per run")
     ap.add_argument("--labels", nargs="+", default=["rating"], choices=["rating", "condition"])
+    ap.add_argument("--lora-targets", nargs="+", default=None,
+                    help="model.lora_targets, e.g. q_proj v_proj (default: every attention and MLP projection)")
+    ap.add_argument("--lora-rank", type=int, default=None, help="model.lora_rank (default: the demo's 8)")
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     ap.add_argument("--out", type=Path, default=OUT, help="the results file (rows are added to it)")
     args = ap.parse_args()
@@ -173,17 +184,19 @@ def main() -> None:
     for seed, road in ((s, r) for s in args.seeds for r in args.roads):
         start = time.time()
         labels = tuple(args.labels)
-        cfg = build_config(config(road, seed, args.steps, args.batch, args.lr, args.n, labels, args.iterations))
+        cfg = build_config(config(road, seed, args.steps, args.batch, args.lr, args.n, labels, args.iterations,
+                                  args.lora_targets, args.lora_rank))
         result = run(cfg, progress=False)
         seconds = round(time.time() - start, 1)
         synthetic = result["synthetic"]
         row = {"road": road, "seed": seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "n": args.n,
                "labels": list(labels), "epsilon": result.get("epsilon"), "seconds": seconds,
+               **({"lora_targets": args.lora_targets} if args.lora_targets else {}),
+               **({"lora_rank": args.lora_rank} if args.lora_rank else {}),
                **({"iterations": args.iterations} if "evolve" in road else {}),
                "documents": len(synthetic), **score(synthetic, labels, Path(cfg.output.dir))}
         print(json.dumps(row), flush=True)
-        rows = [r for r in rows if (r["road"], r["seed"], r["steps"], r["batch"], r.get("labels", ["rating"])) !=
-                (road, seed, args.steps, args.batch, list(labels))] + [row]
+        rows = [r for r in rows if (r["road"], r["seed"]) != (road, seed) or setting(r) != setting(row)] + [row]
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
     print(tables(rows))
