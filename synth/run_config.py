@@ -138,6 +138,8 @@ class EvolveSection:
     user_votes: str = field(default="split", metadata={"help": "User level: split (a user's rows share one vote of norm 1) or one (one random row per user votes)."})
     budget_share: float = field(default=0.5, metadata={"help": "fine-tune+evolve: the share of the ε left after the domain estimates that DP fine-tuning may reach; the histograms get the rest."})
     variation_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the variation model (how far a child strays from its parent)."})
+    record_variation: str = field(default="fields", metadata={"help": "Records: how a child is made from its parent. fields: a random subset of the parent's fields is written anew by the model under its own training prompt, the others pinned in the grammar (so the DP-fine-tuned model varies records in the form it learnt); rewrite: the model is shown the whole parent in an instruction prompt and writes another record."})
+    fields_changed: float = field(default=0.5, metadata={"help": "Records, record_variation = fields: the chance that each field is written anew (at least one is)."})
 
     def __post_init__(self):
         from .evolution import EvolutionSettings
@@ -149,6 +151,10 @@ class EvolveSection:
             raise ConfigError(f"evolve.budget_share must be in (0, 1), got {self.budget_share}")
         if not (math.isfinite(self.variation_temperature) and self.variation_temperature > 0):
             raise ConfigError(f"evolve.variation_temperature must be a finite number > 0, got {self.variation_temperature}")
+        if self.record_variation not in ("fields", "rewrite"):
+            raise ConfigError(f"evolve.record_variation must be fields or rewrite, got {self.record_variation!r}")
+        if not (math.isfinite(self.fields_changed) and 0 < self.fields_changed <= 1):
+            raise ConfigError(f"evolve.fields_changed must be in (0, 1], got {self.fields_changed}")
         if self.user_votes not in ("split", "one"):
             raise ConfigError(f"evolve.user_votes must be split or one, got {self.user_votes!r}")
         EvolutionSettings(population=max(self.k, 1), iterations=self.iterations, k=self.k,
@@ -295,6 +301,10 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
                               f"combine with columns.model = {built['columns'].model}")
         if text is None and spec.conditioning:
             raise ConfigError("evolve.road evolves whole records: spec.conditioning is for the fine-tune road")
+        if text is None and spec.grammar and built["evolve"].record_variation == "fields":
+            raise ConfigError(f"evolve.record_variation = fields pins fields in the grammar derived from the spec, not in "
+                              f"your grammar (spec.grammar = {spec.grammar!r}): set evolve.record_variation = "
+                              "\"rewrite\" (the model rewrites whole records under your grammar)")
         if built["evolve"].k > built["generate"].n:
             raise ConfigError(f"evolve.k ({built['evolve'].k}) exceeds the population generate.n ({built['generate'].n})")
     evaluation = raw.get("evaluation")

@@ -122,20 +122,23 @@ class _Batch:
 
 
 @torch.no_grad()
-def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: str | None = None,
+def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: str | list[str] | None = None,
                         batch_size: int = 16, max_record_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
                         seed: int | None = None, progress: bool = True,
                         keep_unfinished: bool = False,
                         record_budgets: list[int] | None = None) -> tuple[list[str | None], SampleStats]:
     """One completion per prompt, in the prompts' order (None where a row did not end within
     ``max_record_tokens`` and ``keep_unfinished`` is off: dropped and counted in ``hit_limit``).
-    ``record_budgets``: each prompt's own ``max_record_tokens`` instead of the shared one."""
+    ``record_budgets``: each prompt's own ``max_record_tokens`` instead of the shared one.
+    ``grammar``: one for every prompt, or a list with each prompt's own."""
     from tqdm.auto import tqdm
 
     n = len(prompts)
     stats = SampleStats(requested=n)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    if isinstance(grammar, list) and len(grammar) != n:
+        raise ValueError(f"grammar has {len(grammar)} entries for {n} prompts")
     matchers = GrammarMatchers(tokenizer.llguidance(), grammar, batch_size) if grammar is not None and n else FreeText()
     eos = tokenizer.eos_token_id
     if record_budgets is not None and len(record_budgets) != n:

@@ -49,25 +49,32 @@ class SampleStats:
 
 
 class GrammarMatchers:
-    """One llguidance matcher per row of a batch, and the bitmask of tokens each allows next."""
+    """One llguidance matcher per row of a batch, and the bitmask of tokens each allows next.
 
-    def __init__(self, ll_tokenizer, grammar: str, n_rows: int):
+    ``grammar`` is one lark grammar for every row, or a list of them, one per row (Private
+    Evolution's record variation pins a different set of fields in each child); each distinct
+    grammar is compiled once."""
+
+    def __init__(self, ll_tokenizer, grammar: str | list[str], n_rows: int):
         import llguidance
         import llguidance.torch as llt
 
-        self._new = lambda: llguidance.LLMatcher(ll_tokenizer, self._compiled)
-        self._compiled = llguidance.LLMatcher.grammar_from_lark(grammar)
+        self._grammar_of = (lambda row: grammar) if isinstance(grammar, str) else grammar.__getitem__
+        compiled: dict[str, object] = {}
+        for text in dict.fromkeys([grammar] if isinstance(grammar, str) else grammar):
+            compiled[text] = llguidance.LLMatcher.grammar_from_lark(text)
+            err = llguidance.LLMatcher(ll_tokenizer, compiled[text]).get_error()
+            if err:
+                raise ValueError(f"grammar rejected by llguidance: {err}")
+        self._new = lambda row: llguidance.LLMatcher(ll_tokenizer, compiled[self._grammar_of(row)])
         self.matchers: dict[int, object] = {}  # made when a row first needs one, dropped by release()
-        err = self.matcher(0).get_error()
-        if err:
-            raise ValueError(f"grammar rejected by llguidance: {err}")
         self.n_rows = n_rows  # rows decoded at once (the bitmask's height)
         self.bitmask = llt.allocate_token_bitmask(n_rows, ll_tokenizer.vocab_size)
         self._bits = torch.arange(32, dtype=torch.int32)
 
     def matcher(self, row: int):
         if row not in self.matchers:
-            self.matchers[row] = self._new()
+            self.matchers[row] = self._new(row)
         return self.matchers[row]
 
     def release(self, row: int) -> None:

@@ -77,7 +77,9 @@ def evolve_records(config, generator, frame: pd.DataFrame, units: list | None, l
 
     def variation_api(items: list[dict], rng: np.random.Generator) -> list[dict]:
         children, kept = generator.vary(items, batch_size=g.batch_size, temperature=config.evolve.variation_temperature,
-                                        top_p=g.top_p, seed=int(rng.integers(1 << 31)), progress=progress)
+                                        top_p=g.top_p, seed=int(rng.integers(1 << 31)), progress=progress,
+                                        mode=config.evolve.record_variation,
+                                        fields_changed=config.evolve.fields_changed)
         counts["kept_parents"] += kept
         return children
 
@@ -106,7 +108,9 @@ def evolution_summary(config, ledger: PrivacyLedger) -> str:
     return (f"Private Evolution: the population of {config.generate.n} records after {iterations} noisy "
             f"nearest-neighbour histograms (σ = {sigma:.3g} votes, threshold {config.evolve.threshold_sigmas:g} σ, "
             f"k = {config.evolve.k}), candidates written under the record grammar by the "
-            + ("DP-fine-tuned model" if config.evolve.road == "fine-tune+evolve" else "public model"))
+            + ("DP-fine-tuned model" if config.evolve.road == "fine-tune+evolve" else "public model")
+            + (f"; a variation writes each field anew with chance {config.evolve.fields_changed:g}, the others kept"
+               if config.evolve.record_variation == "fields" else "; a variation rewrites the whole record"))
 
 
 def saved_population(config, spec: DatasetSpec) -> pd.DataFrame:

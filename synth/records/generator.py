@@ -25,7 +25,7 @@ from ..lm.continuous import sample_from_prompts
 from ..lm.saved import read_generator, write_generator
 from ..spec import DatasetSpec
 from .grammar import derive_grammar
-from .serialize import RecordParseError, parse, serialize, texts_to_frame
+from .serialize import RecordParseError, parse, serialize, serialize_value, texts_to_frame
 
 PROMPT = "Record:\n"
 
@@ -143,26 +143,31 @@ class RecordGenerator:
         return texts_to_frame(records, self.spec), stats
 
     def vary(self, records: list[dict], *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
-             seed: int | None = None, progress: bool = False) -> tuple[list[dict], int]:
-        """Private Evolution's variation for records: one new record per parent, written by the model
-        given the parent (a public prompt holding the parent, which is synthetic), under the grammar,
-        so every child parses.  A child that does not close or parse is replaced by its parent; how
-        many is returned beside the children."""
+             seed: int | None = None, progress: bool = False, mode: str = "fields",
+             fields_changed: float = 0.5) -> tuple[list[dict], int]:
+        """Private Evolution's variation for records: one new record per parent, under the grammar, so
+        every child parses.  ``mode = "fields"``: each field is written anew with probability
+        ``fields_changed`` (at least one), after the model's own training prompt, the parent's other
+        fields pinned in the grammar; a field written anew sees the fields before it, not those after.
+        ``mode = "rewrite"``: the model is shown the whole parent (synthetic, so public) in an
+        instruction prompt and writes another record.  A child that does not close or parse is replaced
+        by its parent; how many is returned beside the children."""
         if self.spec.conditioning:
             raise ValueError("variation of conditioned records is not supported: vary the whole record")
-        kind = "a JSON object" if self.spec.serialization == "json" else "a Python dict"
-        prompts = []
-        for record in records:
-            task = ((f"{self.spec.description}\n" if self.spec.description else "")
-                    + f"Here is one record:\n{serialize(record, self.body_spec)}\nWrite another record of the same "
-                    f"kind as {kind} with the keys {', '.join(self.body_spec.names)}: keep some of its fields and "
-                    "change others, so that it reads like a different real record.")
-            prompts.append(self.tokenizer.instruction_ids("You write data records.", task, plain_suffix="\n" + PROMPT))
+        if mode == "fields" and self.grammar != derive_grammar(self.body_spec):
+            raise ValueError("field variation pins fields in the spec's own grammar, and this generator has a user "
+                             "grammar: use mode='rewrite'")
+        if mode == "fields":
+            prompts, grammar = self._field_variations(records, fields_changed, np.random.default_rng(seed))
+        elif mode == "rewrite":
+            prompts, grammar = [self._rewrite_prompt(record) for record in records], self.grammar
+        else:
+            raise ValueError(f"variation mode must be fields or rewrite, got {mode!r}")
         merged = hasattr(self.model, "merge_adapter")
         if merged:
             self.model.merge_adapter()
         try:
-            texts, _ = sample_from_prompts(self.model, self.tokenizer, prompts, grammar=self.grammar,
+            texts, _ = sample_from_prompts(self.model, self.tokenizer, prompts, grammar=grammar,
                                            batch_size=batch_size, max_record_tokens=self.max_record_tokens(),
                                            temperature=temperature, top_p=top_p, seed=seed, progress=progress)
         finally:
@@ -180,6 +185,27 @@ class RecordGenerator:
             else:
                 children.append({name: child[name] for name in self.spec.names})
         return children, kept
+
+    def _field_variations(self, records: list[dict], fields_changed: float,
+                          rng: np.random.Generator) -> tuple[list[list[int]], list[str]]:
+        """The training prompt for every child and its grammar: the fields kept from the parent pinned."""
+        names = self.body_spec.names
+        prompt, grammars = self._prompt_ids(), []
+        for record in records:
+            change = rng.random(len(names)) < fields_changed
+            if not change.any():
+                change[rng.integers(len(names))] = True
+            pinned = {c: serialize_value(record, self.body_spec, c) for c, new in zip(names, change) if not new}
+            grammars.append(derive_grammar(self.body_spec, pinned=pinned))
+        return [prompt] * len(records), grammars
+
+    def _rewrite_prompt(self, record: dict) -> list[int]:
+        kind = "a JSON object" if self.spec.serialization == "json" else "a Python dict"
+        task = ((f"{self.spec.description}\n" if self.spec.description else "")
+                + f"Here is one record:\n{serialize(record, self.body_spec)}\nWrite another record of the same "
+                f"kind as {kind} with the keys {', '.join(self.body_spec.names)}: keep some of its fields and "
+                "change others, so that it reads like a different real record.")
+        return self.tokenizer.instruction_ids("You write data records.", task, plain_suffix="\n" + PROMPT)
 
     # ---------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path) -> None:

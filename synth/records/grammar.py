@@ -24,8 +24,8 @@ def rule_name(column: str) -> str:
 
 
 def _lit(text: str) -> str:
-    """A lark string literal for ``text``."""
-    return json.dumps(text, ensure_ascii=False)
+    """A lark string literal for ``text`` (DEL escaped: llguidance's lexer refuses it raw)."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 # JSON string content: any char but quote, backslash and controls, or a JSON escape.
@@ -135,15 +135,22 @@ def _value(col: ColumnSpec, style: str) -> str:
     return alts
 
 
-def derive_grammar(spec: DatasetSpec, columns: list[str] | None = None) -> str:
-    """Lark grammar (start rule ``start``) for records of ``columns`` (default: all) in spec order."""
+def derive_grammar(spec: DatasetSpec, columns: list[str] | None = None, pinned: dict[str, str] | None = None) -> str:
+    """Lark grammar (start rule ``start``) for records of ``columns`` (default: all) in spec order.
+    ``pinned``: columns whose value is fixed, mapped to the exact text of that value (as
+    ``serialize_value`` writes it); the others keep their spec's rule."""
     style = spec.serialization
+    pinned = pinned or {}
     cols = [c for c in spec.columns if columns is None or c.name in columns]
+    unknown = set(pinned) - {c.name for c in cols}
+    if unknown:
+        raise ValueError(f"pinned columns {sorted(unknown)} are not in the grammar's columns")
     parts, rules = [], []
     for i, col in enumerate(cols):
         key = _quoted(style, col.name)
         sep = "" if i == 0 else ", "
         parts.append(f"{_lit(sep + key + ': ')} {rule_name(col.name)}")
-        rules.append(f"{rule_name(col.name)}: {_value(col, style)}")
+        value = _lit(pinned[col.name]) if col.name in pinned else _value(col, style)
+        rules.append(f"{rule_name(col.name)}: {value}")
     start = f'start: "{{" {" ".join(parts)} "}}"'
     return "\n".join([start, *rules]) + "\n"

@@ -46,6 +46,12 @@ def serialize(record: dict[str, Any], spec: DatasetSpec, columns: list[str] | No
     return "{" + ", ".join(f"{n!r}: {_dict_literal(v)}" for n, v in values.items()) + "}"
 
 
+def serialize_value(record: dict[str, Any], spec: DatasetSpec, name: str) -> str:
+    """The text ``serialize`` writes for column ``name``'s value (what follows its key)."""
+    v = _value(spec.column(name), record[name])
+    return json.dumps(v, ensure_ascii=False) if spec.serialization == "json" else _dict_literal(v)
+
+
 def parse(text: str, spec: DatasetSpec) -> dict[str, Any]:
     """The typed record of a canonical text; RecordParseError says what is wrong."""
     try:

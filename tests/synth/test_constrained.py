@@ -120,3 +120,56 @@ def test_continuous_batching_under_a_grammar_parses_every_record_whatever_its_pr
         if t is not None:
             parser.parse(t)
     assert made[0].bitmask.shape[0] == 6 and made[0].matchers == {}  # all released
+
+
+def test_a_pinned_field_takes_exactly_its_serialised_value_in_both_styles(generator):
+    from synth.lm.decoding import GrammarMatchers
+    from synth.records.grammar import derive_grammar
+    from synth.records.serialize import serialize, serialize_value
+
+    tricky = {"t": 'say "hi"\\ \'ok\'\nünï 🙂\x7f\U000f5f5c', "r": 3, "c": None}
+    for style in ("json", "dict"):
+        spec = DatasetSpec.from_dict({"serialization": style, "columns": [
+            {"name": "t", "max_chars": 40}, {"name": "r", "type": "integer", "min": 1, "max": 5},
+            {"name": "c", "type": "categorical", "categories": ["yes", "no"], "nullable": True}]})
+        text = serialize(tricky, spec)
+        for name in spec.names:  # the record's text holds each field's value text after its key
+            assert serialize_value(tricky, spec, name) in text
+        grammar = derive_grammar(spec, pinned={c: serialize_value(tricky, spec, c) for c in ("t", "c")})
+        matchers = GrammarMatchers(generator.tokenizer.llguidance(), grammar, 1)  # the decoder's lexer takes it
+        for token in generator.tokenizer.encode(text):
+            matchers.consume(0, token)
+        assert matchers.accepting(0)
+        pinned = lark.Lark(grammar, parser="lalr")
+        pinned.parse(text)
+        pinned.parse(serialize({**tricky, "r": 5}, spec))  # r is free
+        with pytest.raises(lark.exceptions.LarkError):
+            pinned.parse(serialize({**tricky, "t": "other"}, spec))
+        with pytest.raises(lark.exceptions.LarkError):
+            pinned.parse(serialize({**tricky, "c": "yes"}, spec))
+    with pytest.raises(ValueError, match="not in the grammar"):
+        derive_grammar(spec, pinned={"nope": "1"})
+
+
+def test_field_variation_keeps_the_parent_but_the_fields_it_writes_anew(generator):
+    parents = [{"t": f"parent {i}", "r": 1 + i % 5, "c": ["yes", "no"][i % 2]} for i in range(12)]
+    children, kept = generator.vary(parents, batch_size=5, seed=3, fields_changed=1e-9)  # exactly one field anew
+    assert kept == 0 and len(children) == len(parents)
+    changed = [sum(child[c] != parent[c] for c in SPEC.names) for parent, child in zip(parents, children)]
+    assert max(changed) <= 1 and sum(changed) >= 6  # a scratch model rarely writes the parent's value back
+    assert all(1 <= child["r"] <= 5 and child["c"] in ("yes", "no") and 1 <= len(child["t"]) <= 12
+               for child in children)
+    everything, _ = generator.vary(parents, batch_size=5, seed=3, fields_changed=1.0)
+    assert sum(child["t"] != parent["t"] for parent, child in zip(parents, everything)) >= 10
+    again, _ = generator.vary(parents, batch_size=5, seed=3, fields_changed=1e-9)
+    assert again == children  # the seed draws both the fields and the tokens
+
+
+def test_field_variation_refuses_a_user_grammar():
+    torch.manual_seed(0)
+    from synth.records.grammar import derive_grammar
+
+    gen = RecordGenerator(SPEC, ModelChoice(model="scratch"),
+                          grammar=derive_grammar(SPEC).replace('r: "1" | "2" | ', "r: "))  # ratings 3-5 only
+    with pytest.raises(ValueError, match="user grammar"):
+        gen.vary([{"t": "a", "r": 1, "c": "no"}], mode="fields")

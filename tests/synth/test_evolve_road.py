@@ -60,3 +60,21 @@ def test_evolve_roads_export_the_final_population_paid_for_in_one_ledger(tmp_pat
     assert resumed["synthetic"].equals(synthetic)
     assert json.loads((tmp_path / road / "export" / "dpsynth.json").read_text())["privacy"]["stages"] == \
         card["privacy"]["stages"]
+
+
+def test_evolve_config_refuses_what_it_cannot_do(tmp_path):
+    from synth.records.grammar import derive_grammar
+    from synth.spec import DatasetSpec
+    from trainer.errors import ConfigError
+
+    raw = _raw(tmp_path, tmp_path / "data.csv", "evolve")
+    with pytest.raises(ConfigError, match="record_variation must be fields or rewrite"):
+        build_config({**raw, "evolve": {**raw["evolve"], "record_variation": "paraphrase"}})
+    with pytest.raises(ConfigError, match=r"fields_changed must be in \(0, 1\]"):
+        build_config({**raw, "evolve": {**raw["evolve"], "fields_changed": 0.0}})
+    grammar = tmp_path / "mine.lark"
+    grammar.write_text(derive_grammar(DatasetSpec.from_dict(raw["spec"])))
+    with_grammar = {**raw, "spec": {**raw["spec"], "grammar": str(grammar)}}
+    with pytest.raises(ConfigError, match="record_variation = \"rewrite\""):
+        build_config(with_grammar)
+    assert build_config({**with_grammar, "evolve": {**raw["evolve"], "record_variation": "rewrite"}}).evolve.record_variation == "rewrite"
