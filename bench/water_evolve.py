@@ -3,13 +3,18 @@ held-out rows beside real vs real.
 
     python bench/water_evolve.py                               # every road, 500 records, 5 iterations
     python bench/water_evolve.py --roads evolve --n 200 --iterations 3
+    python bench/water_evolve.py --roads evolve --record-variation rewrite   # the whole-record rewrite
 
 ``../shared/data/water_dev.csv``: rows 0-1499 are private, rows 1500-1999 held out.  Every road uses the
 demo's model (SmolLM2-135M-Instruct; LoRA, 12 DP steps of 24 rows where it fine-tunes) and writes
 ``--n`` records; evolve's population is ``--n``.  Scored with ``evaluation.evaluate`` against the
 held-out rows: CFG-PR, KND title ~ cleaned_review, attribute match (rating TV, review length W1),
 k-NN precision / recall, TSTR on rating (with the majority floor and TRTR), exact-copy share (vs the
-held-out rows, and vs the private rows), wall time.  Results: ``bench/results/water_evolve_cpu.json``.
+held-out rows, and vs the private rows), distinct records, wall time.  ``--record-variation`` is
+``evolve.record_variation`` (``fields``: a random subset of fields written anew, the rest pinned;
+``rewrite``: the whole record rewritten from an instruction prompt; rows written before session 19
+have no ``record_variation`` key and used ``rewrite``).  ``--field-weight`` is ``evolve.field_weight``
+(the non-text fields beside the text embedding in the votes).  Results: ``bench/results/water_evolve_cpu.json``.
 """
 
 from __future__ import annotations
@@ -30,17 +35,21 @@ OUT = ROOT / "bench" / "results" / "water_evolve_cpu.json"
 ROADS = ("fine-tune", "evolve", "fine-tune+evolve")
 
 
-def config(road: str, n: int, iterations: int, seed: int) -> dict:
+def config(road: str, n: int, iterations: int, seed: int, variation: str = "fields",
+           fields_changed: float = 0.5, field_weight: float = 0.0) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo.toml")
     raw["data"] = {"path": str(WORK / "train.csv"), "invalid_rows": "clip"}
     raw["train"].update({"target_epsilon": 4.0, "seed": seed, "insecure_seed": True, "progress": False})
     raw["generate"].update({"seed": seed, "n": n})
-    raw["output"] = {"dir": str(WORK / f"{road.replace('+', '_')}_n{n}_seed{seed}"), "overwrite": True}
+    suffix = "" if road == "fine-tune" else f"_{variation}{fields_changed:g}" if variation == "fields" else f"_{variation}"
+    suffix += f"_w{field_weight:g}" if field_weight and road != "fine-tune" else ""
+    raw["output"] = {"dir": str(WORK / f"{road.replace('+', '_')}_n{n}_seed{seed}{suffix}"), "overwrite": True}
     raw.pop("evaluation", None)
     if road != "fine-tune":
-        raw["evolve"] = {"road": road, "iterations": iterations}
+        raw["evolve"] = {"road": road, "iterations": iterations, "record_variation": variation,
+                         "fields_changed": fields_changed, "field_weight": field_weight}
     return raw
 
 
@@ -61,7 +70,15 @@ def score(train: pd.DataFrame, held_out: pd.DataFrame, synthetic: pd.DataFrame) 
     private = set(frame_to_texts(train.astype({"rating": "Int64"}), spec))
     texts = frame_to_texts(synthetic.astype({"rating": "Int64"}), spec)
     out["copies_of_private_rows_share"] = sum(t in private for t in texts) / max(1, len(texts))
+    out["distinct_records"] = len(set(texts))
     return out
+
+
+def setting(row: dict) -> tuple:
+    """What a rerun replaces: rows before the variation choice existed used the whole-record rewrite."""
+    variation = row.get("record_variation", "rewrite" if row.get("iterations") else None)
+    return (row["road"], row.get("n"), row.get("iterations"), row.get("seed"), variation, row.get("fields_changed"),
+            row.get("field_weight") or 0.0)
 
 
 def main() -> None:
@@ -70,6 +87,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--record-variation", default="fields", choices=["fields", "rewrite"])
+    ap.add_argument("--fields-changed", type=float, default=0.5, help="evolve.fields_changed")
+    ap.add_argument("--field-weight", type=float, default=0.0, help="evolve.field_weight (0: votes on the text alone)")
     args = ap.parse_args()
     from synth.pipeline import run
     from synth.run_config import build_config
@@ -85,14 +105,18 @@ def main() -> None:
                      **score(train, held_out, train.sample(500, random_state=0).reset_index(drop=True))})
     for road in args.roads:
         start = time.time()
-        result = run(build_config(config(road, args.n, args.iterations, args.seed)), progress=False)
-        row = {"road": road, "n": args.n, "iterations": args.iterations if road != "fine-tune" else None,
+        result = run(build_config(config(road, args.n, args.iterations, args.seed, args.record_variation,
+                                         args.fields_changed, args.field_weight)), progress=False)
+        evolving = road != "fine-tune"
+        row = {"road": road, "n": args.n, "iterations": args.iterations if evolving else None,
+               "record_variation": args.record_variation if evolving else None,
+               "fields_changed": args.fields_changed if evolving and args.record_variation == "fields" else None,
+               "field_weight": args.field_weight if evolving else None,
                "seed": args.seed, "epsilon": result["epsilon"], "seconds": round(time.time() - start, 1),
                "stages": [s["stage"] for s in result["card"]["privacy"]["stages"]],
                "command": " ".join(sys.argv), **score(train, held_out, result["synthetic"])}
         print(json.dumps(row), flush=True)
-        rows = [r for r in rows if (r["road"], r.get("n"), r.get("iterations"), r.get("seed")) !=
-                (row["road"], row["n"], row["iterations"], row["seed"])] + [row]
+        rows = [r for r in rows if setting(r) != setting(row)] + [row]
         OUT.write_text(json.dumps({"runs": rows}, indent=2))
 
 

@@ -139,6 +139,7 @@ class EvolveSection:
     budget_share: float = field(default=0.5, metadata={"help": "fine-tune+evolve: the share of the ε left after the domain estimates that DP fine-tuning may reach; the histograms get the rest."})
     variation_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the variation model (how far a child strays from its parent)."})
     record_variation: str = field(default="fields", metadata={"help": "Records: how a child is made from its parent. fields: a random subset of the parent's fields is written anew by the model under its own training prompt, the others pinned in the grammar (so the DP-fine-tuned model varies records in the form it learnt); rewrite: the model is shown the whole parent in an instruction prompt and writes another record."})
+    field_weight: float = field(default=0.0, metadata={"help": "Records: the weight of the non-text fields (categories over their public lists, numbers by their place in the public range) beside the MiniLM text embedding when private records vote; 0 = the text embedding alone, 1 = the fields' mean agreement counts as much as the text's cosine similarity."})
     fields_changed: float = field(default=0.5, metadata={"help": "Records, record_variation = fields: the chance that each field is written anew (at least one is)."})
 
     def __post_init__(self):
@@ -153,6 +154,8 @@ class EvolveSection:
             raise ConfigError(f"evolve.variation_temperature must be a finite number > 0, got {self.variation_temperature}")
         if self.record_variation not in ("fields", "rewrite"):
             raise ConfigError(f"evolve.record_variation must be fields or rewrite, got {self.record_variation!r}")
+        if not (math.isfinite(self.field_weight) and self.field_weight >= 0):
+            raise ConfigError(f"evolve.field_weight must be a finite number >= 0, got {self.field_weight}")
         if not (math.isfinite(self.fields_changed) and 0 < self.fields_changed <= 1):
             raise ConfigError(f"evolve.fields_changed must be in (0, 1], got {self.fields_changed}")
         if self.user_votes not in ("split", "one"):

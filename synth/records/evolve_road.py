@@ -36,6 +36,39 @@ def record_contents(records: list[dict], spec: DatasetSpec) -> list[str]:
     return [content_text(r, spec.names) for r in records]
 
 
+def field_block(records: list[dict], spec: DatasetSpec, weight: float) -> np.ndarray:
+    """The non-text fields as vectors whose dot product is their agreement, for the votes to see them
+    (MiniLM hardly tells a "1" from a "5" in a record's text).  Per field a unit vector: a category
+    one-hot over its public list; a number on a quarter circle by its place in the public [min, max]
+    (two values' dot product is cos(π/2 · their distance)); a missing value its own direction.
+    Fields without a public domain are left out.  Scaled so the block's norm is ``weight``: beside a
+    unit text embedding, cosine similarity weighs the fields' mean agreement by weight² : 1."""
+    parts = []
+    for col in spec.columns:
+        if col.type == "categorical" and col.categories:
+            index = {c: i for i, c in enumerate(col.categories)}
+            block = np.zeros((len(records), len(col.categories) + 1))
+            for row, record in enumerate(records):
+                v = record[col.name]
+                block[row, index.get(str(v), len(col.categories)) if v is not None else len(col.categories)] = 1.0
+        elif col.type in ("integer", "float") and col.min is not None and col.max is not None:
+            block = np.zeros((len(records), 3))
+            width = max(col.max - col.min, 1e-12)
+            for row, record in enumerate(records):
+                v = record[col.name]
+                if v is None:
+                    block[row, 2] = 1.0
+                else:
+                    angle = np.pi / 2 * min(max((float(v) - col.min) / width, 0.0), 1.0)
+                    block[row, :2] = np.cos(angle), np.sin(angle)
+        else:
+            continue
+        parts.append(block)
+    if not parts or weight == 0:
+        return np.zeros((len(records), 0))
+    return np.concatenate(parts, axis=1) * (weight / np.sqrt(len(parts)))
+
+
 def plain_records(frame: pd.DataFrame, spec: DatasetSpec) -> list[dict]:
     return [{c: plain_value(r[c]) for c in spec.names} for r in frame.to_dict("records")]
 
@@ -62,7 +95,13 @@ def evolve_records(config, generator, frame: pd.DataFrame, units: list | None, l
     run_dir = Path(config.output.dir)
     encoder = Encoder(cache_dir=run_dir / "evolution" / "embeddings")
     spec = generator.spec
-    private = encoder.encode_dataset(record_contents(plain_records(frame, spec), spec))
+    weight = config.evolve.field_weight
+
+    def embed(items: list[dict]) -> np.ndarray:
+        text = encoder.encode_dataset(record_contents(items, spec))
+        return np.concatenate([text, field_block(items, spec, weight)], axis=1) if weight else text
+
+    private = embed(plain_records(frame, spec))
     sigma = calibrate_sigma(config.train.target_epsilon, settings.iterations, ledger)
     g = config.generate
     counts = {"kept_parents": 0}
@@ -82,9 +121,6 @@ def evolve_records(config, generator, frame: pd.DataFrame, units: list | None, l
                                         fields_changed=config.evolve.fields_changed)
         counts["kept_parents"] += kept
         return children
-
-    def embed(items: list[dict]) -> np.ndarray:
-        return encoder.encode_dataset(record_contents(items, spec))
 
     result = evolve(private, random_api=random_api, variation_api=variation_api, embed=embed, settings=settings,
                     sigma=sigma, ledger=ledger, rng=numpy_rng(config.train.seed, "evolve"), units=units,
@@ -110,7 +146,9 @@ def evolution_summary(config, ledger: PrivacyLedger) -> str:
             f"k = {config.evolve.k}), candidates written under the record grammar by the "
             + ("DP-fine-tuned model" if config.evolve.road == "fine-tune+evolve" else "public model")
             + (f"; a variation writes each field anew with chance {config.evolve.fields_changed:g}, the others kept"
-               if config.evolve.record_variation == "fields" else "; a variation rewrites the whole record"))
+               if config.evolve.record_variation == "fields" else "; a variation rewrites the whole record")
+            + (f"; votes on the field values' text embedding with the non-text fields at weight "
+               f"{config.evolve.field_weight:g}" if config.evolve.field_weight else ""))
 
 
 def saved_population(config, spec: DatasetSpec) -> pd.DataFrame:

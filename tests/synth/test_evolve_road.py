@@ -70,6 +70,8 @@ def test_evolve_config_refuses_what_it_cannot_do(tmp_path):
     raw = _raw(tmp_path, tmp_path / "data.csv", "evolve")
     with pytest.raises(ConfigError, match="record_variation must be fields or rewrite"):
         build_config({**raw, "evolve": {**raw["evolve"], "record_variation": "paraphrase"}})
+    with pytest.raises(ConfigError, match="field_weight must be a finite number >= 0"):
+        build_config({**raw, "evolve": {**raw["evolve"], "field_weight": -1.0}})
     with pytest.raises(ConfigError, match=r"fields_changed must be in \(0, 1\]"):
         build_config({**raw, "evolve": {**raw["evolve"], "fields_changed": 0.0}})
     grammar = tmp_path / "mine.lark"
@@ -78,3 +80,31 @@ def test_evolve_config_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ConfigError, match="record_variation = \"rewrite\""):
         build_config(with_grammar)
     assert build_config({**with_grammar, "evolve": {**raw["evolve"], "record_variation": "rewrite"}}).evolve.record_variation == "rewrite"
+
+
+def test_the_field_block_lets_votes_see_numbers_and_categories():
+    import numpy as np
+
+    from synth.evolution.histogram import nearest
+    from synth.records.evolve_road import field_block
+    from synth.spec import DatasetSpec
+
+    spec = DatasetSpec.from_dict({"columns": [
+        {"name": "rating", "type": "integer", "min": 1, "max": 5},
+        {"name": "kind", "type": "categorical", "categories": ["a", "b"], "nullable": True},
+        {"name": "free", "type": "float"},  # no public range: left out
+        {"name": "review", "max_chars": 20}]})
+    rows = [{"rating": 1, "kind": "a", "free": 0.3, "review": "x"}, {"rating": 5, "kind": "b", "free": 9.0, "review": "x"},
+            {"rating": 3, "kind": None, "free": None, "review": "y"}]
+    block = field_block(rows, spec, weight=2.0)
+    assert block.shape == (3, 3 + 3)  # rating: arc + null; kind: a, b, missing
+    np.testing.assert_allclose(np.linalg.norm(block, axis=1), 2.0)
+    gram = block @ block.T  # weight² x the mean agreement of the two fields
+    np.testing.assert_allclose(gram[0, 1], 0.0, atol=1e-12)  # opposite ends, other category
+    np.testing.assert_allclose(gram[0, 2], 4.0 * np.cos(np.pi / 4) / 2)  # halfway on the range; category vs missing
+    assert field_block(rows, spec, weight=0.0).shape == (3, 0)
+    # the same text embedding for every record: with the block, a private row votes for its own rating
+    text = np.tile(np.eye(4)[:1], (3, 1))
+    candidates = np.concatenate([text, block], axis=1)
+    private = np.concatenate([text[:1], field_block([{**rows[1], "free": 1.0}], spec, 2.0)], axis=1)
+    assert nearest(private, candidates, 1)[0, 0] == 1
