@@ -195,7 +195,7 @@ class RecordGenerator:
             change = rng.random(len(names)) < fields_changed
             if not change.any():
                 change[rng.integers(len(names))] = True
-            pinned = {c: serialize_value(record, self.body_spec, c) for c, new in zip(names, change) if not new}
+            pinned = {c: serialize_value(record, self.body_spec, c) for c, new in zip(names, change, strict=True) if not new}
             grammars.append(derive_grammar(self.body_spec, pinned=pinned))
         return [prompt] * len(records), grammars
 

@@ -155,12 +155,12 @@ def test_field_variation_keeps_the_parent_but_the_fields_it_writes_anew(generato
     parents = [{"t": f"parent {i}", "r": 1 + i % 5, "c": ["yes", "no"][i % 2]} for i in range(12)]
     children, kept = generator.vary(parents, batch_size=5, seed=3, fields_changed=1e-9)  # exactly one field anew
     assert kept == 0 and len(children) == len(parents)
-    changed = [sum(child[c] != parent[c] for c in SPEC.names) for parent, child in zip(parents, children)]
+    changed = [sum(child[c] != parent[c] for c in SPEC.names) for parent, child in zip(parents, children, strict=True)]
     assert max(changed) <= 1 and sum(changed) >= 6  # a scratch model rarely writes the parent's value back
     assert all(1 <= child["r"] <= 5 and child["c"] in ("yes", "no") and 1 <= len(child["t"]) <= 12
                for child in children)
     everything, _ = generator.vary(parents, batch_size=5, seed=3, fields_changed=1.0)
-    assert sum(child["t"] != parent["t"] for parent, child in zip(parents, everything)) >= 10
+    assert sum(child["t"] != parent["t"] for parent, child in zip(parents, everything, strict=True)) >= 10
     again, _ = generator.vary(parents, batch_size=5, seed=3, fields_changed=1e-9)
     assert again == children  # the seed draws both the fields and the tokens
 
