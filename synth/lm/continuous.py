@@ -32,6 +32,16 @@ def _pad_left(cache, n: int) -> None:
         layer.values = torch.cat([pad, layer.values], dim=2)
 
 
+def _trim_left(cache, n: int) -> None:
+    """Drop the first ``n`` positions of every row (padding in every row once the rows that held
+    them have left)."""
+    if n <= 0:
+        return
+    for layer in cache.layers:
+        layer.keys = layer.keys[:, :, n:]
+        layer.values = layer.values[:, :, n:]
+
+
 def _join(caches: list) -> None:
     """Stack the rows of ``caches`` (all of one length) into ``caches[0]``."""
     for layers in zip(*(cache.layers for cache in caches), strict=True):
@@ -109,6 +119,13 @@ class _Batch:
             self.cache.batch_select_indices(idx)
             self.mask, self.pos, self.logits = self.mask[idx], self.pos[idx], self.logits[idx]
             self.rows = [self.rows[i] for i in keep]
+            # the cache grows one position a step for as long as the batch runs; positions that are
+            # padding in every remaining row go, so its length stays the longest running row's, not
+            # the whole sampling's (500 Water rewrites ran it to thousands of positions: 24 GB, killed)
+            unused = int(self.mask.any(dim=0).long().argmax())
+            if unused:
+                _trim_left(self.cache, unused)
+                self.mask = self.mask[:, unused:]
         else:
             self.cache, self.mask, self.pos, self.logits, self.rows = None, None, None, None, []
 

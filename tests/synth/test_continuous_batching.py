@@ -126,3 +126,22 @@ def test_each_prompt_can_have_its_own_token_budget(lm):
     assert stats.tokens == sum(b + 1 for b in budgets)  # a cut row keeps budget + 1 tokens, as with the shared one
     with pytest.raises(ValueError, match="3 entries for 4 prompts"):
         sample_from_prompts(model, tok, prompts, max_record_tokens=5, record_budgets=budgets[:3], progress=False)
+
+
+def test_the_cache_keeps_only_the_positions_its_running_rows_use(lm):
+    """A batch that runs long (a row joins every step, the oldest leaves) keeps a cache as long as its
+    longest running row, not one position per step it has run, and each row's logits stay its own."""
+    model, tok = lm
+    prompts = [tok.encode(f"prompt {i}" + "!" * (i % 4)) for i in range(30)]
+    batch = _Batch()
+    with torch.no_grad():
+        for i, prompt in enumerate(prompts):  # each row runs three steps
+            batch.admit(model, [(i, torch.tensor(prompt))])
+            batch.step(model, [5] * len(batch.rows))
+            if len(batch.rows) == 3:
+                batch.keep([1, 2])
+    assert batch.rows == [28, 29]
+    assert batch.mask.shape[1] <= max(map(len, prompts)) + 3  # 30 steps were run
+    assert batch.mask.any(dim=0).all()  # no position is padding in every row
+    torch.testing.assert_close(batch.logits[0], _alone(model, prompts[28], [5, 5]), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(batch.logits[1], _alone(model, prompts[29], [5]), rtol=1e-6, atol=1e-6)
