@@ -7,10 +7,13 @@ Free text at temperature 1 with the same seed; both report seconds, documents an
 
     .venv/bin/python bench/continuous_batching.py --n 200 --groups 50 --batch 16
     .venv/bin/python bench/continuous_batching.py --admission 200   # filling a batch of 200 rows: one join vs row by row
+    .venv/bin/python bench/continuous_batching.py --trim --n 240     # dropping all-padding cache positions vs not
 
 ``--admission B`` times only the filling of an empty batch with B rows over the same few prompts
 (their prefill cached, as the label-conditioned and extraction runs have it): the rows joined into
 the batch's KV cache one at a time (each join copies the whole cache) against in one concatenation.
+``--trim`` runs the continuous batch twice, interleaved, with and without dropping the cache positions
+that are padding in every running row (session 19), and reports seconds and the longest cache.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--json", default="bench/results/continuous_batching_cpu.json")
     ap.add_argument("--admission", type=int, default=0, metavar="B", help="time filling a batch of B rows and stop")
+    ap.add_argument("--trim", action="store_true", help="time the cache trimming (on vs off) and stop")
     args = ap.parse_args()
     torch.manual_seed(0)
     model, tok = load_smollm2().eval(), load_smollm2_tokenizer()
@@ -54,6 +58,8 @@ def main() -> None:
                                        return_dict=False)
 
     prompts = [prompt(pairs[i % len(pairs)]) for i in range(args.n)]
+    if args.trim:
+        return trim(model, tok, prompts, args)
     results = {}
     t = time.perf_counter()
     tokens = 0
@@ -78,6 +84,50 @@ def main() -> None:
     print(json.dumps(results, indent=1))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+
+
+def trim(model, tok, prompts, args, rounds: int = 2) -> None:
+    """The continuous batch with and without dropping all-padding cache positions, interleaved."""
+    from synth.lm import continuous
+
+    longest = {"length": 0}
+    step, keep = continuous._Batch.step, continuous._Batch.keep
+
+    def spy(self, model, tokens):
+        longest["length"] = max(longest["length"], self.mask.shape[1])
+        return step(self, model, tokens)
+
+    continuous._Batch.step = spy
+    times, lengths = {"trimmed": [], "untrimmed": []}, {}
+    try:
+        for _ in range(rounds):
+            for way in times:
+                continuous._Batch.keep = keep if way == "trimmed" else _keep_untrimmed
+                longest["length"] = 0
+                t = time.perf_counter()
+                continuous.sample_from_prompts(model, tok, prompts, batch_size=args.batch,
+                                               max_record_tokens=args.max_new_tokens - 1, seed=0, progress=False,
+                                               keep_unfinished=True)
+                times[way].append(time.perf_counter() - t)
+                lengths[way] = longest["length"]
+    finally:
+        continuous._Batch.step, continuous._Batch.keep = step, keep
+    best = {way: round(min(ts), 1) for way, ts in times.items()}
+    print(json.dumps({"documents": len(prompts), "batch": args.batch, f"seconds (best of {rounds})": best,
+                      "longest cache": lengths, "speed-up": round(best["untrimmed"] / best["trimmed"], 2)}, indent=1))
+
+
+def _keep_untrimmed(batch, keep: list[int]) -> None:
+    """``_Batch.keep`` as it was before session 19: rows dropped, every position kept."""
+    if len(keep) == len(batch.rows):
+        return
+    idx = torch.tensor(keep, device=batch.mask.device)
+    if keep:
+        batch.cache.batch_select_indices(idx)
+        batch.mask, batch.pos, batch.logits = batch.mask[idx], batch.pos[idx], batch.logits[idx]
+        batch.rows = [batch.rows[i] for i in keep]
+    else:
+        batch.cache, batch.mask, batch.pos, batch.logits, batch.rows = None, None, None, None, []
 
 
 @torch.no_grad()
