@@ -36,7 +36,7 @@ ROADS = ("fine-tune", "evolve", "fine-tune+evolve")
 
 
 def config(road: str, n: int, iterations: int, seed: int, variation: str = "fields",
-           fields_changed: float = 0.5, field_weight: float = 0.0) -> dict:
+           fields_changed: float = 0.5, field_weight: float = 0.0, resume: bool = False) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo.toml")
@@ -45,7 +45,7 @@ def config(road: str, n: int, iterations: int, seed: int, variation: str = "fiel
     raw["generate"].update({"seed": seed, "n": n})
     suffix = "" if road == "fine-tune" else f"_{variation}{fields_changed:g}" if variation == "fields" else f"_{variation}"
     suffix += f"_w{field_weight:g}" if field_weight and road != "fine-tune" else ""
-    raw["output"] = {"dir": str(WORK / f"{road.replace('+', '_')}_n{n}_seed{seed}{suffix}"), "overwrite": True}
+    raw["output"] = {"dir": str(WORK / f"{road.replace('+', '_')}_n{n}_seed{seed}{suffix}"), "overwrite": not resume}
     raw.pop("evaluation", None)
     if road != "fine-tune":
         raw["evolve"] = {"road": road, "iterations": iterations, "record_variation": variation,
@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--record-variation", default="fields", choices=["fields", "rewrite"])
     ap.add_argument("--fields-changed", type=float, default=0.5, help="evolve.fields_changed")
     ap.add_argument("--field-weight", type=float, default=0.0, help="evolve.field_weight (0: votes on the text alone)")
+    ap.add_argument("--resume", action="store_true", help="resume an interrupted run of the same setting (its seconds "
+                    "then count only this part)")
     args = ap.parse_args()
     from synth.pipeline import run
     from synth.run_config import build_config
@@ -106,13 +108,14 @@ def main() -> None:
     for road in args.roads:
         start = time.time()
         result = run(build_config(config(road, args.n, args.iterations, args.seed, args.record_variation,
-                                         args.fields_changed, args.field_weight)), progress=False)
+                                         args.fields_changed, args.field_weight, args.resume)), progress=False)
         evolving = road != "fine-tune"
         row = {"road": road, "n": args.n, "iterations": args.iterations if evolving else None,
                "record_variation": args.record_variation if evolving else None,
                "fields_changed": args.fields_changed if evolving and args.record_variation == "fields" else None,
                "field_weight": args.field_weight if evolving else None,
                "seed": args.seed, "epsilon": result["epsilon"], "seconds": round(time.time() - start, 1),
+               "resumed": args.resume,
                "stages": [s["stage"] for s in result["card"]["privacy"]["stages"]],
                "command": " ".join(sys.argv), **score(train, held_out, result["synthetic"])}
         print(json.dumps(row), flush=True)
