@@ -121,7 +121,7 @@ class _Batch:
             self.rows = [self.rows[i] for i in keep]
             # the cache grows one position a step for as long as the batch runs; positions that are
             # padding in every remaining row go, so its length stays the longest running row's, not
-            # the whole sampling's (500 Water rewrites ran it to thousands of positions: 24 GB, killed)
+            # the whole sampling's
             unused = int(self.mask.any(dim=0).long().argmax())
             if unused:
                 _trim_left(self.cache, unused)
