@@ -91,7 +91,7 @@ def trim(model, tok, prompts, args, rounds: int = 2) -> None:
     from synth.lm import continuous
 
     longest = {"length": 0}
-    step, keep = continuous._Batch.step, continuous._Batch.keep
+    step, drop = continuous._Batch.step, continuous._Batch._drop_unused_positions
 
     def spy(self, model, tokens):
         longest["length"] = max(longest["length"], self.mask.shape[1])
@@ -102,7 +102,7 @@ def trim(model, tok, prompts, args, rounds: int = 2) -> None:
     try:
         for _ in range(rounds):
             for way in times:
-                continuous._Batch.keep = keep if way == "trimmed" else _keep_untrimmed
+                continuous._Batch._drop_unused_positions = drop if way == "trimmed" else (lambda self: None)
                 longest["length"] = 0
                 t = time.perf_counter()
                 continuous.sample_from_prompts(model, tok, prompts, batch_size=args.batch,
@@ -111,23 +111,10 @@ def trim(model, tok, prompts, args, rounds: int = 2) -> None:
                 times[way].append(time.perf_counter() - t)
                 lengths[way] = longest["length"]
     finally:
-        continuous._Batch.step, continuous._Batch.keep = step, keep
+        continuous._Batch.step, continuous._Batch._drop_unused_positions = step, drop
     best = {way: round(min(ts), 1) for way, ts in times.items()}
     print(json.dumps({"documents": len(prompts), "batch": args.batch, f"seconds (best of {rounds})": best,
                       "longest cache": lengths, "speed-up": round(best["untrimmed"] / best["trimmed"], 2)}, indent=1))
-
-
-def _keep_untrimmed(batch, keep: list[int]) -> None:
-    """``_Batch.keep`` as it was before session 19: rows dropped, every position kept."""
-    if len(keep) == len(batch.rows):
-        return
-    idx = torch.tensor(keep, device=batch.mask.device)
-    if keep:
-        batch.cache.batch_select_indices(idx)
-        batch.mask, batch.pos, batch.logits = batch.mask[idx], batch.pos[idx], batch.logits[idx]
-        batch.rows = [batch.rows[i] for i in keep]
-    else:
-        batch.cache, batch.mask, batch.pos, batch.logits, batch.rows = None, None, None, None, []
 
 
 @torch.no_grad()

@@ -119,15 +119,18 @@ class _Batch:
             self.cache.batch_select_indices(idx)
             self.mask, self.pos, self.logits = self.mask[idx], self.pos[idx], self.logits[idx]
             self.rows = [self.rows[i] for i in keep]
-            # the cache grows one position a step for as long as the batch runs; positions that are
-            # padding in every remaining row go, so its length stays the longest running row's, not
-            # the whole sampling's
-            unused = int(self.mask.any(dim=0).long().argmax())
-            if unused:
-                _trim_left(self.cache, unused)
-                self.mask = self.mask[:, unused:]
+            self._drop_unused_positions()
         else:
             self.cache, self.mask, self.pos, self.logits, self.rows = None, None, None, None, []
+
+    def _drop_unused_positions(self) -> None:
+        """The cache grows one position a step for as long as the batch runs; positions that are
+        padding in every remaining row go, so its length stays the longest running row's, not the
+        whole sampling's."""
+        unused = int(self.mask.any(dim=0).long().argmax())
+        if unused:
+            _trim_left(self.cache, unused)
+            self.mask = self.mask[:, unused:]
 
     def step(self, model, tokens: list[int]) -> None:
         ids = torch.tensor([[t] for t in tokens], device=self.mask.device)
