@@ -4,7 +4,7 @@ finishes hands its slot to the next prompt at once.
 ``decoding.sample_texts`` samples many completions of ONE prompt (its cache is computed once and
 copied).  Label-conditioned text and album captions have many prompts (a label pair, an album's
 summary), and one batch per prompt left most batches tiny.  Here a batch of up to ``batch_size`` rows
-runs over one KV cache whose rows are left-padded to a common length: a new prompt is prefilled alone
+(fewer where their cache would pass ``max_cache_gb``) runs over one KV cache whose rows are left-padded to a common length: a new prompt is prefilled alone
 (or its earlier prefill copied: label-conditioned rows repeat a few prompts), padded (or the batch
 padded) to match, and joined; the attention mask hides the padding and each row
 keeps its own position ids, so a row's logits do not depend on its neighbours (the test checks
@@ -19,17 +19,16 @@ from collections import Counter, OrderedDict
 
 import torch
 
-from .decoding import FreeText, GrammarMatchers, SampleStats, cache_argument, returned_cache, sample_next
-
-
-def _pad_left(cache, n: int) -> None:
-    if n <= 0:
-        return
-    for layer in cache.layers:
-        pad = layer.keys.new_zeros(*layer.keys.shape[:2], n, layer.keys.shape[3])
-        layer.keys = torch.cat([pad, layer.keys], dim=2)
-        pad = layer.values.new_zeros(*layer.values.shape[:2], n, layer.values.shape[3])
-        layer.values = torch.cat([pad, layer.values], dim=2)
+from .decoding import (
+    FreeText,
+    GrammarMatchers,
+    SampleStats,
+    cache_argument,
+    prefill,
+    returned_cache,
+    sample_next,
+)
+from .heap import HeapReleaser, cache_bytes
 
 
 def _trim_left(cache, n: int) -> None:
@@ -42,11 +41,35 @@ def _trim_left(cache, n: int) -> None:
         layer.values = layer.values[:, :, n:]
 
 
-def _join(caches: list) -> None:
-    """Stack the rows of ``caches`` (all of one length) into ``caches[0]``."""
+def _join_padded(caches: list, length: int) -> None:
+    """Stack the rows of ``caches`` into ``caches[0]``, each left-padded with zeros to ``length``
+    positions: one allocation per layer, written in place (padding, then concatenating, copied the
+    whole cache twice, and a long-prompt batch's cache is gigabytes)."""
     for layers in zip(*(cache.layers for cache in caches), strict=True):
-        layers[0].keys = torch.cat([layer.keys for layer in layers], dim=0)
-        layers[0].values = torch.cat([layer.values for layer in layers], dim=0)
+        for kind in ("keys", "values"):
+            parts = [getattr(layer, kind) for layer in layers]
+            first = parts[0]
+            joined = first.new_zeros(sum(t.shape[0] for t in parts), first.shape[1], length, first.shape[3])
+            row = 0
+            for t in parts:
+                joined[row:row + t.shape[0], :, length - t.shape[2]:] = t
+                row += t.shape[0]
+            setattr(layers[0], kind, joined)
+
+
+def cache_bytes_per_position(model, token: int) -> int:
+    """Bytes the KV cache holds per row and position (keys and values of every layer), measured on a
+    one-token forward so that any architecture, dtype or head layout counts what it really holds."""
+    device = next(model.parameters()).device
+    return cache_bytes(returned_cache(model(input_ids=torch.tensor([[token]], device=device), use_cache=True)))
+
+
+# the KV cache a continuous batch may hold before it stops admitting rows (a soft bound: rows admitted
+# under it still grow by the tokens they generate).  The batch is left-padded to its longest row, so
+# its cache is rows x longest row x bytes per position: 100 rows of 700-token prompts on SmolLM2-135M
+# in fp32 (46 KB a position) held 3.2 GB, and the copies made while admitting tripled it (issue 16's
+# whole-record rewrite ran out of 24 GB)
+MAX_CACHE_GB = 2.0
 
 
 # distinct prompts whose prefill a batch keeps: label-conditioned runs repeat a few prompts over
@@ -73,10 +96,10 @@ class _Batch:
         key = tuple(prompt.tolist())
         kept = self._prefilled.get(key)
         if kept is None:
-            out = model(input_ids=prompt[None], use_cache=True)
+            cache, logits = prefill(model, prompt[None])
             if key not in self._repeated:
-                return returned_cache(out), out.logits[:, -1].float()
-            kept = self._prefilled[key] = (returned_cache(out), out.logits[:, -1].float())
+                return cache, logits
+            kept = self._prefilled[key] = (cache, logits)
             if len(self._prefilled) > PREFILLS_KEPT:
                 self._prefilled.popitem(last=False)
         else:
@@ -91,25 +114,28 @@ class _Batch:
             return
         device = prompts[0][1].device
         new = [(index, prompt.shape[0], *self._prefill(model, prompt)) for index, prompt in prompts]
-        current = self.mask.shape[1] if self.cache is not None else 0
+        current = self.length
         length = max([current] + [n for _, n, _, _ in new])
         caches, masks = [], []
         if self.cache is not None:
-            _pad_left(self.cache, length - current)
             caches.append(self.cache)
             masks.append(torch.cat([self.mask.new_zeros(len(self.rows), length - current), self.mask], dim=1))
         for _, n, cache, _ in new:
-            _pad_left(cache, length - n)
             caches.append(cache)
             masks.append(torch.cat([torch.zeros(1, length - n, dtype=torch.long, device=device),
                                     torch.ones(1, n, dtype=torch.long, device=device)], dim=1))
-        _join(caches)
+        _join_padded(caches, length)
         self.cache, self.mask = caches[0], torch.cat(masks)
         fresh_pos = torch.tensor([n for _, n, _, _ in new], device=device)
         fresh_logits = torch.cat([logits for *_, logits in new])
         self.pos = fresh_pos if self.pos is None else torch.cat([self.pos, fresh_pos])
         self.logits = fresh_logits if self.logits is None else torch.cat([self.logits, fresh_logits])
         self.rows.extend(index for index, *_ in new)
+
+    @property
+    def length(self) -> int:
+        """Positions in the cache (every row is left-padded to it)."""
+        return self.mask.shape[1] if self.mask is not None else 0
 
     def keep(self, keep: list[int]) -> None:
         if len(keep) == len(self.rows):
@@ -146,11 +172,14 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
                         batch_size: int = 16, max_record_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
                         seed: int | None = None, progress: bool = True,
                         keep_unfinished: bool = False,
-                        record_budgets: list[int] | None = None) -> tuple[list[str | None], SampleStats]:
+                        record_budgets: list[int] | None = None,
+                        max_cache_gb: float | None = MAX_CACHE_GB) -> tuple[list[str | None], SampleStats]:
     """One completion per prompt, in the prompts' order (None where a row did not end within
     ``max_record_tokens`` and ``keep_unfinished`` is off: dropped and counted in ``hit_limit``).
     ``record_budgets``: each prompt's own ``max_record_tokens`` instead of the shared one.
-    ``grammar``: one for every prompt, or a list with each prompt's own."""
+    ``grammar``: one for every prompt, or a list with each prompt's own.
+    ``max_cache_gb``: rows join while the batch's KV cache (rows x longest row) stays under it, so long
+    prompts run in fewer rows than ``batch_size``; a row alone always runs; None: rows only."""
     from tqdm.auto import tqdm
 
     n = len(prompts)
@@ -171,13 +200,19 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
     batch, pending = _Batch(repeated), iter(range(n))
     was_training = model.training
     model.eval()
+    per_position = cache_bytes_per_position(model, prompts[0][0]) if n else 0
+    cache_limit = max_cache_gb * 2**30 / per_position if max_cache_gb is not None and n else float("inf")  # row-positions
+    heap = HeapReleaser(device)
     t0 = time.perf_counter()
     bar = tqdm(total=n, disable=not progress, desc="generating", unit="rec")
     try:
         waiting = next(pending, None)
         while waiting is not None or batch.rows:
-            joining = []
+            joining, length = [], batch.length
             while waiting is not None and len(batch.rows) + len(joining) < batch_size:  # free slots take the next prompts
+                rows, length = len(batch.rows) + len(joining) + 1, max(length, len(prompts[waiting]))
+                if rows > 1 and rows * length > cache_limit:  # waits for rows to leave
+                    break
                 joining.append((waiting, torch.tensor(prompts[waiting], device=device)))
                 waiting = next(pending, None)
             batch.admit(model, joining)
@@ -211,6 +246,7 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
             batch.keep(keep)
             if batch.rows:
                 batch.step(model, keep_tokens)
+                heap.copied_cache(len(batch.rows) * batch.length * per_position)
     finally:
         bar.close()
         model.train(was_training)
