@@ -10,7 +10,7 @@ demo's model (SmolLM2-135M-Instruct; LoRA, 12 DP steps of 24 rows where it fine-
 ``--n`` records; evolve's population is ``--n``.  Scored with ``evaluation.evaluate`` against the
 held-out rows: CFG-PR, KND title ~ cleaned_review, attribute match (rating TV, review length W1),
 k-NN precision / recall, TSTR on rating (with the majority floor and TRTR), exact-copy share (vs the
-held-out rows, and vs the private rows), distinct records, wall time.  ``--record-variation`` is
+held-out rows, and vs the private rows), distinct records, wall time, the process's peak RSS so far.  ``--record-variation`` is
 ``evolve.record_variation`` (``fields``: a random subset of fields written anew, the rest pinned;
 ``rewrite``: the whole record rewritten from an instruction prompt; rows written before session 19
 have no ``record_variation`` key and used ``rewrite``).  ``--field-weight`` is ``evolve.field_weight``
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -116,6 +117,7 @@ def main() -> None:
                "field_weight": args.field_weight if evolving else None,
                "seed": args.seed, "epsilon": result["epsilon"], "seconds": round(time.time() - start, 1),
                "resumed": args.resume,
+               "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # of the process so far
                "stages": [s["stage"] for s in result["card"]["privacy"]["stages"]],
                "command": " ".join(sys.argv), **score(train, held_out, result["synthetic"])}
         print(json.dumps(row), flush=True)
