@@ -7,6 +7,7 @@ non-private fine-tuning with the same compute, every text metric against held-ou
     python bench/drugs_text.py --labels rating condition   # condition too (DP category list, "(other)")
     python bench/drugs_text.py --roads evolve fine-tune+evolve --iterations 5   # Private Evolution (issue 16)
     python bench/drugs_text.py --lora-targets q_proj v_proj --lora-rank 4   # fewer DP-trained coordinates
+    python bench/drugs_text.py --temperatures 0.6 1.0   # also sample the trained model at these (no retraining)
     python bench/drugs_text.py --table               # the README's table from the results file
 
 ``../shared/data/drugs_train.csv`` (600 reviews) is the private corpus, ``drugs_test.csv`` (379) the
@@ -25,6 +26,9 @@ released (public) list are mapped to ``(other)`` the same way.
 random and variation model, no DP training; ``fine-tune+evolve``: DP fine-tuning to half the ε, then
 evolution with the fine-tuned model (``evolve.budget_share``).  ``--iterations`` histograms; a review
 votes among the candidates of its own labels.
+``--temperatures``: after each run, the same trained generator samples ``--n`` more reviews at each
+of these temperatures (post-processing: no privacy cost; a row each, apart in the tables; rows
+without a temperature used the demo's 0.8).
 Results: ``bench/results/drugs_text_cpu.json``.
 """
 
@@ -46,6 +50,7 @@ OUT = ROOT / "bench" / "results" / "drugs_text_cpu.json"
 
 
 ROADS = ("dp", "non-private", "evolve", "fine-tune+evolve")
+DEMO_TEMPERATURE = 0.8  # synth/data/demo_text.toml's generate.temperature
 
 
 def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labels: tuple[str, ...] = ("rating",),
@@ -112,7 +117,7 @@ COLUMNS = {"mauve": "MAUVE", "knn_precision": "k-NN precision", "knn_recall": "k
 def setting(row: dict) -> tuple:
     """What makes rows comparable: a table and its gain share mix only rows of one setting."""
     return (row["steps"], row["batch"], row.get("n", 400), tuple(row.get("labels", ["rating"])),
-            tuple(row.get("lora_targets") or ()), row.get("lora_rank"))
+            tuple(row.get("lora_targets") or ()), row.get("lora_rank"), row.get("temperature", DEMO_TEMPERATURE))
 
 
 def tables(rows: list[dict]) -> str:
@@ -120,8 +125,9 @@ def tables(rows: list[dict]) -> str:
     out = []
     for key in dict.fromkeys(setting(r) for r in rows):
         chosen = [r for r in rows if setting(r) == key]
-        steps, batch, n, labels, targets, rank = key
+        steps, batch, n, labels, targets, rank, temperature = key
         lora = f", LoRA r={rank or 8} on {', '.join(targets)}" if targets or rank else ""
+        lora += f", sampled at temperature {temperature:g}" if temperature != DEMO_TEMPERATURE else ""
         out += [f"{steps} steps of {batch}, {n} synthetic reviews, labels {', '.join(labels)}{lora}:", "",
                 markdown(chosen), gain_share(chosen), ""]
     return "\n".join(out)
@@ -171,6 +177,8 @@ def main() -> None:
     ap.add_argument("--lora-targets", nargs="+", default=None,
                     help="model.lora_targets, e.g. q_proj v_proj (default: every attention and MLP projection)")
     ap.add_argument("--lora-rank", type=int, default=None, help="model.lora_rank (default: the demo's 8)")
+    ap.add_argument("--temperatures", type=float, nargs="+", default=[],
+                    help="also sample each trained generator at these temperatures (a row each, no retraining)")
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     ap.add_argument("--out", type=Path, default=OUT, help="the results file (rows are added to it)")
     args = ap.parse_args()
@@ -178,7 +186,7 @@ def main() -> None:
         print(tables(json.loads(args.out.read_text())["rows"]))
         return
     from synth.run_config import build_config
-    from synth.text.pipeline import run
+    from synth.text.pipeline import generate, run
 
     rows = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
     for seed, road in ((s, r) for s in args.seeds for r in args.roads):
@@ -195,11 +203,26 @@ def main() -> None:
                **({"lora_rank": args.lora_rank} if args.lora_rank else {}),
                **({"iterations": args.iterations} if "evolve" in road else {}),
                "documents": len(synthetic), **score(synthetic, labels, Path(cfg.output.dir))}
-        print(json.dumps(row), flush=True)
-        rows = [r for r in rows if (r["road"], r["seed"]) != (road, seed) or setting(r) != setting(row)] + [row]
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
+        rows = _keep(rows, row, args.out)
+        for temperature in args.temperatures:  # the same trained generator, sampled again
+            raw = config(road, seed, args.steps, args.batch, args.lr, args.n, labels, args.iterations,
+                         args.lora_targets, args.lora_rank)
+            raw["generate"]["temperature"] = temperature
+            start = time.time()
+            again = generate(build_config(raw), progress=False)["synthetic"]
+            rows = _keep(rows, {**row, "temperature": temperature, "sampling_seconds": round(time.time() - start, 1),
+                                "documents": len(again), **score(again, labels, Path(cfg.output.dir))}, args.out)
     print(tables(rows))
+
+
+def _keep(rows: list[dict], row: dict, out: Path) -> list[dict]:
+    """Add ``row`` to the results file (replacing the same road, seed and setting)."""
+    print(json.dumps(row), flush=True)
+    rows = [r for r in rows if (r["road"], r["seed"]) != (row["road"], row["seed"]) or setting(r) != setting(row)]
+    rows.append(row)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2))
+    return rows
 
 
 if __name__ == "__main__":
