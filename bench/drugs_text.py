@@ -7,7 +7,7 @@ non-private fine-tuning with the same compute, every text metric against held-ou
     python bench/drugs_text.py --labels rating condition   # condition too (DP category list, "(other)")
     python bench/drugs_text.py --roads evolve fine-tune+evolve --iterations 5   # Private Evolution (issue 16)
     python bench/drugs_text.py --lora-targets q_proj v_proj --lora-rank 4   # fewer DP-trained coordinates
-    python bench/drugs_text.py --temperatures 0.6 1.0   # also sample the trained model at these (no retraining)
+    python bench/drugs_text.py --samplings 0.5 0.8:2   # also sample the trained model at temperature[:guidance]
     python bench/drugs_text.py --table               # the README's table from the results file
 
 ``../shared/data/drugs_train.csv`` (600 reviews) is the private corpus, ``drugs_test.csv`` (379) the
@@ -26,9 +26,9 @@ released (public) list are mapped to ``(other)`` the same way.
 random and variation model, no DP training; ``fine-tune+evolve``: DP fine-tuning to half the ε, then
 evolution with the fine-tuned model (``evolve.budget_share``).  ``--iterations`` histograms; a review
 votes among the candidates of its own labels.
-``--temperatures``: after each run, the same trained generator samples ``--n`` more reviews at each
-of these temperatures (post-processing: no privacy cost; a row each, apart in the tables; rows
-without a temperature used the demo's 0.8).
+``--samplings``: after each run, the same trained generator samples ``--n`` more reviews at each
+``temperature[:guidance_scale]`` (post-processing: no privacy cost; a row each, apart in the tables;
+rows without them used the demo's temperature 0.8 and no guidance).
 Results: ``bench/results/drugs_text_cpu.json``.
 """
 
@@ -117,7 +117,8 @@ COLUMNS = {"mauve": "MAUVE", "knn_precision": "k-NN precision", "knn_recall": "k
 def setting(row: dict) -> tuple:
     """What makes rows comparable: a table and its gain share mix only rows of one setting."""
     return (row["steps"], row["batch"], row.get("n", 400), tuple(row.get("labels", ["rating"])),
-            tuple(row.get("lora_targets") or ()), row.get("lora_rank"), row.get("temperature", DEMO_TEMPERATURE))
+            tuple(row.get("lora_targets") or ()), row.get("lora_rank"), row.get("temperature", DEMO_TEMPERATURE),
+            row.get("guidance_scale", 1.0))
 
 
 def tables(rows: list[dict]) -> str:
@@ -125,9 +126,10 @@ def tables(rows: list[dict]) -> str:
     out = []
     for key in dict.fromkeys(setting(r) for r in rows):
         chosen = [r for r in rows if setting(r) == key]
-        steps, batch, n, labels, targets, rank, temperature = key
+        steps, batch, n, labels, targets, rank, temperature, guidance = key
         lora = f", LoRA r={rank or 8} on {', '.join(targets)}" if targets or rank else ""
         lora += f", sampled at temperature {temperature:g}" if temperature != DEMO_TEMPERATURE else ""
+        lora += f", guidance {guidance:g}" if guidance != 1.0 else ""
         out += [f"{steps} steps of {batch}, {n} synthetic reviews, labels {', '.join(labels)}{lora}:", "",
                 markdown(chosen), gain_share(chosen), ""]
     return "\n".join(out)
@@ -177,8 +179,9 @@ def main() -> None:
     ap.add_argument("--lora-targets", nargs="+", default=None,
                     help="model.lora_targets, e.g. q_proj v_proj (default: every attention and MLP projection)")
     ap.add_argument("--lora-rank", type=int, default=None, help="model.lora_rank (default: the demo's 8)")
-    ap.add_argument("--temperatures", type=float, nargs="+", default=[],
-                    help="also sample each trained generator at these temperatures (a row each, no retraining)")
+    ap.add_argument("--samplings", nargs="+", default=[], metavar="T[:G]",
+                    help="also sample each trained generator at temperature T (and generate.guidance_scale G): a row "
+                    "each, no retraining")
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     ap.add_argument("--out", type=Path, default=OUT, help="the results file (rows are added to it)")
     args = ap.parse_args()
@@ -204,14 +207,16 @@ def main() -> None:
                **({"iterations": args.iterations} if "evolve" in road else {}),
                "documents": len(synthetic), **score(synthetic, labels, Path(cfg.output.dir))}
         rows = _keep(rows, row, args.out)
-        for temperature in args.temperatures:  # the same trained generator, sampled again
+        for sampling in args.samplings:  # the same trained generator, sampled again
+            temperature, _, guidance = sampling.partition(":")
             raw = config(road, seed, args.steps, args.batch, args.lr, args.n, labels, args.iterations,
                          args.lora_targets, args.lora_rank)
-            raw["generate"]["temperature"] = temperature
+            raw["generate"].update({"temperature": float(temperature), "guidance_scale": float(guidance or 1.0)})
             start = time.time()
             again = generate(build_config(raw), progress=False)["synthetic"]
-            rows = _keep(rows, {**row, "temperature": temperature, "sampling_seconds": round(time.time() - start, 1),
-                                "documents": len(again), **score(again, labels, Path(cfg.output.dir))}, args.out)
+            rows = _keep(rows, {**row, "temperature": float(temperature), "guidance_scale": float(guidance or 1.0),
+                                "sampling_seconds": round(time.time() - start, 1), "documents": len(again),
+                                **score(again, labels, Path(cfg.output.dir))}, args.out)
     print(tables(rows))
 
 

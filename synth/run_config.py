@@ -54,6 +54,7 @@ class GenerateSection:
     seed: int | None = field(default=None, metadata={"help": "Seed for sampling (None: random)."})
     conditioning_noise: float = field(default=10.0, metadata={"help": "σ of the DP histogram of conditioning values (paid from the budget; unused when spec.conditioning_weights is declared)."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest generated document, in tokens (text runs; a document cut there is kept and counted)."})
+    guidance_scale: float = field(default=1.0, metadata={"help": "Text runs with labels or a context: classifier-free guidance (log p = log p(x | no labels) + s (log p(x | labels) - log p(x | no labels))); s > 1 follows the labels more closely, 1 = off. Post-processing of the trained model (no privacy cost); each document decodes a second row."})
 
     def __post_init__(self):
         check_field_types(self, "generate")
@@ -65,6 +66,8 @@ class GenerateSection:
             raise ConfigError(f"generate.temperature must be a finite number >= 0, got {self.temperature}")
         if self.max_new_tokens < 2:
             raise ConfigError(f"generate.max_new_tokens must be >= 2, got {self.max_new_tokens}")
+        if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
+            raise ConfigError(f"generate.guidance_scale must be a finite number >= 0 (1 = off), got {self.guidance_scale}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"generate.top_p must be in (0, 1], got {self.top_p}")
         if not (math.isfinite(self.conditioning_noise) and self.conditioning_noise > 0):
@@ -310,6 +313,13 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
                               "\"rewrite\" (the model rewrites whole records under your grammar)")
         if built["evolve"].k > built["generate"].n:
             raise ConfigError(f"evolve.k ({built['evolve'].k}) exceeds the population generate.n ({built['generate'].n})")
+    if built["generate"].guidance_scale != 1.0:
+        if text is None:
+            raise ConfigError("generate.guidance_scale guides a text run's documents towards their labels; records "
+                              "runs do not take it (an images run's guidance is images.guidance_scale)")
+        if not (text.labels or text.context):
+            raise ConfigError("generate.guidance_scale guides documents towards their labels or context, and "
+                              "[text] declares neither: leave it at 1")
     evaluation = raw.get("evaluation")
     if evaluation is not None:
         from evaluation import EvalSpec

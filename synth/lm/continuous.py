@@ -167,19 +167,31 @@ class _Batch:
         self.logits = out.logits[:, -1].float()
 
 
+def _guided(logits: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Rows (conditional, unconditional) side by side -> one row of guided log-probabilities each."""
+    conditional, unconditional = logits[0::2].log_softmax(-1), logits[1::2].log_softmax(-1)
+    return unconditional + guidance * (conditional - unconditional)
+
+
 @torch.no_grad()
 def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: str | list[str] | None = None,
                         batch_size: int = 16, max_record_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
                         seed: int | None = None, progress: bool = True,
                         keep_unfinished: bool = False,
                         record_budgets: list[int] | None = None,
-                        max_cache_gb: float | None = MAX_CACHE_GB) -> tuple[list[str | None], SampleStats]:
+                        max_cache_gb: float | None = MAX_CACHE_GB,
+                        guidance: float = 1.0, unconditional: list[list[int]] | None = None
+                        ) -> tuple[list[str | None], SampleStats]:
     """One completion per prompt, in the prompts' order (None where a row did not end within
     ``max_record_tokens`` and ``keep_unfinished`` is off: dropped and counted in ``hit_limit``).
     ``record_budgets``: each prompt's own ``max_record_tokens`` instead of the shared one.
     ``grammar``: one for every prompt, or a list with each prompt's own.
     ``max_cache_gb``: rows join while the batch's KV cache (rows x longest row) stays under it, so long
-    prompts run in fewer rows than ``batch_size``; a row alone always runs; None: rows only."""
+    prompts run in fewer rows than ``batch_size``; a row alone always runs; None: rows only.
+    ``guidance`` (γ) with ``unconditional`` (each prompt's prompt without its condition, e.g. its labels):
+    classifier-free guidance for LMs (Sanchez et al. 2023), log p = log p_u + γ (log p_c − log p_u), so
+    γ > 1 follows the condition more closely; each completion then runs two rows (its prompt and its
+    unconditional prompt, side by side, fed the same tokens) and ``batch_size`` counts completions."""
     from tqdm.auto import tqdm
 
     n = len(prompts)
@@ -188,6 +200,12 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     if isinstance(grammar, list) and len(grammar) != n:
         raise ValueError(f"grammar has {len(grammar)} entries for {n} prompts")
+    guided = guidance != 1.0
+    if guided and (unconditional is None or len(unconditional) != n):
+        raise ValueError(f"guidance needs one unconditional prompt per prompt ({n}), got "
+                         f"{'none' if unconditional is None else len(unconditional)}")
+    rows_per = 2 if guided else 1  # a guided completion's second row (index n + i) runs its unconditional prompt
+    every_prompt = prompts + unconditional if guided else prompts
     matchers = GrammarMatchers(tokenizer.llguidance(), grammar, batch_size) if grammar is not None and n else FreeText()
     eos = tokenizer.eos_token_id
     if record_budgets is not None and len(record_budgets) != n:
@@ -196,7 +214,7 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
     budgets = [b + 1 for b in record_budgets] if record_budgets is not None else [max_record_tokens + 1] * n
     tokens: list[list[int]] = [[] for _ in range(n)]
     out: list[str | None] = [None] * n
-    repeated = frozenset(p for p, count in Counter(map(tuple, prompts)).items() if count > 1)
+    repeated = frozenset(p for p, count in Counter(map(tuple, every_prompt)).items() if count > 1)
     batch, pending = _Batch(repeated), iter(range(n))
     was_training = model.training
     model.eval()
@@ -209,17 +227,21 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
         waiting = next(pending, None)
         while waiting is not None or batch.rows:
             joining, length = [], batch.length
-            while waiting is not None and len(batch.rows) + len(joining) < batch_size:  # free slots take the next prompts
-                rows, length = len(batch.rows) + len(joining) + 1, max(length, len(prompts[waiting]))
-                if rows > 1 and rows * length > cache_limit:  # waits for rows to leave
+            while waiting is not None and (len(batch.rows) + len(joining)) // rows_per < batch_size:  # free slots
+                rows = len(batch.rows) + len(joining) + rows_per
+                length = max(length, *(len(every_prompt[waiting + k * n]) for k in range(rows_per)))
+                if rows > rows_per and rows * length > cache_limit:  # waits for rows to leave
                     break
-                joining.append((waiting, torch.tensor(prompts[waiting], device=device)))
+                joining += [(waiting + k * n, torch.tensor(every_prompt[waiting + k * n], device=device))
+                            for k in range(rows_per)]  # side by side: pairs stay adjacent through keep()
                 waiting = next(pending, None)
             batch.admit(model, joining)
-            matchers.mask_(batch.logits, batch.rows)
-            nxt = sample_next(batch.logits, temperature=temperature, top_p=top_p, generator=generator).tolist()
+            docs = batch.rows[::rows_per]
+            logits = _guided(batch.logits, guidance) if guided else batch.logits
+            matchers.mask_(logits, docs)
+            nxt = sample_next(logits, temperature=temperature, top_p=top_p, generator=generator).tolist()
             keep, keep_tokens = [], []
-            for i, (row, tok) in enumerate(zip(batch.rows, nxt, strict=True)):
+            for i, (row, tok) in enumerate(zip(docs, nxt, strict=True)):
                 if tok == eos:
                     if matchers.accepting(row):
                         out[row] = tokenizer.decode(tokens[row])
@@ -241,8 +263,8 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
                     matchers.release(row)
                     bar.update(1)
                     continue
-                keep.append(i)
-                keep_tokens.append(tok)
+                keep += [rows_per * i + k for k in range(rows_per)]
+                keep_tokens += [tok] * rows_per
             batch.keep(keep)
             if batch.rows:
                 batch.step(model, keep_tokens)

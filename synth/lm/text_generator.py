@@ -67,6 +67,13 @@ class TextGenerator:
     def prompt_ids(self, labels: tuple = (), context: str | None = None) -> list[int]:
         """The prompt of a document with these label values and context (no loss on it)."""
         given = "; ".join(f"{n} = {plain_value(v)!r}" for n, v in zip(self.spec.label_names, labels, strict=True))
+        return self._prompt(given, context)
+
+    def unconditional_prompt_ids(self) -> list[int]:
+        """The prompt with no labels and no context: what guidance contrasts a document's prompt with."""
+        return self._prompt("", None)
+
+    def _prompt(self, given: str, context: str | None) -> list[int]:
         task = (f"{self.spec.description}\n" if self.spec.description else "") + (
             f"{self.spec.context_label}: {context}\n" if context is not None else "") + (
             f"Given {given}, write one document." if given else "Write one document.")
@@ -126,9 +133,11 @@ class TextGenerator:
     # --------------------------------------------------------------- sample
     def sample(self, n: int, *, batch_size: int = 16, max_new_tokens: int = 256, temperature: float = 1.0,
                top_p: float = 1.0, seed: int | None = None, progress: bool = True,
-               contexts: list[str] | None = None) -> tuple[pd.DataFrame, SampleStats]:
+               contexts: list[str] | None = None, guidance: float = 1.0) -> tuple[pd.DataFrame, SampleStats]:
         """``n`` documents; with a context column, ``contexts`` gives each document's context.  Every
-        document has its own prompt (its drawn labels, its context), all in one continuous batch."""
+        document has its own prompt (its drawn labels, its context), all in one continuous batch.
+        ``guidance`` > 1 follows the labels and context more closely (classifier-free guidance against
+        the prompt without them; a second row per document)."""
         if self.spec.labels and self.conditioning is None:
             raise ValueError("a label-conditioned generator needs its label distribution (conditioning)")
         if (contexts is None) != (self.spec.context is None) or (contexts is not None and len(contexts) != n):
@@ -142,8 +151,12 @@ class TextGenerator:
             if key not in cached:
                 cached[key] = self.prompt_ids(labels, context)
             prompts.append(cached[key])
+        if guidance != 1.0 and not (self.spec.labels or self.spec.context):
+            raise ConfigError("generate.guidance_scale guides documents towards their labels or context, and this "
+                              "corpus has neither: leave it at 1")
         texts, stats = self._complete(prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                      temperature=temperature, top_p=top_p, seed=seed, progress=progress)
+                                      temperature=temperature, top_p=top_p, seed=seed, progress=progress,
+                                      guidance=guidance)
         out = []
         for labels, context, text in zip(draws, contexts, texts, strict=True):
             ctx = {self.spec.context: context} if self.spec.context else {}
@@ -185,9 +198,11 @@ class TextGenerator:
                 for parent, head, text in zip(parents, kept, texts, strict=True)]
 
     def _complete(self, prompts: list[list[int]], *, batch_size: int, max_new_tokens: int, temperature: float,
-                  top_p: float, seed: int | None, progress: bool, new_token_budgets: list[int] | None = None):
+                  top_p: float, seed: int | None, progress: bool, new_token_budgets: list[int] | None = None,
+                  guidance: float = 1.0):
         """One completion per prompt in one continuous batch (a LoRA adapter merged meanwhile);
-        ``new_token_budgets``: each prompt's own ``max_new_tokens``."""
+        ``new_token_budgets``: each prompt's own ``max_new_tokens``; ``guidance``: against the prompt
+        with no labels and no context."""
         merged = hasattr(self.model, "merge_adapter")
         if merged:
             self.model.merge_adapter()
@@ -196,7 +211,9 @@ class TextGenerator:
                                        max_record_tokens=max_new_tokens - 1, temperature=temperature,
                                        top_p=top_p, seed=seed, progress=progress, keep_unfinished=True,
                                        record_budgets=None if new_token_budgets is None
-                                       else [b - 1 for b in new_token_budgets])
+                                       else [b - 1 for b in new_token_budgets],
+                                       guidance=guidance,
+                                       unconditional=[self.unconditional_prompt_ids()] * len(prompts) if guidance != 1.0 else None)
         finally:
             if merged:
                 self.model.unmerge_adapter()

@@ -116,7 +116,8 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
 
     def sample(count: int, seed: int | None):
         return generator.sample(count, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
-                                temperature=g.temperature, top_p=g.top_p, seed=seed, progress=progress)
+                                temperature=g.temperature, top_p=g.top_p, seed=seed, progress=progress,
+                                guidance=g.guidance_scale)
 
     evolved = getattr(generator, "evolved", None)
     if evolved is not None:  # Private Evolution: the final population is the corpus (no more sampling)
@@ -146,7 +147,7 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
                                                                 for c in config.spec.columns) else None},
         "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": 0,
                        "truncated": truncated, "max_new_tokens": g.max_new_tokens, "temperature": g.temperature,
-                       "top_p": g.top_p, "decoding": f"free text, at most {g.max_new_tokens} tokens a document "
+                       "top_p": g.top_p, "guidance_scale": g.guidance_scale, "decoding": f"free text, at most {g.max_new_tokens} tokens a document "
                        f"({truncated} cut at that length)"},
         **({"evolve": {"road": config.evolve.road, "iterations": config.evolve.iterations, "k": config.evolve.k}}
            if evolved is not None else {}),

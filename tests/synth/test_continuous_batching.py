@@ -201,3 +201,37 @@ def test_decoding_hands_freed_heap_back_after_each_budget_of_cache_copied(lm, mo
     trims.clear()
     got_one, _ = sample_texts(model, tok, None, prompts[3], 3, **common)
     assert got_one == want_one and len(trims) >= 1
+
+
+def test_guided_completions_follow_the_guided_log_probabilities_step_by_step(lm):
+    """With guidance γ each completion runs beside its unconditional prompt, both fed its tokens; greedy
+    decoding then picks argmax(log p_u + γ (log p_c − log p_u)) at every step: checked against each
+    pair run alone without a cache.  γ = 1 is plain decoding."""
+    import copy
+
+    model, tok = copy.deepcopy(lm[0]), lm[1]
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # larger weights than the fixture's init: the prompt then sways the next token
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.3, generator=generator)
+    prompts = [tok.encode(t) for t in ("label: good. ", "label: bad. a longer one", "label: so-so. ")]
+    plain = tok.encode("write: ")
+    unconditional = [plain] * len(prompts)
+    common = dict(max_record_tokens=6, temperature=0, progress=False, keep_unfinished=True)
+    got, _ = sample_from_prompts(model, tok, prompts, batch_size=2, guidance=3.0, unconditional=unconditional, **common)
+    for prompt, text in zip(prompts, got, strict=True):
+        ids = []
+        for _ in range(7):
+            c = _alone(model, prompt, ids).double().log_softmax(-1)
+            u = _alone(model, plain, ids).double().log_softmax(-1)
+            nxt = int((u + 3.0 * (c - u)).argmax())
+            if nxt == tok.eos_token_id:
+                break
+            ids.append(nxt)
+        assert text == tok.decode(ids[:7])  # 6 tokens and the EOS step: an unfinished row keeps 7
+    unguided, _ = sample_from_prompts(model, tok, prompts, batch_size=2, **common)
+    same, _ = sample_from_prompts(model, tok, prompts, batch_size=2, guidance=1.0, unconditional=unconditional, **common)
+    assert same == unguided and got != unguided
+    with pytest.raises(ValueError, match="unconditional prompt per prompt"):
+        sample_from_prompts(model, tok, prompts, guidance=2.0, unconditional=unconditional[:1], **common)

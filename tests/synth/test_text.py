@@ -123,6 +123,21 @@ def test_text_spec_checks():
     assert math.isclose(TextSpec().as_dataset_spec().estimate_noise, 10.0)
 
 
+def test_guidance_is_refused_where_there_is_nothing_to_guide_towards():
+    from synth.run_config import build_config
+    from trainer.errors import ConfigError
+
+    base = {"data": {"path": "x.csv"}, "generate": {"guidance_scale": 2.0}}
+    with pytest.raises(ConfigError, match="records runs do not take it"):
+        build_config({**base, "spec": {"columns": [{"name": "a", "type": "text", "max_chars": 5}]}})
+    with pytest.raises(ConfigError, match="declares neither"):
+        build_config({**base, "text": {"text": "review"}})
+    labelled = {**base, "text": {"text": "review", "labels": [RATING]}}
+    assert build_config(labelled).generate.guidance_scale == 2.0
+    with pytest.raises(ConfigError, match="guidance_scale must be a finite number >= 0"):
+        build_config({**labelled, "generate": {"guidance_scale": -1.0}})
+
+
 @pytest.mark.skipif(not DRUGS.exists(), reason="shared data not present")
 def test_dpsynth_run_with_a_text_config_exports_documents_with_their_card(tmp_path, capsys):
     import json
@@ -149,6 +164,7 @@ progress = false
 [generate]
 n = 5
 max_new_tokens = 24
+guidance_scale = 2.0
 [output]
 dir = "run"
 format = "jsonl"
@@ -165,6 +181,7 @@ format = "jsonl"
     readme = (export / "README.md").read_text()
     assert "one **document**" in readme and "contributes at most 3 chunks per step" in readme
     assert "free text, at most 24 tokens a document" in readme
+    assert card["generation"]["guidance_scale"] == 2.0
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["chunks"]["documents"] == 60 and "chunks" not in card  # chunk counts are not DP: run folder only
     # scored against held-out reviews; never written into the export folder
