@@ -235,3 +235,21 @@ def test_guided_completions_follow_the_guided_log_probabilities_step_by_step(lm)
     assert same == unguided and got != unguided
     with pytest.raises(ValueError, match="unconditional prompt per prompt"):
         sample_from_prompts(model, tok, prompts, guidance=2.0, unconditional=unconditional[:1], **common)
+
+
+def test_a_prefill_keeps_only_its_last_logits(lm):
+    """A prompt's prefill returns the last position's logits in storage of their own: a view of the
+    last row kept the whole (prompt x vocabulary) logits alive, 48 MB a row on SmolLM2, and a batch
+    admitting 100 rows held 4.8 GB of them."""
+    import copy
+
+    from synth.lm.decoding import prefill
+
+    model, tok = copy.deepcopy(lm[0]).float(), lm[1]  # fp32 logits: .float() is then no copy
+    ids = torch.tensor([tok.encode("a prompt of a few dozen bytes, long enough to matter")])
+    cache, logits = prefill(model, ids)
+    vocab = model.config.vocab_size
+    assert logits.shape == (1, vocab)
+    assert logits.untyped_storage().nbytes() == vocab * logits.element_size()
+    torch.testing.assert_close(logits[0], _alone(model, ids[0].tolist(), []), rtol=1e-5, atol=1e-5)
+    assert cache.get_seq_length() == ids.shape[1]
