@@ -128,8 +128,12 @@ def returned_cache(out):
 def cache_argument(model, cache) -> dict:
     """``{name: cache}`` for the model's forward, under the name its transformers version takes
     (``past_key_values`` warns from 5.2x and goes in 5.40)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper
-    return {_cache_keyword(type(base)): cache}
+    return {_cache_keyword(_model_class(model)): cache}
+
+
+def _model_class(model) -> type:
+    """The class whose forward() signature counts: the base model's under a peft wrapper."""
+    return type(model.get_base_model() if hasattr(model, "get_base_model") else model)
 
 
 @functools.cache
@@ -142,8 +146,7 @@ def prefill(model, ids: torch.Tensor):
     Only the last position's logits are computed where the model takes ``logits_to_keep``: the full
     (L, vocab) logits of a 250-token prompt over SmolLM2's 49k vocabulary are 48 MB and 7 GFLOP, and
     a view of their last row kept them all alive (100 admitted rows held 4.8 GB)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper
-    out = model(input_ids=ids, use_cache=True, **({"logits_to_keep": 1} if _keeps_last_logits(type(base)) else {}))
+    out = model(input_ids=ids, use_cache=True, **({"logits_to_keep": 1} if _keeps_last_logits(_model_class(model)) else {}))
     return returned_cache(out), out.logits[:, -1].float().clone()
 
 

@@ -31,22 +31,19 @@ def _malloc_trim():
 
 
 class HeapReleaser:
-    """Counts the cache bytes a decoding loop copies and trims the heap after every ``every`` bytes."""
+    """Counts the cache bytes a decoding loop copies and trims the heap after every TRIM_AFTER_BYTES."""
 
-    def __init__(self, device: torch.device, every: int | None = None):
+    def __init__(self, device: torch.device):
         self.trim = _malloc_trim() if device.type == "cpu" else None
-        self.every = every or TRIM_AFTER_BYTES
         self.copied = 0
-        self.trims = 0
 
     def copied_cache(self, nbytes: int) -> None:
         if self.trim is None:
             return
         self.copied += nbytes
-        if self.copied >= self.every:
+        if self.copied >= TRIM_AFTER_BYTES:
             self.trim(0)
             self.copied = 0
-            self.trims += 1
 
 
 def cache_bytes(cache) -> int:
