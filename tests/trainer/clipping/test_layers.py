@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 import torch
 from torch import nn
@@ -97,7 +99,7 @@ def test_every_registered_layer_has_a_case():
 @pytest.mark.parametrize("norm_method", ["ghost", "instantiate", "auto"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_layer_matches_oracle(case, clipping, norm_method):
-    torch.manual_seed(hash(case) % 1000)
+    torch.manual_seed(zlib.crc32(case.encode()) % 1000)  # hash() of a str changes per process
     make_layer, make_x, d_out, _ = CASES[case]
     model = Wrap(make_layer(), 6, d_out).double()
     x = make_x(B, T, 6)
