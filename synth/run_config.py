@@ -54,6 +54,7 @@ class GenerateSection:
     seed: int | None = field(default=None, metadata={"help": "Seed for sampling (None: random)."})
     conditioning_noise: float = field(default=10.0, metadata={"help": "σ of the DP histogram of conditioning values (paid from the budget; unused when spec.conditioning_weights is declared)."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest generated document, in tokens (text runs; a document cut there is kept and counted)."})
+    max_cache_gb: float = field(default=2.0, metadata={"help": "Prompts of their own (labels, conditions, variations): rows join the continuous batch only while its KV cache (rows x longest row) stays under this many GiB; a row alone always runs. Raise it on a large GPU, lower it for long prompts on a small machine."})
     guidance_scale: float = field(default=1.0, metadata={"help": "Text runs with labels or a context: classifier-free guidance (log p = log p(x | no labels) + s (log p(x | labels) - log p(x | no labels))); s > 1 follows the labels more closely, 1 = off. Post-processing of the trained model (no privacy cost); each document decodes a second row."})
 
     def __post_init__(self):
@@ -66,6 +67,8 @@ class GenerateSection:
             raise ConfigError(f"generate.temperature must be a finite number >= 0, got {self.temperature}")
         if self.max_new_tokens < 2:
             raise ConfigError(f"generate.max_new_tokens must be >= 2, got {self.max_new_tokens}")
+        if not (math.isfinite(self.max_cache_gb) and self.max_cache_gb > 0):
+            raise ConfigError(f"generate.max_cache_gb must be a finite number > 0, got {self.max_cache_gb}")
         if not (math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
             raise ConfigError(f"generate.guidance_scale must be a finite number >= 0 (1 = off), got {self.guidance_scale}")
         if not 0 < self.top_p <= 1:

@@ -21,7 +21,7 @@ from trainer.io import atomic_directory
 
 from ..conditioning import ConditioningDistribution, plain_value
 from ..lm import ModelChoice, SampleStats, build_model, sample_texts
-from ..lm.continuous import sample_from_prompts
+from ..lm.continuous import MAX_CACHE_GB, sample_from_prompts
 from ..lm.saved import read_generator, write_generator
 from ..spec import DatasetSpec
 from .grammar import derive_grammar
@@ -99,7 +99,8 @@ class RecordGenerator:
         return per_col + 8
 
     def sample(self, n: int, *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
-               seed: int | None = None, progress: bool = True) -> tuple[pd.DataFrame, SampleStats]:
+               seed: int | None = None, progress: bool = True,
+               max_cache_gb: float = MAX_CACHE_GB) -> tuple[pd.DataFrame, SampleStats]:
         merged = hasattr(self.model, "merge_adapter")
         if merged:  # LoRA folded into the base weights: no adapter matmuls at every decoding step
             self.model.merge_adapter()
@@ -122,7 +123,7 @@ class RecordGenerator:
                 texts, stats = sample_from_prompts(
                     self.model, self.tokenizer, [prompts[c] for c in conditions], grammar=self.grammar,
                     batch_size=batch_size, max_record_tokens=self.max_record_tokens(), temperature=temperature,
-                    top_p=top_p, seed=seed, progress=progress,
+                    top_p=top_p, seed=seed, progress=progress, max_cache_gb=max_cache_gb,
                 )
                 drawn = [(c, t) for c, t in zip(conditions, texts, strict=True) if t is not None]
             for condition, t in drawn:
@@ -144,7 +145,7 @@ class RecordGenerator:
 
     def vary(self, records: list[dict], *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
              seed: int | None = None, progress: bool = False, mode: str = "fields",
-             fields_changed: float = 0.5) -> tuple[list[dict], int]:
+             fields_changed: float = 0.5, max_cache_gb: float = MAX_CACHE_GB) -> tuple[list[dict], int]:
         """Private Evolution's variation for records: one new record per parent, under the grammar, so
         every child parses.  ``mode = "fields"``: each field is written anew with probability
         ``fields_changed`` (at least one), after the model's own training prompt, the parent's other
@@ -169,7 +170,8 @@ class RecordGenerator:
         try:
             texts, _ = sample_from_prompts(self.model, self.tokenizer, prompts, grammar=grammar,
                                            batch_size=batch_size, max_record_tokens=self.max_record_tokens(),
-                                           temperature=temperature, top_p=top_p, seed=seed, progress=progress)
+                                           temperature=temperature, top_p=top_p, seed=seed, progress=progress,
+                                           max_cache_gb=max_cache_gb)
         finally:
             if merged:
                 self.model.unmerge_adapter()

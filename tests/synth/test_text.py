@@ -136,13 +136,25 @@ def test_guidance_is_refused_where_there_is_nothing_to_guide_towards():
     assert build_config(labelled).generate.guidance_scale == 2.0
     with pytest.raises(ConfigError, match="guidance_scale must be a finite number >= 0"):
         build_config({**labelled, "generate": {"guidance_scale": -1.0}})
+    with pytest.raises(ConfigError, match="max_cache_gb must be a finite number > 0"):
+        build_config({**labelled, "generate": {"max_cache_gb": 0.0}})
 
 
 @pytest.mark.skipif(not DRUGS.exists(), reason="shared data not present")
-def test_dpsynth_run_with_a_text_config_exports_documents_with_their_card(tmp_path, capsys):
+def test_dpsynth_run_with_a_text_config_exports_documents_with_their_card(tmp_path, capsys, monkeypatch):
     import json
 
     from synth.cli.main import main
+    from synth.lm import text_generator
+
+    bounds = []
+
+    def spy(*args, max_cache_gb, **kwargs):  # the run's cache bound reaches the decoder
+        bounds.append(max_cache_gb)
+        return decode(*args, max_cache_gb=max_cache_gb, **kwargs)
+
+    decode = text_generator.sample_from_prompts
+    monkeypatch.setattr(text_generator, "sample_from_prompts", spy)
 
     pd.read_csv(DRUGS).head(60).to_csv(tmp_path / "reviews.csv", index=False)
     (tmp_path / "run.toml").write_text("""
@@ -165,6 +177,7 @@ progress = false
 n = 5
 max_new_tokens = 24
 guidance_scale = 2.0
+max_cache_gb = 0.25
 [output]
 dir = "run"
 format = "jsonl"
@@ -181,7 +194,7 @@ format = "jsonl"
     readme = (export / "README.md").read_text()
     assert "one **document**" in readme and "contributes at most 3 chunks per step" in readme
     assert "free text, at most 24 tokens a document" in readme
-    assert card["generation"]["guidance_scale"] == 2.0
+    assert card["generation"]["guidance_scale"] == 2.0 and bounds == [0.25]
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["chunks"]["documents"] == 60 and "chunks" not in card  # chunk counts are not DP: run folder only
     # scored against held-out reviews; never written into the export folder
