@@ -14,7 +14,8 @@ held-out rows, and vs the private rows), distinct records, wall time, the proces
 ``evolve.record_variation`` (``fields``: a random subset of fields written anew, the rest pinned;
 ``rewrite``: the whole record rewritten from an instruction prompt; rows written before session 19
 have no ``record_variation`` key and used ``rewrite``).  ``--field-weight`` is ``evolve.field_weight``
-(the non-text fields beside the text embedding in the votes).  Results: ``bench/results/water_evolve_cpu.json``.
+(the non-text fields beside the text embedding in the votes); ``--variations`` / ``--keep-parents`` are
+``evolve.variations`` / ``evolve.keep_parents`` (a pool of candidates larger than ``--n``).  Results: ``bench/results/water_evolve_cpu.json``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ ROADS = ("fine-tune", "evolve", "fine-tune+evolve")
 
 
 def config(road: str, n: int, iterations: int, seed: int, variation: str = "fields",
-           fields_changed: float = 0.5, field_weight: float = 0.0, resume: bool = False) -> dict:
+           fields_changed: float = 0.5, field_weight: float = 0.0, resume: bool = False, variations: int = 1,
+           keep_parents: bool = False) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo.toml")
@@ -46,11 +48,14 @@ def config(road: str, n: int, iterations: int, seed: int, variation: str = "fiel
     raw["generate"].update({"seed": seed, "n": n})
     suffix = "" if road == "fine-tune" else f"_{variation}{fields_changed:g}" if variation == "fields" else f"_{variation}"
     suffix += f"_w{field_weight:g}" if field_weight and road != "fine-tune" else ""
+    if road != "fine-tune":
+        suffix += (f"_v{variations}" if variations != 1 else "") + ("_keep" if keep_parents else "")
     raw["output"] = {"dir": str(WORK / f"{road.replace('+', '_')}_n{n}_seed{seed}{suffix}"), "overwrite": not resume}
     raw.pop("evaluation", None)
     if road != "fine-tune":
         raw["evolve"] = {"road": road, "iterations": iterations, "record_variation": variation,
-                         "fields_changed": fields_changed, "field_weight": field_weight}
+                         "fields_changed": fields_changed, "field_weight": field_weight,
+                         "variations": variations, "keep_parents": keep_parents}
     return raw
 
 
@@ -79,7 +84,7 @@ def setting(row: dict) -> tuple:
     """What a rerun replaces: rows before the variation choice existed used the whole-record rewrite."""
     variation = row.get("record_variation", "rewrite" if row.get("iterations") else None)
     return (row["road"], row.get("n"), row.get("iterations"), row.get("seed"), variation, row.get("fields_changed"),
-            row.get("field_weight") or 0.0)
+            row.get("field_weight") or 0.0, row.get("variations") or 1, bool(row.get("keep_parents")))
 
 
 def main() -> None:
@@ -91,6 +96,9 @@ def main() -> None:
     ap.add_argument("--record-variation", default="fields", choices=["fields", "rewrite"])
     ap.add_argument("--fields-changed", type=float, default=0.5, help="evolve.fields_changed")
     ap.add_argument("--field-weight", type=float, default=0.0, help="evolve.field_weight (0: votes on the text alone)")
+    ap.add_argument("--variations", type=int, default=1, help="evolve.variations (children per drawn parent)")
+    ap.add_argument("--keep-parents", action="store_true", help="evolve.keep_parents (the drawn parents stay in "
+                    "the next pool)")
     ap.add_argument("--resume", action="store_true", help="resume an interrupted run of the same setting (its seconds "
                     "then count only this part)")
     args = ap.parse_args()
@@ -109,12 +117,15 @@ def main() -> None:
     for road in args.roads:
         start = time.time()
         result = run(build_config(config(road, args.n, args.iterations, args.seed, args.record_variation,
-                                         args.fields_changed, args.field_weight, args.resume)), progress=False)
+                                         args.fields_changed, args.field_weight, args.resume, args.variations,
+                                         args.keep_parents)), progress=False)
         evolving = road != "fine-tune"
         row = {"road": road, "n": args.n, "iterations": args.iterations if evolving else None,
                "record_variation": args.record_variation if evolving else None,
                "fields_changed": args.fields_changed if evolving and args.record_variation == "fields" else None,
                "field_weight": args.field_weight if evolving else None,
+               "variations": args.variations if evolving else None,
+               "keep_parents": args.keep_parents if evolving else None,
                "seed": args.seed, "epsilon": result["epsilon"], "seconds": round(time.time() - start, 1),
                "resumed": args.resume,
                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # of the process so far

@@ -146,6 +146,8 @@ class EvolveSection:
     variation_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the variation model (how far a child strays from its parent)."})
     record_variation: str = field(default="fields", metadata={"help": "Records: how a child is made from its parent. fields: a random subset of the parent's fields is written anew by the model under its own training prompt, the others pinned in the grammar (so the DP-fine-tuned model varies records in the form it learnt); rewrite: the model is shown the whole parent in an instruction prompt and writes another record."})
     field_weight: float = field(default=0.0, metadata={"help": "Records: the weight of the non-text fields (categories over their public lists, numbers by their place in the public range) beside the MiniLM text embedding when private records vote; 0 = the text embedding alone, 1 = the fields' mean agreement counts as much as the text's cosine similarity."})
+    variations: int = field(default=1, metadata={"help": "Children each drawn parent gets in the next pool of candidates; the pool (generate.n x (variations + keep_parents)) votes, and generate.n parents are drawn from it."})
+    keep_parents: bool = field(default=False, metadata={"help": "The drawn parents stay in the next pool beside their children, so a candidate the votes favour is not lost to its variation (Aug-PE's selection); the pool grows by generate.n."})
     fields_changed: float = field(default=0.5, metadata={"help": "Records, record_variation = fields: the chance that each field is written anew (at least one is)."})
 
     def __post_init__(self):
@@ -167,13 +169,14 @@ class EvolveSection:
         if self.user_votes not in ("split", "one"):
             raise ConfigError(f"evolve.user_votes must be split or one, got {self.user_votes!r}")
         EvolutionSettings(population=max(self.k, 1), iterations=self.iterations, k=self.k,
-                          threshold_sigmas=self.threshold_sigmas).check()
+                          threshold_sigmas=self.threshold_sigmas, variations=self.variations).check()
 
     def settings(self, population: int):
         from .evolution import EvolutionSettings
 
         return EvolutionSettings(population=population, iterations=self.iterations, k=self.k,
-                                 threshold_sigmas=self.threshold_sigmas, user_votes=self.user_votes)
+                                 threshold_sigmas=self.threshold_sigmas, user_votes=self.user_votes,
+                                 variations=self.variations, keep_parents=self.keep_parents)
 
 
 SECTIONS = {"data": DataSection, "model": ModelChoice, "train": TrainConfig, "generate": GenerateSection, "output": OutputSection,

@@ -37,15 +37,22 @@ class EvolutionSettings:
     k: int = 1  # nearest candidates each private row votes for
     threshold_sigmas: float = 2.0  # noisy counts below this many σ are zeroed
     user_votes: str = "split"  # user level: "split" a user's vote over their rows, or "one" row per user
+    variations: int = 1  # children of each drawn parent in the next pool of candidates
+    keep_parents: bool = False  # the drawn parents themselves stay in the next pool, beside their children
+
+    @property
+    def pool(self) -> int:
+        """Candidates that vote in each histogram: the final population is drawn from the last pool."""
+        return self.population * (self.variations + int(self.keep_parents))
 
     def check(self) -> None:
         from trainer.errors import ConfigError
 
-        for name in ("population", "iterations", "k"):
+        for name in ("population", "iterations", "k", "variations"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"evolve.{name} must be >= 1, got {getattr(self, name)}")
-        if self.k > self.population:
-            raise ConfigError(f"evolve.k ({self.k}) cannot exceed evolve.population ({self.population})")
+        if self.k > self.pool:
+            raise ConfigError(f"evolve.k ({self.k}) cannot exceed the candidates that vote ({self.pool})")
         if not (math.isfinite(self.threshold_sigmas) and self.threshold_sigmas >= 0):
             raise ConfigError(f"evolve.threshold_sigmas must be a finite number >= 0, got {self.threshold_sigmas}")
 
@@ -69,7 +76,12 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
     Groups (Aug-PE's classes, e.g. a document's labels): ``group_of(item)`` names a candidate's group
     and ``private_groups`` each private row's; a row votes among its own group's candidates, and each
     group is redrawn by its own votes, so it keeps its share of the population (the variation must
-    keep an item's group).  A row still casts one vote of norm 1: the sensitivity is unchanged."""
+    keep an item's group).  A row still casts one vote of norm 1: the sensitivity is unchanged.
+
+    A pool larger than the population (``settings.variations`` > 1 or ``keep_parents``, Aug-PE's
+    selection): every histogram draws ``population`` parents from the pool, and the next pool holds
+    ``variations`` children of each (and, with ``keep_parents``, each drawn parent once: a good
+    candidate is not lost to its variation); the last histogram draws the final population."""
     if (group_of is None) != (private_groups is None):
         raise ValueError("give group_of and private_groups together")
     settings.check()
@@ -78,7 +90,7 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
     threshold = settings.threshold_sigmas * sigma
     state = _load_state(state_dir, settings, sigma)
     if state is None:
-        state = {"iteration": 0, "population": random_api(settings.population), "votes_kept": [], "empty": 0}
+        state = {"iteration": 0, "population": random_api(settings.pool), "votes_kept": [], "empty": 0}
         _save_state(state_dir, settings, sigma, state)
     for _ in range(state["iteration"]):  # released before an interruption: paid once, recorded again here
         _record(ledger, stage, sigma, settings, units)
@@ -93,14 +105,16 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
         total = float(noisy.sum())
         if total == 0:  # nothing cleared the noise: keep the population as it is (counted, shown)
             state["empty"] += 1
-        chosen = _resample(noisy, groups, rng)
+        chosen = _resample(noisy, groups, rng, settings.population)
         parents = [population[i] for i in chosen]
         last = state["iteration"] + 1 == settings.iterations
-        children = _final_draw(parents, chosen, variation_api, rng) if last else variation_api(parents, rng)
+        children = _final_draw(parents, chosen, variation_api, rng) if last else \
+            _next_pool(parents, chosen, variation_api, rng, settings)
         state = {"iteration": state["iteration"] + 1, "population": children,
                  "votes_kept": [*state["votes_kept"], total / max(1, n_units)], "empty": state["empty"]}
-        if len(state["population"]) != settings.population:
-            raise ValueError(f"variation_api returned {len(state['population'])} items for {settings.population}")
+        expected = settings.population if last else settings.pool
+        if len(state["population"]) != expected:
+            raise ValueError(f"variation_api returned {len(state['population'])} items for {expected}")
         _save_state(state_dir, settings, sigma, state)
         bar.update(1)
         bar.set_postfix(eps=f"{ledger.epsilon():.2f}", votes_kept=f"{state['votes_kept'][-1]:.0%}")
@@ -108,33 +122,74 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
     return EvolutionResult(state["population"], state["iteration"], state["votes_kept"], state["empty"])
 
 
-def _resample(noisy: np.ndarray, groups: list | None, rng: np.random.Generator) -> np.ndarray:
-    """Indices of the next population (as many as now) drawn by the noisy votes; within each group
-    as many as it holds now; uniformly where a group's votes are all zero."""
-    chosen = np.empty(len(noisy), dtype=np.int64)
-    for members in ([np.arange(len(noisy))] if groups is None else group_members(groups).values()):
-        votes = noisy[members]
-        p = votes / votes.sum() if votes.sum() > 0 else None
-        chosen[members] = rng.choice(members, size=len(members), p=p)
-    return chosen
+def _resample(noisy: np.ndarray, groups: list | None, rng: np.random.Generator, size: int) -> np.ndarray:
+    """``size`` indices drawn by the noisy votes (with replacement); each group gets its share of the
+    pool's candidates (as many as it holds when the pool is the population), uniformly where a
+    group's votes are all zero."""
+    if groups is None:
+        parts = [(np.arange(len(noisy)), size)]
+    else:
+        members = list(group_members(groups).values())
+        parts = list(zip(members, _shares([len(m) for m in members], size), strict=True))
+    chosen = []
+    for ids, count in parts:
+        votes = noisy[ids]
+        chosen.append(rng.choice(ids, size=count, p=votes / votes.sum() if votes.sum() > 0 else None))
+    return np.concatenate(chosen)
 
 
-def _final_draw(parents: list, chosen: np.ndarray, variation_api, rng: np.random.Generator) -> list:
-    """The synthetic data: the last histogram's draw, each candidate once as voted, and every further
-    draw of it replaced by a variation of it (drawn with replacement, a few popular candidates would
-    otherwise fill the output: 500 records held 69 distinct ones on Water)."""
+def _shares(counts: list[int], size: int) -> list[int]:
+    """``size`` split in proportion to ``counts`` (largest remainders; exact when they divide)."""
+    exact = np.asarray(counts, dtype=float) * size / sum(counts)
+    out = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - out), kind="stable")[:size - out.sum()]:
+        out[i] += 1
+    return out.tolist()
+
+
+def _repeats(chosen: np.ndarray) -> list[int]:
+    """Positions of ``chosen`` that draw a candidate already drawn before them."""
     seen, repeats = set(), []
     for j, i in enumerate(chosen.tolist()):
         if i in seen:
             repeats.append(j)
         seen.add(i)
-    if not repeats:
-        return parents
-    varied = variation_api([parents[j] for j in repeats], rng)
+    return repeats
+
+
+def _final_draw(parents: list, chosen: np.ndarray, variation_api, rng: np.random.Generator,
+                children_of: list | None = None) -> list:
+    """The synthetic data: the last histogram's draw, each candidate once as voted, and every further
+    draw of it replaced by a variation of it (drawn with replacement, a few popular candidates would
+    otherwise fill the output: 500 records held 69 distinct ones on Water).  ``children_of``: more
+    parents to vary in the same call, their children appended."""
+    repeats = _repeats(chosen)
+    more = children_of or []
+    if not repeats and not more:
+        return list(parents)
+    varied = variation_api([parents[j] for j in repeats] + more, rng)
     out = list(parents)
-    for j, child in zip(repeats, varied, strict=True):
+    for j, child in zip(repeats, varied[:len(repeats)], strict=True):
         out[j] = child
-    return out
+    return out + varied[len(repeats):]
+
+
+def _next_pool(parents: list, chosen: np.ndarray, variation_api, rng: np.random.Generator,
+               settings: EvolutionSettings) -> list:
+    """The candidates of the next histogram: ``variations`` children of every drawn parent, and with
+    ``keep_parents`` each drawn parent once (a repeated draw a further child instead)."""
+    if not settings.keep_parents:
+        return variation_api(parents * settings.variations, rng)
+    return _final_draw(parents, chosen, variation_api, rng, children_of=parents * settings.variations)
+
+
+def pool_summary(settings: EvolutionSettings) -> str:
+    """The card's words for a pool larger than the population ('' when they are the same)."""
+    if settings.pool == settings.population:
+        return ""
+    children = f"{settings.variations} {'child' if settings.variations == 1 else 'children'}"
+    return (f"; each histogram's {settings.pool} candidates are {children} of each of the {settings.population} "
+            "parents the one before drew" + (", and those parents themselves" if settings.keep_parents else ""))
 
 
 def _record(ledger: PrivacyLedger, stage: str, sigma: float, settings: EvolutionSettings, units) -> None:

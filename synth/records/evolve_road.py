@@ -139,6 +139,8 @@ def evolve_records(config, generator, frame: pd.DataFrame, units: list | None, l
 
 
 def evolution_summary(config, ledger: PrivacyLedger) -> str:
+    from ..evolution import pool_summary
+
     iterations = sum(e.steps for e in ledger.events if e.stage == STAGE)
     sigma = next((e.noise_multiplier for e in ledger.events if e.stage == STAGE), math.nan)
     return (f"Private Evolution: the population of {config.generate.n} records after {iterations} noisy "
@@ -148,7 +150,8 @@ def evolution_summary(config, ledger: PrivacyLedger) -> str:
             + (f"; a variation writes each field anew with chance {config.evolve.fields_changed:g}, the others kept"
                if config.evolve.record_variation == "fields" else "; a variation rewrites the whole record")
             + (f"; votes on the field values' text embedding with the non-text fields at weight "
-               f"{config.evolve.field_weight:g}" if config.evolve.field_weight else ""))
+               f"{config.evolve.field_weight:g}" if config.evolve.field_weight else "")
+            + pool_summary(config.evolve.settings(config.generate.n)))
 
 
 def saved_population(config, spec: DatasetSpec) -> pd.DataFrame:

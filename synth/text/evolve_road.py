@@ -94,13 +94,16 @@ def documents_frame(items: list[dict], label_names: list[str], text: str) -> pd.
 
 
 def evolution_summary(config, ledger: PrivacyLedger) -> str:
+    from ..evolution import pool_summary
+
     iterations = sum(e.steps for e in ledger.events if e.stage == STAGE)
     sigma = next((e.noise_multiplier for e in ledger.events if e.stage == STAGE), math.nan)
     return (f"Private Evolution: the population of {config.generate.n} documents after {iterations} noisy "
             f"nearest-neighbour histograms (σ = {sigma:.3g} votes, threshold {config.evolve.threshold_sigmas:g} σ, "
             f"k = {config.evolve.k}; a document votes among candidates with its own labels), written and varied "
             "(opening kept, the rest rewritten) by the "
-            + ("DP-fine-tuned model" if config.evolve.road == "fine-tune+evolve" else "public model"))
+            + ("DP-fine-tuned model" if config.evolve.road == "fine-tune+evolve" else "public model")
+            + pool_summary(config.evolve.settings(config.generate.n)))
 
 
 def saved_population(config) -> pd.DataFrame:

@@ -186,3 +186,52 @@ def test_an_interrupted_run_resumes_at_its_last_iteration_without_releasing_twic
     with pytest.raises(Exception, match="other settings"):
         evolve(private, variation_api=variation, ledger=PrivacyLedger(delta=1e-5), rng=np.random.default_rng(3),
                **{**kwargs, "sigma": 3.0})
+
+
+def test_a_larger_pool_keeps_the_drawn_parents_beside_their_children_and_still_pays_one_histogram_each():
+    """keep_parents with 2 variations: each histogram's pool is 3 x the population; the next pool holds
+    every drawn parent once, unchanged, and the rest are children; the output is the population."""
+    rng = np.random.default_rng(0)
+    private_theta = _angles(2000, 1.0, 0.15, rng)
+    private = np.stack([np.cos(private_theta), np.sin(private_theta)], axis=1)
+    pools, asked = [], []
+
+    def random_api(n):
+        asked.append(n)
+        return rng.uniform(-np.pi, np.pi, n).tolist()
+
+    def embed(items):
+        pools.append(list(items))
+        t = np.asarray(items)
+        return np.stack([np.cos(t), np.sin(t)], axis=1)
+
+    ledger = PrivacyLedger(delta=1e-5, accountant="prv")
+    settings = EvolutionSettings(population=50, iterations=4, variations=2, keep_parents=True)
+    sigma = calibrate_sigma(2.0, settings.iterations, ledger)
+    result = evolve(private, random_api=random_api, embed=embed, settings=settings, sigma=sigma, ledger=ledger,
+                    variation_api=lambda items, r: (np.asarray(items) + r.normal(0, 0.1, len(items))).tolist(),
+                    rng=np.random.default_rng(1), progress=False)
+    assert asked == [150] and [len(p) for p in pools] == [150] * 4 and len(result.items) == 50
+    for before, after in zip(pools, pools[1:]):
+        kept = [x for x in after if x in set(before)]
+        assert 0 < len(kept) == len(set(kept)) <= 50  # drawn parents, each once
+        assert len(after) - len(kept) >= 100  # two children of each of the 50 draws (repeats add more)
+    final = np.angle(np.exp(1j * np.asarray(result.items)))
+    assert abs(np.median(final) - 1.0) < 0.15 and np.mean(np.abs(final - 1.0) < 0.5) > 0.9
+    assert len(set(result.items)) == 50
+    assert [(e.stage, e.steps) for e in ledger.events] == [("evolve:histogram", 4)]
+    assert ledger.epsilon() <= 2.0 + 1e-6
+
+
+def test_a_larger_pool_draws_each_groups_share_of_the_population():
+    rng = np.random.default_rng(0)
+    private = rng.normal(size=(300, 2))
+    settings = EvolutionSettings(population=40, iterations=3, variations=1, keep_parents=True)
+    result = evolve(private, random_api=lambda n: [["a" if i < n * 0.7 else "b", float(x)]
+                                                   for i, x in enumerate(rng.normal(size=n))],
+                    variation_api=lambda items, r: [[g, x + float(r.normal(0, 0.1))] for g, x in items],
+                    embed=lambda items: np.asarray([[x, 0.0] for _, x in items]), settings=settings, sigma=2.0,
+                    ledger=PrivacyLedger(delta=1e-5), rng=np.random.default_rng(1), progress=False,
+                    group_of=lambda item: item[0], private_groups=["a"] * 200 + ["b"] * 100)
+    groups = [g for g, _ in result.items]
+    assert len(groups) == 40 and groups.count("a") == 28 and groups.count("b") == 12

@@ -32,6 +32,8 @@ def test_evolve_roads_export_the_final_population_paid_for_in_one_ledger(tmp_pat
     data = tmp_path / "water.csv"
     pd.read_csv(WATER).head(200).to_csv(data, index=False)
     raw = _raw(tmp_path, data, road)
+    if road == "evolve":  # a pool of twice the population: the drawn parents stay beside a child each
+        raw["evolve"]["keep_parents"] = True
     result = run(build_config(raw), progress=False)
     card = json.loads((tmp_path / road / "export" / "dpsynth.json").read_text())
     stages = [(s["stage"], s["steps"], s["noise_multiplier"]) for s in card["privacy"]["stages"]]
@@ -47,7 +49,8 @@ def test_evolve_roads_export_the_final_population_paid_for_in_one_ledger(tmp_pat
     synthetic = result["synthetic"]
     assert len(synthetic) == 24 and synthetic["rating"].between(1, 5).all()
     assert (synthetic["title"].str.len() <= 12).all()  # written under the grammar
-    assert "Private Evolution" in (tmp_path / road / "export" / "README.md").read_text()
+    readme = (tmp_path / road / "export" / "README.md").read_text()
+    assert "Private Evolution" in readme and (("48 candidates" in readme) == (road == "evolve"))
     # `dpsynth generate` re-exports the same population: no new histogram, the same ledger
     again = generate(build_config({**raw, "output": {"dir": str(tmp_path / road), "overwrite": True}}),
                      progress=False)
@@ -74,6 +77,8 @@ def test_evolve_config_refuses_what_it_cannot_do(tmp_path):
         build_config({**raw, "evolve": {**raw["evolve"], "field_weight": -1.0}})
     with pytest.raises(ConfigError, match=r"fields_changed must be in \(0, 1\]"):
         build_config({**raw, "evolve": {**raw["evolve"], "fields_changed": 0.0}})
+    with pytest.raises(ConfigError, match="evolve.variations must be >= 1"):
+        build_config({**raw, "evolve": {**raw["evolve"], "variations": 0}})
     grammar = tmp_path / "mine.lark"
     grammar.write_text(derive_grammar(DatasetSpec.from_dict(raw["spec"])))
     with_grammar = {**raw, "spec": {**raw["spec"], "grammar": str(grammar)}}
