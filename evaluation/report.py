@@ -27,6 +27,7 @@ MEANINGS = {
     "utility/majority_class_accuracy": "accuracy of always predicting the most common held-out label (floor)",
     "utility/trtr_": "classifier trained on real, tested on held-out real (ceiling)",
     "utility/tstr_": "classifier trained on synthetic, tested on held-out real",
+    "utility/label_fidelity": "share of synthetic rows whose label the classifier trained on real reads back from their text (held-out real: the TRTR accuracy)",
     "memorisation/exact_copy_share": "share of synthetic records identical to a real record",
     "memorisation/nearest_similarity_mean": "mean over synthetic records of the highest cosine similarity to a real record",
     "memorisation/real_holdout_nearest_similarity_mean": "the same for held-out real records vs the other real records: what a new record looks like",

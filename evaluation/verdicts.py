@@ -52,9 +52,14 @@ def verdicts(metrics: list[MetricRecord]) -> list[Verdict]:
         if tstr is None or floor is None:
             continue
         if tstr <= floor + FLOOR_MARGIN:
+            fidelity = values.get(f"{prefix}label_fidelity")
+            why = ("" if fidelity is None or trtr is None else
+                   f"; a classifier trained on real rows reads back {fidelity:.0%} of the synthetic rows' labels "
+                   f"(held-out real rows: {trtr:.0%})" + (": the synthetic text does not carry its labels"
+                                                            if fidelity < trtr - 0.05 else ""))
             out.append(Verdict(f"{prefix}tstr_accuracy", "poor",
                                f"AT OR BELOW THE MAJORITY FLOOR ({tstr:.3f} vs always-the-commonest {floor:.3f}): "
-                               "a model trained on the synthetic data learned nothing usable"))
+                               "a model trained on the synthetic data learned nothing usable" + why))
         elif trtr is not None and trtr > floor:
             gain = (tstr - floor) / (trtr - floor)
             out.append(Verdict(f"{prefix}tstr_accuracy", _grade(gain, 0.75, 0.4),

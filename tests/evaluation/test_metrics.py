@@ -96,6 +96,10 @@ def test_tstr_learns_a_separable_label_and_refuses_one_class():
     assert by_name["utility/majority_class_accuracy"].value == max(yt.count("0"), yt.count("1")) / 40
     one = {m.name: m for m in utility.tstr(xr, yr, xt, yt, xs, ["1"] * 60, seed=0)}
     assert one["utility/tstr_accuracy"].value is None and "fewer than 2" in one["utility/tstr_accuracy"].reason
+    # label fidelity: the real classifier reads the synthetic rows' labels back, unless they were shuffled
+    assert by_name["utility/label_fidelity"].value >= 0.95
+    shuffled = {m.name: m for m in utility.tstr(xr, yr, xt, yt, xs, list(rng.permutation(ys)), seed=0)}
+    assert 0.3 < shuffled["utility/label_fidelity"].value < 0.7
 
 
 def test_rows_serialise_like_struct_bench_and_json():

@@ -37,6 +37,7 @@ def test_verdicts_use_the_reports_own_yardsticks():
         r("quality/sdmetrics_overall", 0.80), r("quality/real_holdout_sdmetrics_overall", 0.89),
         r("quality/column_shapes", 0.95), r("quality/real_holdout_column_shapes", 0.96),
         r("utility/majority_class_accuracy", 0.60), r("utility/trtr_accuracy", 0.80), r("utility/tstr_accuracy", 0.601),
+        r("utility/label_fidelity", 0.55),
         r("utility/rating/majority_class_accuracy", 0.5), r("utility/rating/trtr_accuracy", 0.7),
         r("utility/rating/tstr_accuracy", 0.66),
         r("memorisation/nearest_similarity_mean", 0.99), r("memorisation/real_holdout_nearest_similarity_mean", 0.90),
@@ -44,6 +45,7 @@ def test_verdicts_use_the_reports_own_yardsticks():
     assert found["quality/sdmetrics_overall"].verdict == "fair"  # 90 % of real vs real
     assert found["quality/column_shapes"].verdict == "good"
     assert found["utility/tstr_accuracy"].verdict == "poor" and "FLOOR" in found["utility/tstr_accuracy"].why
+    assert "reads back 55%" in found["utility/tstr_accuracy"].why and "does not carry" in found["utility/tstr_accuracy"].why
     assert found["utility/rating/tstr_accuracy"].verdict == "good"  # 80 % of the gain over the floor
     assert found["memorisation/nearest_similarity_mean"].verdict == "poor"
     assert "knn_precision" not in found  # no yardstick, no verdict
