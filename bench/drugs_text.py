@@ -6,6 +6,7 @@ non-private fine-tuning with the same compute, every text metric against held-ou
     python bench/drugs_text.py --roads dp --seeds 1  # one more DP run, added to the results file
     python bench/drugs_text.py --labels rating condition   # condition too (DP category list, "(other)")
     python bench/drugs_text.py --roads evolve fine-tune+evolve --iterations 5   # Private Evolution (issue 16)
+    python bench/drugs_text.py --roads fine-tune+evolve --keep-parents    # a pool of twice the population
     python bench/drugs_text.py --lora-targets q_proj v_proj --lora-rank 4   # fewer DP-trained coordinates
     python bench/drugs_text.py --samplings 0.5 0.8:2   # also sample the trained model at temperature[:guidance]
     python bench/drugs_text.py --table               # the README's table from the results file
@@ -54,7 +55,8 @@ DEMO_TEMPERATURE = 0.8  # synth/data/demo_text.toml's generate.temperature
 
 
 def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labels: tuple[str, ...] = ("rating",),
-           iterations: int = 5, lora_targets: list[str] | None = None, lora_rank: int | None = None) -> dict:
+           iterations: int = 5, lora_targets: list[str] | None = None, lora_rank: int | None = None,
+           variations: int = 1, keep_parents: bool = False) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo_text.toml")
@@ -69,7 +71,7 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labe
         raw["train"].pop("target_epsilon", None)
         raw["train"]["non_private"] = True
     if road in ("evolve", "fine-tune+evolve"):
-        raw["evolve"] = {"road": road, "iterations": iterations}
+        raw["evolve"] = {"road": road, "iterations": iterations, "variations": variations, "keep_parents": keep_parents}
     raw["generate"].update({"n": n, "seed": seed})
     if lora_targets:
         raw["model"]["lora_targets"] = list(lora_targets)
@@ -77,6 +79,8 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labe
         raw["model"]["lora_rank"] = lora_rank
     suffix = "" if tuple(labels) == ("rating",) else "_" + "_".join(labels)
     suffix += "".join(f"_{t}" for t in lora_targets or []) + (f"_r{lora_rank}" if lora_rank else "")
+    if road in ("evolve", "fine-tune+evolve"):
+        suffix += (f"_v{variations}" if variations != 1 else "") + ("_keep" if keep_parents else "")
     raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}{suffix}"), "overwrite": True, "format": "jsonl"}
     return raw
 
@@ -120,7 +124,7 @@ def setting(row: dict) -> tuple:
     """What makes rows comparable: a table and its gain share mix only rows of one setting."""
     return (row["steps"], row["batch"], row.get("n", 400), tuple(row.get("labels", ["rating"])),
             tuple(row.get("lora_targets") or ()), row.get("lora_rank"), row.get("temperature", DEMO_TEMPERATURE),
-            row.get("guidance_scale", 1.0))
+            row.get("guidance_scale", 1.0), row.get("variations", 1), row.get("keep_parents", False))
 
 
 def tables(rows: list[dict]) -> str:
@@ -128,10 +132,12 @@ def tables(rows: list[dict]) -> str:
     out = []
     for key in dict.fromkeys(setting(r) for r in rows):
         chosen = [r for r in rows if setting(r) == key]
-        steps, batch, n, labels, targets, rank, temperature, guidance = key
+        steps, batch, n, labels, targets, rank, temperature, guidance, variations, keep_parents = key
         lora = f", LoRA r={rank or 8} on {', '.join(targets)}" if targets or rank else ""
         lora += f", sampled at temperature {temperature:g}" if temperature != DEMO_TEMPERATURE else ""
         lora += f", guidance {guidance:g}" if guidance != 1.0 else ""
+        lora += f", {variations} variations a parent" if variations != 1 else ""
+        lora += ", parents kept in the pool" if keep_parents else ""
         out += [f"{steps} steps of {batch}, {n} synthetic reviews, labels {', '.join(labels)}{lora}:", "",
                 markdown(chosen), gain_share(chosen), ""]
     return "\n".join(out)
@@ -172,6 +178,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--roads", nargs="+", default=["dp", "non-private"], choices=list(ROADS))
     ap.add_argument("--iterations", type=int, default=5, help="Private Evolution's histograms (evolve roads)")
+    ap.add_argument("--variations", type=int, default=1, help="evolve.variations (evolve roads)")
+    ap.add_argument("--keep-parents", action="store_true", help="evolve.keep_parents (evolve roads)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--steps", type=int, default=20, help="DP steps (about 45 s each on 2 cores)")
     ap.add_argument("--batch", type=int, default=32, help="expected reviews per step")
@@ -198,7 +206,7 @@ def main() -> None:
         start = time.time()
         labels = tuple(args.labels)
         cfg = build_config(config(road, seed, args.steps, args.batch, args.lr, args.n, labels, args.iterations,
-                                  args.lora_targets, args.lora_rank))
+                                  args.lora_targets, args.lora_rank, args.variations, args.keep_parents))
         result = run(cfg, progress=False)
         seconds = round(time.time() - start, 1)
         synthetic = result["synthetic"]
@@ -206,13 +214,14 @@ def main() -> None:
                "labels": list(labels), "epsilon": result.get("epsilon"), "seconds": seconds,
                **({"lora_targets": args.lora_targets} if args.lora_targets else {}),
                **({"lora_rank": args.lora_rank} if args.lora_rank else {}),
-               **({"iterations": args.iterations} if "evolve" in road else {}),
+               **({"iterations": args.iterations, "variations": args.variations, "keep_parents": args.keep_parents}
+                  if "evolve" in road else {}),
                "documents": len(synthetic), **score(synthetic, labels, Path(cfg.output.dir))}
         rows = _keep(rows, row, args.out)
         for sampling in args.samplings:  # the same trained generator, sampled again
             temperature, _, guidance = sampling.partition(":")
             raw = config(road, seed, args.steps, args.batch, args.lr, args.n, labels, args.iterations,
-                         args.lora_targets, args.lora_rank)
+                         args.lora_targets, args.lora_rank, args.variations, args.keep_parents)
             raw["generate"].update({"temperature": float(temperature), "guidance_scale": float(guidance or 1.0)})
             start = time.time()
             again = generate(build_config(raw), progress=False)["synthetic"]
