@@ -212,7 +212,7 @@ def test_a_larger_pool_keeps_the_drawn_parents_beside_their_children_and_still_p
                     variation_api=lambda items, r: (np.asarray(items) + r.normal(0, 0.1, len(items))).tolist(),
                     rng=np.random.default_rng(1), progress=False)
     assert asked == [150] and [len(p) for p in pools] == [150] * 4 and len(result.items) == 50
-    for before, after in zip(pools, pools[1:]):
+    for before, after in zip(pools[:-1], pools[1:], strict=True):
         kept = [x for x in after if x in set(before)]
         assert 0 < len(kept) == len(set(kept)) <= 50  # drawn parents, each once
         assert len(after) - len(kept) >= 100  # two children of each of the 50 draws (repeats add more)
