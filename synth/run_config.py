@@ -24,6 +24,7 @@ from .albums.spec import AlbumsSpec
 from .diffusion import UNetChoice
 from .images.spec import ImagesSpec
 from .lm import ModelChoice
+from .lm.continuous import MAX_CACHE_GB
 from .lm.text_spec import TextSpec
 from .marginals.aim import ROUNDS_PER_COLUMN
 from .marginals.column_model import MECHANISMS
@@ -54,7 +55,7 @@ class GenerateSection:
     seed: int | None = field(default=None, metadata={"help": "Seed for sampling (None: random)."})
     conditioning_noise: float = field(default=10.0, metadata={"help": "σ of the DP histogram of conditioning values (paid from the budget; unused when spec.conditioning_weights is declared)."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest generated document, in tokens (text runs; a document cut there is kept and counted)."})
-    max_cache_gb: float = field(default=2.0, metadata={"help": "Prompts of their own (labels, conditions, variations): rows join the continuous batch only while its KV cache (rows x longest row) stays under this many GiB; a row alone always runs. Raise it on a large GPU, lower it for long prompts on a small machine."})
+    max_cache_gb: float = field(default=MAX_CACHE_GB, metadata={"help": "Prompts of their own (labels, conditions, variations): rows join the continuous batch only while its KV cache (rows x longest row) stays under this many GiB; a row alone always runs. Raise it on a large GPU, lower it for long prompts on a small machine."})
     guidance_scale: float = field(default=1.0, metadata={"help": "Text runs with labels or a context: classifier-free guidance (log p = log p(x | no labels) + s (log p(x | labels) - log p(x | no labels))); s > 1 follows the labels more closely, 1 = off. Post-processing of the trained model (no privacy cost); each document decodes a second row."})
 
     def __post_init__(self):
