@@ -6,7 +6,8 @@ held-out rows beside real vs real.
     python bench/water_evolve.py --roads evolve --record-variation rewrite   # the whole-record rewrite
 
 ``../shared/data/water_dev.csv``: rows 0-1499 are private, rows 1500-1999 held out.  Every road uses the
-demo's model (SmolLM2-135M-Instruct; LoRA, 12 DP steps of 24 rows where it fine-tunes) and writes
+demo's model (SmolLM2-135M-Instruct; LoRA, 12 DP steps of 24 rows where it fine-tunes, or
+``--steps`` of ``--batch``) and writes
 ``--n`` records; evolve's population is ``--n``.  Scored with ``evaluation.evaluate`` against the
 held-out rows: CFG-PR, KND title ~ cleaned_review, attribute match (rating TV, review length W1),
 k-NN precision / recall, TSTR on rating (with the majority floor and TRTR), exact-copy share (vs the
@@ -15,7 +16,10 @@ held-out rows, and vs the private rows), distinct records, wall time, the proces
 ``rewrite``: the whole record rewritten from an instruction prompt; rows written before session 19
 have no ``record_variation`` key and used ``rewrite``).  ``--field-weight`` is ``evolve.field_weight``
 (the non-text fields beside the text embedding in the votes); ``--variations`` / ``--keep-parents`` are
-``evolve.variations`` / ``evolve.keep_parents`` (a pool of candidates larger than ``--n``).  Results: ``bench/results/water_evolve_cpu.json``.
+``evolve.variations`` / ``evolve.keep_parents`` (a pool of candidates larger than ``--n``);
+``--budget-share`` is ``evolve.budget_share``.  An evolving road's row also scores ``first_draw``:
+``--n`` of the generator's own candidates before any histogram (the DP fine-tuned model alone, on
+fine-tune+evolve).  Results: ``bench/results/water_evolve_cpu.json``.
 """
 
 from __future__ import annotations
@@ -35,27 +39,37 @@ WATER = ROOT.parent / "shared" / "data" / "water_dev.csv"
 WORK = ROOT / "bench" / "work" / "water_evolve"
 OUT = ROOT / "bench" / "results" / "water_evolve_cpu.json"
 ROADS = ("fine-tune", "evolve", "fine-tune+evolve")
+DEMO_STEPS, DEMO_BATCH = 12, 24  # synth/data/demo.toml's DP fine-tuning: the rows before --steps / --batch
 
 
 def config(road: str, n: int, iterations: int, seed: int, variation: str = "fields",
            fields_changed: float = 0.5, field_weight: float = 0.0, resume: bool = False, variations: int = 1,
-           keep_parents: bool = False) -> dict:
+           keep_parents: bool = False, steps: int | None = None, batch: int | None = None,
+           budget_share: float | None = None) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo.toml")
     raw["data"] = {"path": str(WORK / "train.csv"), "invalid_rows": "clip"}
     raw["train"].update({"target_epsilon": 4.0, "seed": seed, "insecure_seed": True, "progress": False})
     raw["generate"].update({"seed": seed, "n": n})
+    if steps:
+        raw["train"]["steps"] = steps
+    if batch:
+        raw["train"]["expected_batch_size"] = batch
     suffix = "" if road == "fine-tune" else f"_{variation}{fields_changed:g}" if variation == "fields" else f"_{variation}"
     suffix += f"_w{field_weight:g}" if field_weight and road != "fine-tune" else ""
     if road != "fine-tune":
         suffix += (f"_v{variations}" if variations != 1 else "") + ("_keep" if keep_parents else "")
+        suffix += f"_share{budget_share:g}" if budget_share and road == "fine-tune+evolve" else ""
+    suffix += (f"_T{steps}" if steps else "") + (f"_B{batch}" if batch else "")
     raw["output"] = {"dir": str(WORK / f"{road.replace('+', '_')}_n{n}_seed{seed}{suffix}"), "overwrite": not resume}
     raw.pop("evaluation", None)
     if road != "fine-tune":
         raw["evolve"] = {"road": road, "iterations": iterations, "record_variation": variation,
                          "fields_changed": fields_changed, "field_weight": field_weight,
                          "variations": variations, "keep_parents": keep_parents}
+        if budget_share:
+            raw["evolve"]["budget_share"] = budget_share
     return raw
 
 
@@ -84,7 +98,8 @@ def setting(row: dict) -> tuple:
     """What a rerun replaces: rows before the variation choice existed used the whole-record rewrite."""
     variation = row.get("record_variation", "rewrite" if row.get("iterations") else None)
     return (row["road"], row.get("n"), row.get("iterations"), row.get("seed"), variation, row.get("fields_changed"),
-            row.get("field_weight") or 0.0, row.get("variations") or 1, bool(row.get("keep_parents")))
+            row.get("field_weight") or 0.0, row.get("variations") or 1, bool(row.get("keep_parents")),
+            row.get("train_steps") or DEMO_STEPS, row.get("train_batch") or DEMO_BATCH, row.get("budget_share") or 0.5)
 
 
 def main() -> None:
@@ -99,9 +114,15 @@ def main() -> None:
     ap.add_argument("--variations", type=int, default=1, help="evolve.variations (children per drawn parent)")
     ap.add_argument("--keep-parents", action="store_true", help="evolve.keep_parents (the drawn parents stay in "
                     "the next pool)")
+    ap.add_argument("--steps", type=int, help=f"train.steps of the DP fine-tuning (default: the demo's {DEMO_STEPS})")
+    ap.add_argument("--batch", type=int, help="train.expected_batch_size of the DP fine-tuning (default: the "
+                    f"demo's {DEMO_BATCH})")
+    ap.add_argument("--budget-share", type=float, help="evolve.budget_share: fine-tune+evolve's share of ε for the "
+                    "fine-tuning (default 0.5)")
     ap.add_argument("--resume", action="store_true", help="resume an interrupted run of the same setting (its seconds "
                     "then count only this part)")
     args = ap.parse_args()
+    from synth.evolution import first_draw
     from synth.pipeline import run
     from synth.run_config import build_config
 
@@ -116,9 +137,10 @@ def main() -> None:
                      **score(train, held_out, train.sample(500, random_state=0).reset_index(drop=True))})
     for road in args.roads:
         start = time.time()
-        result = run(build_config(config(road, args.n, args.iterations, args.seed, args.record_variation,
+        run_config = build_config(config(road, args.n, args.iterations, args.seed, args.record_variation,
                                          args.fields_changed, args.field_weight, args.resume, args.variations,
-                                         args.keep_parents)), progress=False)
+                                         args.keep_parents, args.steps, args.batch, args.budget_share))
+        result = run(run_config, progress=False)
         evolving = road != "fine-tune"
         row = {"road": road, "n": args.n, "iterations": args.iterations if evolving else None,
                "record_variation": args.record_variation if evolving else None,
@@ -126,11 +148,18 @@ def main() -> None:
                "field_weight": args.field_weight if evolving else None,
                "variations": args.variations if evolving else None,
                "keep_parents": args.keep_parents if evolving else None,
+               "budget_share": (args.budget_share or 0.5) if road == "fine-tune+evolve" else None,
+               "train_steps": (args.steps or DEMO_STEPS) if road != "evolve" else None,
+               "train_batch": (args.batch or DEMO_BATCH) if road != "evolve" else None,
                "seed": args.seed, "epsilon": result["epsilon"], "seconds": round(time.time() - start, 1),
                "resumed": args.resume,
                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # of the process so far
                "stages": [s["stage"] for s in result["card"]["privacy"]["stages"]],
                "command": " ".join(sys.argv), **score(train, held_out, result["synthetic"])}
+        drawn = first_draw(Path(run_config.output.dir) / "evolution") if evolving else None
+        if drawn:  # the generator alone (DP fine-tuned, or public for evolve), before any histogram
+            sample = pd.DataFrame(drawn).sample(min(args.n, len(drawn)), random_state=0).reset_index(drop=True)
+            row["first_draw"] = score(train, held_out, sample)
         print(json.dumps(row), flush=True)
         rows = [r for r in rows if setting(r) != setting(row)] + [row]
         OUT.write_text(json.dumps({"runs": rows}, indent=2))

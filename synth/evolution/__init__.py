@@ -4,8 +4,16 @@
 ``evolve``: the loop around it, with the modality's random / variation / embedding callables.
 """
 
-from .evolve import EvolutionResult, EvolutionSettings, calibrate_sigma, evolve, finetune_target, pool_summary
+from .evolve import (
+    EvolutionResult,
+    EvolutionSettings,
+    calibrate_sigma,
+    evolve,
+    finetune_target,
+    first_draw,
+    pool_summary,
+)
 from .histogram import clean_histogram, noisy_histogram, vote_weights
 
 __all__ = ["EvolutionResult", "EvolutionSettings", "calibrate_sigma", "clean_histogram", "evolve",
-           "finetune_target", "noisy_histogram", "pool_summary", "vote_weights"]
+           "finetune_target", "first_draw", "noisy_histogram", "pool_summary", "vote_weights"]

@@ -11,7 +11,8 @@ appears once as voted and its other draws as variations of it.
 The modality lives in three callables: ``random_api(n) -> items``, ``variation_api(items, rng) ->
 items`` (same length) and ``embed(items) -> (n, d) array``.  Items must be JSON-serialisable: each
 finished iteration's population is saved in ``state_dir``, so an interrupted run resumes at its last
-iteration without releasing any histogram twice.
+iteration without releasing any histogram twice; the random API's first draw stays beside it
+(``first_draw.json``: what the generator gives alone, the baseline the histograms improve on).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
     state = _load_state(state_dir, settings, sigma)
     if state is None:
         state = {"iteration": 0, "population": random_api(settings.pool), "votes_kept": [], "empty": 0}
+        _save_first_draw(state_dir, state["population"])
         _save_state(state_dir, settings, sigma, state)
     for _ in range(state["iteration"]):  # released before an interruption: paid once, recorded again here
         _record(ledger, stage, sigma, settings, units)
@@ -204,6 +206,7 @@ def _progress(total: int, initial: int, enabled: bool):
 
 
 STATE_FILE = "evolution_state.json"
+FIRST_DRAW_FILE = "first_draw.json"
 
 
 def _fingerprint(settings: EvolutionSettings, sigma: float) -> dict[str, Any]:
@@ -242,6 +245,18 @@ def _save_state(state_dir, settings: EvolutionSettings, sigma: float, state: dic
     Path(state_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_text(Path(state_dir) / STATE_FILE,
                       json.dumps({"settings": _fingerprint(settings, sigma), "state": state}, default=str))
+
+
+def _save_first_draw(state_dir, population: list) -> None:
+    if state_dir is not None:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(state_dir) / FIRST_DRAW_FILE, json.dumps(population, default=str))
+
+
+def first_draw(state_dir: str | Path) -> list | None:
+    """The random API's draw before any histogram (None if the run kept no state)."""
+    path = Path(state_dir) / FIRST_DRAW_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def finetune_target(target_epsilon: float, share: float, ledger: PrivacyLedger) -> float:

@@ -13,6 +13,7 @@ from synth.evolution import (
     calibrate_sigma,
     clean_histogram,
     evolve,
+    first_draw,
     noisy_histogram,
     vote_weights,
 )
@@ -136,9 +137,11 @@ def test_the_loop_pulls_the_population_to_the_private_data_and_the_ledger_pays_e
     rng = np.random.default_rng(0)
     private_theta = _angles(2000, 1.0, 0.15, rng)
     private = np.stack([np.cos(private_theta), np.sin(private_theta)], axis=1)
+    drawn = []
 
     def random_api(n):
-        return rng.uniform(-np.pi, np.pi, n).tolist()
+        drawn.extend(rng.uniform(-np.pi, np.pi, n).tolist())
+        return list(drawn)
 
     def variation(items, r):
         return (np.asarray(items) + r.normal(0, 0.1, len(items))).tolist()
@@ -158,6 +161,8 @@ def test_the_loop_pulls_the_population_to_the_private_data_and_the_ledger_pays_e
     assert [(e.stage, e.noise_multiplier, e.steps) for e in ledger.events] == [("evolve:histogram", sigma, 6)]
     assert ledger.epsilon() == pytest.approx(epsilon([(sigma, 1.0, 6)], delta=1e-5), rel=1e-9)
     assert ledger.epsilon() <= 2.0 + 1e-6 and result.iterations == 6 and result.votes_kept[-1] > 0.5
+    assert first_draw(tmp_path) == drawn  # the generator's own draw, kept beside the evolved state
+    assert np.mean(np.abs(np.asarray(drawn) - 1.0) < 0.5) < 0.3
 
 
 def test_an_interrupted_run_resumes_at_its_last_iteration_without_releasing_twice(tmp_path):
