@@ -239,18 +239,20 @@ def finished_population(state_dir: str | Path, iterations: int, n: int, noun: st
     return state["population"]
 
 
-def _save_state(state_dir, settings: EvolutionSettings, sigma: float, state: dict) -> None:
+def _write_json(state_dir, name: str, payload) -> None:
+    """``payload`` as ``state_dir/name``, atomically (nothing when the run keeps no state)."""
     if state_dir is None:
         return
     Path(state_dir).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(state_dir) / STATE_FILE,
-                      json.dumps({"settings": _fingerprint(settings, sigma), "state": state}, default=str))
+    atomic_write_text(Path(state_dir) / name, json.dumps(payload, default=str))
+
+
+def _save_state(state_dir, settings: EvolutionSettings, sigma: float, state: dict) -> None:
+    _write_json(state_dir, STATE_FILE, {"settings": _fingerprint(settings, sigma), "state": state})
 
 
 def _save_first_draw(state_dir, population: list) -> None:
-    if state_dir is not None:
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(state_dir) / FIRST_DRAW_FILE, json.dumps(population, default=str))
+    _write_json(state_dir, FIRST_DRAW_FILE, population)
 
 
 def first_draw(state_dir: str | Path) -> list | None:
