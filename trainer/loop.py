@@ -134,7 +134,7 @@ class DPTrainer:
             self.dist.check_same("the training data", data_fingerprint(examples, units))
             self.sampler.reseed(self.dist.broadcast_int(stream_seed(config.seed, "sampler")))
             self.dist.broadcast_module(model)
-        self._row_costs = row_costs(examples) if self.dist.active else None
+        self._row_costs = row_costs(examples)  # tokens per row: ranks' shares, micro-batches by length
         self.delta = config.resolve_delta(n_units)
         self.ledger = ledger or PrivacyLedger(delta=self.delta, accountant=config.accountant, privacy_unit=config.privacy_unit,
                                               n_units=n_units)
@@ -242,7 +242,7 @@ class DPTrainer:
             batch = split_units(batch, self.dist.world_size, self._row_costs)[self.dist.rank]
         losses, n_items = [], 0
         per_micro = c.physical_batch_size // self.objective.rows_per_example  # examples per micro-batch
-        for units in micro_batches(batch, per_micro):  # 2) clipped sums, per micro-batch
+        for units in micro_batches(batch, per_micro, self._row_costs):  # 2) clipped sums, per micro-batch
             row_loss, items = self._micro_batch(units)
             losses.append(row_loss)
             n_items += items

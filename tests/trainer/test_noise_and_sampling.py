@@ -84,6 +84,22 @@ def test_micro_batches_never_split_a_unit():
     assert mbs == [[[0, 1], [2]], [[3, 4, 5]], [[6]]]
 
 
+def test_micro_batches_put_rows_of_like_length_together():
+    """Longest unit first (by its longest row), ties in sample order: less padding per forward."""
+    cost = [10, 100, 11, 101, 50, 12]
+    batch = [[0], [1], [2], [3, 4], [5]]
+    mbs = micro_batches(batch, 2, row_cost=cost)
+    assert mbs == [[[3, 4]], [[1], [5]], [[2], [0]]]
+    assert sorted(r for mb in mbs for u in mb for r in u) == list(range(6))  # every row once
+
+    def padded(mbs):
+        return sum(max(cost[r] for u in mb for r in u) * sum(map(len, mb)) for mb in mbs)
+
+    assert padded(mbs) < padded(micro_batches(batch, 2))
+    tied = [[0], [1], [2]]
+    assert micro_batches(tied, 2, row_cost=[5, 5, 5]) == micro_batches(tied, 2)  # equal costs: sample order
+
+
 def test_sampler_must_be_the_one_the_accountant_assumes():
     from trainer import ConfigError
     from trainer.sampling import check_sampler
