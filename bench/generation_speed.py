@@ -10,6 +10,12 @@ Three ways to sample ``--n`` records of the demo's Water spec, same model, promp
    processor (finished rows stay in the batch, padding, until the longest is done).
 
     .venv/bin/python bench/generation_speed.py --n 50 --batch 50 --repeats 3
+    .venv/bin/python bench/generation_speed.py --n 300 --batch 100 --repeats 2 --continuous --skip-hf
+
+``--continuous`` adds (4): the continuous batch (synth/lm/continuous.py) given the one prompt ``--n``
+times: a finished row's slot takes the next record at once, where (1) runs ``--batch`` rows until
+its last row ends, so with ``--n`` above ``--batch`` the tail of each batch runs short.
+``--skip-hf`` leaves out (3).
 """
 
 from __future__ import annotations
@@ -79,6 +85,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--continuous", action="store_true", help="also time the continuous batch on the one prompt")
+    ap.add_argument("--skip-hf", action="store_true", help="leave out Hugging Face generate")
     args = ap.parse_args()
 
     from transformers import LogitsProcessorList
@@ -86,6 +94,7 @@ def main() -> None:
     import synth.lm.decoding as constrained
     from synth.config_files import read_config
     from synth.lm import ModelChoice
+    from synth.lm.continuous import sample_from_prompts
     from synth.records.generator import RecordGenerator
     from synth.run_config import build_config
 
@@ -116,7 +125,7 @@ def main() -> None:
             constrained.GrammarMatchers = real
         hf_tokens, t0 = 0, time.perf_counter()
         with torch.no_grad():
-            for start in range(0, args.n, args.batch):
+            for start in range(0, args.n if not args.skip_hf else 0, args.batch):
                 b = min(args.batch, args.n - start)
                 ids = torch.tensor([prompt_ids] * b)
                 mask = _HFMask(real(ll_tok, gen.grammar, b), ids.shape[1], tok.eos_token_id)
@@ -127,12 +136,20 @@ def main() -> None:
                                      pad_token_id=tok.pad_token_id)
                 hf_tokens += int((out[:, ids.shape[1]:] != tok.eos_token_id).sum()) + b
         hf = time.perf_counter() - t0
-        row = {"ours": stats.tokens / ours, "free": free_stats.tokens / free, "hf": hf_tokens / hf,
+        row = {"ours": stats.tokens / ours, "free": free_stats.tokens / free, "hf": hf_tokens / max(hf, 1e-9),
                "grammar_share": stats.extra["mask_seconds"] / ours, "rec_s": stats.emitted / ours}
+        if args.continuous:
+            t0 = time.perf_counter()
+            _, cont_stats = sample_from_prompts(model, tok, [prompt_ids] * args.n, grammar=gen.grammar, seed=r,
+                                                **common)
+            cont = time.perf_counter() - t0
+            row.update(continuous=cont_stats.tokens / cont, continuous_rec_s=cont_stats.emitted / cont)
         rows.append(row)
         print(f"repeat {r}: dpsynth constrained {row['ours']:.1f} tok/s ({row['rec_s']:.2f} rec/s, grammar "
               f"work {row['grammar_share']:.1%} of the time), no mask {row['free']:.1f} tok/s, "
-              f"HF generate + mask {row['hf']:.1f} tok/s", flush=True)
+              f"HF generate + mask {row['hf']:.1f} tok/s"
+              + (f", continuous batch {row['continuous']:.1f} tok/s ({row['continuous_rec_s']:.2f} rec/s)"
+                 if args.continuous else ""), flush=True)
 
     def med(key):
         return sorted(x[key] for x in rows)[len(rows) // 2]
@@ -142,6 +159,10 @@ def main() -> None:
     print(f"  dpsynth decoder constrained {med('ours'):.1f} tok/s = {med('ours') / med('free'):.3f}x the same "
           f"decoder without the mask (grammar work {med('grammar_share'):.1%} of the time) and "
           f"{med('ours') / med('hf'):.2f}x Hugging Face generate + the same mask")
+    if args.continuous:
+        print(f"  continuous batch on the one prompt {med('continuous'):.1f} tok/s "
+              f"({med('continuous_rec_s'):.2f} rec/s) = {med('continuous') / med('ours'):.3f}x the decoder (1) "
+              f"({med('continuous_rec_s') / med('rec_s'):.3f}x in records/s)")
 
 if __name__ == "__main__":
     main()
