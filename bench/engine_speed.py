@@ -9,6 +9,12 @@ non-private training.
     python bench/engine_speed.py --model smollm2-lora  # DP LoRA on SmolLM2-135M-Instruct (offline GGUF)
     python bench/engine_speed.py --model unet --batch 16 --modes nonprivate,per_layer,flat,opacus_hooks
                                                        # diffusers UNet2DModel (32, 64, 64), 32 px, attention
+    python bench/engine_speed.py --model smollm2-lora --seq 160 --batch 6 \
+        --modes nonprivate,per_layer,nonprivate_bf16,per_layer_bf16 --frozen-bf16 --rounds 2
+
+A mode ending in ``_bf16`` runs its forward under bf16 autocast (``train.dtype = "bf16"``; the
+trainable parameters stay fp32); ``--frozen-bf16`` also stores the frozen parameters (LoRA's base
+model) in bf16 in those modes, so autocast does not cast them again at every forward.
 
 Memory on CPU is the process's peak RSS minus its RSS just before the first
 training step (model and inputs already built): the working memory of training
@@ -93,6 +99,7 @@ def make_batches(args, vocab, dev, n):
 
 
 def make_step(mode, model, args, vocab):
+    mode = mode.removesuffix("_bf16")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     if mode == "nonprivate":
@@ -167,6 +174,19 @@ def child(args) -> dict:
     model.to(dev).train()
     if args.model == "smollm2-lora":
         model.config.use_cache = False
+    bf16 = args.mode.endswith("_bf16")
+    if bf16 and args.frozen_bf16:
+        for p in model.parameters():
+            if not p.requires_grad:
+                p.data = p.data.to(torch.bfloat16)
+    if bf16:  # autocast around the forward only, as the trainer does (backward outside it)
+        forward = model.forward
+
+        def autocast_forward(*a, **k):
+            with torch.autocast(dev, dtype=torch.bfloat16):
+                return forward(*a, **k)
+
+        model.forward = autocast_forward
     batches = make_batches(args, vocab, dev, args.warmup + args.steps)
     step = make_step(args.mode, model, args, vocab)
     if dev == "cuda":
@@ -213,6 +233,7 @@ def main(argv=None):
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--norm-method", default="auto", choices=["auto", "ghost", "instantiate"])
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--frozen-bf16", action="store_true", help="_bf16 modes: frozen parameters stored in bf16")
     ap.add_argument("--rounds", type=int, default=1,
                     help="run the list of modes this many times, interleaved, and report the median per mode")
     ap.add_argument("--json", type=Path, help="also write the results here")
