@@ -15,12 +15,14 @@ Three ways to sample ``--n`` records of the demo's Water spec, same model, promp
 ``--continuous`` adds (4): the continuous batch (synth/lm/continuous.py) given the one prompt ``--n``
 times: a finished row's slot takes the next record at once, where (1) runs ``--batch`` rows until
 its last row ends, so with ``--n`` above ``--batch`` the tail of each batch runs short.
-``--skip-hf`` leaves out (3).
+``--skip-hf`` leaves out (3).  ``--bf16`` adds (5): the decoder (1) on a bf16 copy of the model
+(``generate.dtype = "bf16"``, synth/lm/decoding_model.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -87,6 +89,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--continuous", action="store_true", help="also time the continuous batch on the one prompt")
     ap.add_argument("--skip-hf", action="store_true", help="leave out Hugging Face generate")
+    ap.add_argument("--bf16", action="store_true", help="also time the decoder on a bf16 copy of the model")
     args = ap.parse_args()
 
     from transformers import LogitsProcessorList
@@ -95,6 +98,7 @@ def main() -> None:
     from synth.config_files import read_config
     from synth.lm import ModelChoice
     from synth.lm.continuous import sample_from_prompts
+    from synth.lm.decoding_model import decoding_model
     from synth.records.generator import RecordGenerator
     from synth.run_config import build_config
 
@@ -107,6 +111,10 @@ def main() -> None:
     common = dict(batch_size=args.batch, max_record_tokens=budget, temperature=args.temperature, progress=False)
 
     constrained.sample_texts(model, tok, gen.grammar, prompt_ids, 4, seed=1, **common)  # warm-up
+    stack = contextlib.ExitStack()
+    low = stack.enter_context(decoding_model(model, "bf16")) if args.bf16 else None
+    if low is not None:
+        constrained.sample_texts(low, tok, gen.grammar, prompt_ids, 4, seed=1, **common)
     ll_tok = tok.llguidance()
     real = constrained.GrammarMatchers
     rows = []
@@ -144,12 +152,19 @@ def main() -> None:
                                                 **common)
             cont = time.perf_counter() - t0
             row.update(continuous=cont_stats.tokens / cont, continuous_rec_s=cont_stats.emitted / cont)
+        if low is not None:
+            t0 = time.perf_counter()
+            _, low_stats = constrained.sample_texts(low, tok, gen.grammar, prompt_ids, args.n, seed=r, **common)
+            took = time.perf_counter() - t0
+            row.update(bf16=low_stats.tokens / took, bf16_rec_s=low_stats.emitted / took)
         rows.append(row)
         print(f"repeat {r}: dpsynth constrained {row['ours']:.1f} tok/s ({row['rec_s']:.2f} rec/s, grammar "
               f"work {row['grammar_share']:.1%} of the time), no mask {row['free']:.1f} tok/s, "
               f"HF generate + mask {row['hf']:.1f} tok/s"
               + (f", continuous batch {row['continuous']:.1f} tok/s ({row['continuous_rec_s']:.2f} rec/s)"
-                 if args.continuous else ""), flush=True)
+                 if args.continuous else "")
+              + (f", bf16 copy {row['bf16']:.1f} tok/s ({row['bf16_rec_s']:.2f} rec/s)" if low is not None else ""),
+              flush=True)
 
     def med(key):
         return sorted(x[key] for x in rows)[len(rows) // 2]
@@ -163,6 +178,10 @@ def main() -> None:
         print(f"  continuous batch on the one prompt {med('continuous'):.1f} tok/s "
               f"({med('continuous_rec_s'):.2f} rec/s) = {med('continuous') / med('ours'):.3f}x the decoder (1) "
               f"({med('continuous_rec_s') / med('rec_s'):.3f}x in records/s)")
+    if low is not None:
+        print(f"  the decoder on a bf16 copy {med('bf16'):.1f} tok/s ({med('bf16_rec_s'):.2f} rec/s) = "
+              f"{med('bf16') / med('ours'):.3f}x the fp32 decoder (1)")
+    stack.close()
 
 if __name__ == "__main__":
     main()

@@ -184,7 +184,7 @@ class Synthesizer:
             return self.generator.sample(count, batch_size=batch_size or g.batch_size,
                                          temperature=g.temperature if temperature is None else temperature,
                                          top_p=g.top_p if top_p is None else top_p, seed=draw_seed, progress=progress,
-                                         max_cache_gb=g.max_cache_gb)
+                                         max_cache_gb=g.max_cache_gb, dtype=g.dtype)
 
         frame, self.last_sample_stats = sample_until(draw, int(n), seed)
         self.last_private_report = self._private_report(frame)

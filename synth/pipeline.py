@@ -219,7 +219,7 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
 
     def draw(count: int, seed: int | None):
         return generator.sample(count, batch_size=g.batch_size, temperature=g.temperature, top_p=g.top_p,
-                                seed=seed, progress=progress, max_cache_gb=g.max_cache_gb)
+                                seed=seed, progress=progress, max_cache_gb=g.max_cache_gb, dtype=g.dtype)
 
     def sample(count: int, seed: int | None):
         return sample_until(draw, count, seed)

@@ -201,29 +201,31 @@ class AlbumGenerator:
 
     def sample(self, n: int, *, seed: int | None = None, max_new_tokens: int = 48, temperature: float = 1.0,
                batch_size: int = 16, image_steps: int = 25, guidance_scale: float = 3.0,
-               progress: bool = False) -> list[dict]:
+               progress: bool = False, lm_dtype: str = "fp32") -> list[dict]:
         """``n`` albums: a summary, a length from the DP histogram, that many captions given the summary,
-        then (unless images = none) an image per caption."""
+        then (unless images = none) an image per caption.  ``lm_dtype``: the dtype the summary and caption
+        LMs decode in (``generate.dtype``)."""
         rng = np.random.default_rng(seed)
         summaries, _ = self.summary_lm.sample(n, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                              temperature=temperature, seed=seed, progress=progress)
+                                              temperature=temperature, seed=seed, progress=progress, dtype=lm_dtype)
         lengths = [int(c[0]) for c in self.lengths.sample(n, rng)]
         if self.spec.earlier_captions > 0:
             albums = self._captions_in_order(list(summaries["summary"]), lengths, seed=seed, batch_size=batch_size,
-                                             max_new_tokens=max_new_tokens, temperature=temperature, progress=progress)
+                                             max_new_tokens=max_new_tokens, temperature=temperature, progress=progress,
+                                             lm_dtype=lm_dtype)
             return self._draw_photos(albums, image_steps, guidance_scale, seed, progress)
         contexts = [s for s, k in zip(summaries["summary"], lengths, strict=True) for _ in range(k)]
         hierarchical = self.caption_lm.spec.context is not None
         captions, _ = self.caption_lm.sample(len(contexts), contexts=contexts if hierarchical else None,
                                              batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                             temperature=temperature, seed=seed, progress=progress)
+                                             temperature=temperature, seed=seed, progress=progress, dtype=lm_dtype)
         it = iter(captions["caption"])  # in the contexts' order (independent captions: dealt in order)
         albums = [{"album_id": f"album{i:05d}", "summary": str(s), "captions": [next(it) for _ in range(k)]}
                   for i, (s, k) in enumerate(zip(summaries["summary"], lengths, strict=True))]
         return self._draw_photos(albums, image_steps, guidance_scale, seed, progress)
 
     def _captions_in_order(self, summaries: list[str], lengths: list[int], *, seed, batch_size, max_new_tokens,
-                           temperature, progress) -> list[dict]:
+                           temperature, progress, lm_dtype: str = "fp32") -> list[dict]:
         """Round j writes caption j of every album at least j + 1 long, given its summary and its earlier
         captions (one continuous batch a round)."""
         captions: list[list[str]] = [[] for _ in summaries]
@@ -232,7 +234,8 @@ class AlbumGenerator:
             contexts = [self.caption_context(str(summaries[i]), captions[i]) for i in todo]
             frame, _ = self.caption_lm.sample(len(todo), contexts=contexts, batch_size=batch_size,
                                               max_new_tokens=max_new_tokens, temperature=temperature,
-                                              seed=None if seed is None else seed + j, progress=progress)
+                                              seed=None if seed is None else seed + j, progress=progress,
+                                              dtype=lm_dtype)
             for i, caption in zip(todo, frame["caption"], strict=True):
                 captions[i].append(str(caption))
         return [{"album_id": f"album{i:05d}", "summary": str(s), "captions": captions[i]}

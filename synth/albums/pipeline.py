@@ -116,7 +116,7 @@ def generate_and_export(config: SynthConfig, gen: AlbumGenerator, *, progress: b
     g, spec, run_dir = config.generate, config.albums, Path(config.output.dir)
     albums = gen.sample(g.n, seed=g.seed, max_new_tokens=spec.max_new_tokens, temperature=g.temperature,
                         batch_size=g.batch_size, image_steps=spec.sampling_steps, guidance_scale=spec.guidance_scale,
-                        progress=progress)
+                        progress=progress, lm_dtype=g.dtype)
     ledger = gen.ledger
     photos = sum(len(a["captions"]) for a in albums)
     shares = spec.shares

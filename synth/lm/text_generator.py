@@ -32,6 +32,7 @@ from trainer.io import atomic_directory
 from ..conditioning import ConditioningDistribution, plain_value
 from .continuous import MAX_CACHE_GB, sample_from_prompts
 from .decoding import SampleStats
+from .decoding_model import decoding_model
 from .roads import ModelChoice, build_model
 from .saved import read_generator, write_generator
 from .text_spec import TextSpec
@@ -134,7 +135,7 @@ class TextGenerator:
     def sample(self, n: int, *, batch_size: int = 16, max_new_tokens: int = 256, temperature: float = 1.0,
                top_p: float = 1.0, seed: int | None = None, progress: bool = True,
                contexts: list[str] | None = None, guidance: float = 1.0,
-               max_cache_gb: float = MAX_CACHE_GB) -> tuple[pd.DataFrame, SampleStats]:
+               max_cache_gb: float = MAX_CACHE_GB, dtype: str = "fp32") -> tuple[pd.DataFrame, SampleStats]:
         """``n`` documents; with a context column, ``contexts`` gives each document's context.  Every
         document has its own prompt (its drawn labels, its context), all in one continuous batch.
         ``guidance`` > 1 follows the labels and context more closely (classifier-free guidance against
@@ -157,7 +158,7 @@ class TextGenerator:
                               "corpus has neither: leave it at 1")
         texts, stats = self._complete(prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
                                       temperature=temperature, top_p=top_p, seed=seed, progress=progress,
-                                      guidance=guidance, max_cache_gb=max_cache_gb)
+                                      guidance=guidance, max_cache_gb=max_cache_gb, dtype=dtype)
         out = []
         for labels, context, text in zip(draws, contexts, texts, strict=True):
             ctx = {self.spec.context: context} if self.spec.context else {}
@@ -171,7 +172,7 @@ class TextGenerator:
 
     def vary(self, parents: list[dict], rng: np.random.Generator, *, keep: float = 0.5, batch_size: int = 16,
              max_new_tokens: int = 256, temperature: float = 1.0, top_p: float = 1.0,
-             progress: bool = True, max_cache_gb: float = MAX_CACHE_GB) -> list[dict]:
+             progress: bool = True, max_cache_gb: float = MAX_CACHE_GB, dtype: str = "fp32") -> list[dict]:
         """Private Evolution's variation for documents: each child keeps its parent's labels and the
         first m of its words (m uniform in [0, ``keep`` × its words]) and the model writes the rest
         from there, under the prompt it was trained with; m = 0 redraws the document afresh.  The kept
@@ -194,30 +195,24 @@ class TextGenerator:
             budgets.append(max_new_tokens - len(head_ids))
         texts = self._complete(prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=temperature,
                                top_p=top_p, seed=int(rng.integers(1 << 31)), progress=progress,
-                               new_token_budgets=budgets, max_cache_gb=max_cache_gb)[0]
+                               new_token_budgets=budgets, max_cache_gb=max_cache_gb, dtype=dtype)[0]
         return [{**parent, self.spec.text: head + (text or "")}
                 for parent, head, text in zip(parents, kept, texts, strict=True)]
 
     def _complete(self, prompts: list[list[int]], *, batch_size: int, max_new_tokens: int, temperature: float,
                   top_p: float, seed: int | None, progress: bool, new_token_budgets: list[int] | None = None,
-                  guidance: float = 1.0, max_cache_gb: float = MAX_CACHE_GB):
-        """One completion per prompt in one continuous batch (a LoRA adapter merged meanwhile);
+                  guidance: float = 1.0, max_cache_gb: float = MAX_CACHE_GB, dtype: str = "fp32"):
+        """One completion per prompt in one continuous batch (on ``decoding_model``: a LoRA adapter merged);
         ``new_token_budgets``: each prompt's own ``max_new_tokens``; ``guidance``: against the prompt
         with no labels and no context."""
-        merged = hasattr(self.model, "merge_adapter")
-        if merged:
-            self.model.merge_adapter()
-        try:  # a finished row's slot takes the next prompt at once
-            return sample_from_prompts(self.model, self.tokenizer, prompts, batch_size=batch_size,
+        with decoding_model(self.model, dtype) as model:  # a finished row's slot takes the next prompt at once
+            return sample_from_prompts(model, self.tokenizer, prompts, batch_size=batch_size,
                                        max_record_tokens=max_new_tokens - 1, temperature=temperature,
                                        top_p=top_p, seed=seed, progress=progress, keep_unfinished=True,
                                        record_budgets=None if new_token_budgets is None
                                        else [b - 1 for b in new_token_budgets],
                                        guidance=guidance, max_cache_gb=max_cache_gb,
                                        unconditional=[self.unconditional_prompt_ids()] * len(prompts) if guidance != 1.0 else None)
-        finally:
-            if merged:
-                self.model.unmerge_adapter()
 
     # ---------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path) -> None:

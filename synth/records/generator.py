@@ -22,6 +22,7 @@ from trainer.io import atomic_directory
 from ..conditioning import ConditioningDistribution, plain_value
 from ..lm import ModelChoice, SampleStats, build_model, sample_texts
 from ..lm.continuous import MAX_CACHE_GB, sample_from_prompts
+from ..lm.decoding_model import decoding_model
 from ..lm.saved import read_generator, write_generator
 from ..spec import DatasetSpec
 from .grammar import derive_grammar
@@ -100,10 +101,7 @@ class RecordGenerator:
 
     def sample(self, n: int, *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
                seed: int | None = None, progress: bool = True,
-               max_cache_gb: float = MAX_CACHE_GB) -> tuple[pd.DataFrame, SampleStats]:
-        merged = hasattr(self.model, "merge_adapter")
-        if merged:  # LoRA folded into the base weights: no adapter matmuls at every decoding step
-            self.model.merge_adapter()
+               max_cache_gb: float = MAX_CACHE_GB, dtype: str = "fp32") -> tuple[pd.DataFrame, SampleStats]:
         if self.spec.conditioning and self.conditioning is None:
             raise ValueError("a conditioned generator needs its conditioning distribution (set by the pipeline)")
         conditions = [()] * n
@@ -111,17 +109,17 @@ class RecordGenerator:
             conditions = self.conditioning.sample(n, np.random.default_rng(seed))
         prompts = {c: self._prompt_ids(c) for c in dict.fromkeys(conditions)}
         records, bad = [], 0
-        try:
+        with decoding_model(self.model, dtype) as model:
             if len(prompts) == 1:  # one prompt: prefilled once and shared by the batch
                 texts, stats = sample_texts(
-                    self.model, self.tokenizer, self.grammar, next(iter(prompts.values())), n,
+                    model, self.tokenizer, self.grammar, next(iter(prompts.values())), n,
                     batch_size=batch_size, max_record_tokens=self.max_record_tokens(), temperature=temperature,
                     top_p=top_p, seed=seed, progress=progress,
                 )
                 drawn = [(conditions[0], t) for t in texts]
             else:  # a prompt per record's condition, in one continuous batch
                 texts, stats = sample_from_prompts(
-                    self.model, self.tokenizer, [prompts[c] for c in conditions], grammar=self.grammar,
+                    model, self.tokenizer, [prompts[c] for c in conditions], grammar=self.grammar,
                     batch_size=batch_size, max_record_tokens=self.max_record_tokens(), temperature=temperature,
                     top_p=top_p, seed=seed, progress=progress, max_cache_gb=max_cache_gb,
                 )
@@ -134,9 +132,6 @@ class RecordGenerator:
                     continue
                 record.update(zip(self.spec.conditioning, map(plain_value, condition), strict=True))
                 records.append({name: record[name] for name in self.spec.names})
-        finally:
-            if merged:
-                self.model.unmerge_adapter()
         stats = stats or SampleStats()
         stats.requested = n
         stats.extra["unparseable_by_spec"] = bad
@@ -145,7 +140,8 @@ class RecordGenerator:
 
     def vary(self, records: list[dict], *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
              seed: int | None = None, progress: bool = False, mode: str = "fields",
-             fields_changed: float = 0.5, max_cache_gb: float = MAX_CACHE_GB) -> tuple[list[dict], int]:
+             fields_changed: float = 0.5, max_cache_gb: float = MAX_CACHE_GB,
+             dtype: str = "fp32") -> tuple[list[dict], int]:
         """Private Evolution's variation for records: one new record per parent, under the grammar, so
         every child parses.  ``mode = "fields"``: each field is written anew with probability
         ``fields_changed`` (at least one), after the model's own training prompt, the parent's other
@@ -164,17 +160,11 @@ class RecordGenerator:
             prompts, grammar = [self._rewrite_prompt(record) for record in records], self.grammar
         else:
             raise ValueError(f"variation mode must be fields or rewrite, got {mode!r}")
-        merged = hasattr(self.model, "merge_adapter")
-        if merged:
-            self.model.merge_adapter()
-        try:
-            texts, _ = sample_from_prompts(self.model, self.tokenizer, prompts, grammar=grammar,
+        with decoding_model(self.model, dtype) as model:
+            texts, _ = sample_from_prompts(model, self.tokenizer, prompts, grammar=grammar,
                                            batch_size=batch_size, max_record_tokens=self.max_record_tokens(),
                                            temperature=temperature, top_p=top_p, seed=seed, progress=progress,
                                            max_cache_gb=max_cache_gb)
-        finally:
-            if merged:
-                self.model.unmerge_adapter()
         children, kept = [], 0
         for parent, text in zip(records, texts, strict=True):
             try:

@@ -61,13 +61,13 @@ def evolve_documents(config, generator, frame: pd.DataFrame, users: list | None,
     def random_api(n: int) -> list[dict]:
         sampled, _ = generator.sample(n, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
                                       temperature=g.temperature, top_p=g.top_p, seed=g.seed, progress=progress,
-                                      max_cache_gb=g.max_cache_gb)
+                                      max_cache_gb=g.max_cache_gb, dtype=g.dtype)
         return plain_documents(sampled, names, spec.text)
 
     def variation_api(items: list[dict], rng: np.random.Generator) -> list[dict]:
         return generator.vary(items, rng, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
                               temperature=config.evolve.variation_temperature, top_p=g.top_p, progress=progress,
-                              max_cache_gb=g.max_cache_gb)
+                              max_cache_gb=g.max_cache_gb, dtype=g.dtype)
 
     def embed(items: list[dict]) -> np.ndarray:
         return encoder.encode_dataset([d[spec.text] for d in items])

@@ -117,7 +117,7 @@ def generate_and_export(config: SynthConfig, generator: TextGenerator, private: 
     def sample(count: int, seed: int | None):
         return generator.sample(count, batch_size=g.batch_size, max_new_tokens=g.max_new_tokens,
                                 temperature=g.temperature, top_p=g.top_p, seed=seed, progress=progress,
-                                guidance=g.guidance_scale, max_cache_gb=g.max_cache_gb)
+                                guidance=g.guidance_scale, max_cache_gb=g.max_cache_gb, dtype=g.dtype)
 
     evolved = getattr(generator, "evolved", None)
     if evolved is not None:  # Private Evolution: the final population is the corpus (no more sampling)
