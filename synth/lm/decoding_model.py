@@ -39,9 +39,10 @@ def decoding_model(model: torch.nn.Module, dtype: str = "fp32") -> Iterator[torc
     low = copy.deepcopy(model)
     if hasattr(low, "merge_and_unload"):  # a peft model: fold the adapter in at fp32, then round once
         low = low.merge_and_unload()
-    low.to(SAMPLING_DTYPES[dtype]).eval()
-    for p in low.parameters():
-        p.requires_grad_(False)
+    for p in low.parameters():  # parameters only: buffers such as RoPE's inv_freq keep fp32 (rounded to
+        p.requires_grad_(False)  # bf16, position 200's angle would be off by ~0.4 rad at the top frequency)
+        p.data = p.data.to(SAMPLING_DTYPES[dtype])
+    low.eval()
     try:
         yield low
     finally:

@@ -46,6 +46,7 @@ def test_bf16_decodes_a_folded_copy_and_leaves_the_trained_model_unchanged(lora_
     with decoding_model(model, "bf16") as low:
         assert low is not model
         assert {p.dtype for p in low.parameters()} == {torch.bfloat16}
+        assert {b.dtype for b in low.buffers() if b.is_floating_point()} == {torch.float32}  # RoPE's inv_freq
         assert not any("lora" in n for n, _ in low.named_parameters())  # the adapter is folded in
         got = _logits(low, ids)
     # bf16 keeps 8 bits of mantissa: the logits follow the fp32 model's, they do not equal them
