@@ -172,8 +172,8 @@ def main() -> None:
     print(f"\n{args.n} records, batch {args.batch}, SmolLM2-135M-Instruct, {torch.get_num_threads()} threads, "
           f"median of {args.repeats}:")
     print(f"  dpsynth decoder constrained {med('ours'):.1f} tok/s = {med('ours') / med('free'):.3f}x the same "
-          f"decoder without the mask (grammar work {med('grammar_share'):.1%} of the time) and "
-          f"{med('ours') / med('hf'):.2f}x Hugging Face generate + the same mask")
+          f"decoder without the mask (grammar work {med('grammar_share'):.1%} of the time)"
+          + ("" if args.skip_hf else f" and {med('ours') / med('hf'):.2f}x Hugging Face generate + the same mask"))
     if args.continuous:
         print(f"  continuous batch on the one prompt {med('continuous'):.1f} tok/s "
               f"({med('continuous_rec_s'):.2f} rec/s) = {med('continuous') / med('ours'):.3f}x the decoder (1) "
