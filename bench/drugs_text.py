@@ -56,7 +56,7 @@ DEMO_TEMPERATURE = 0.8  # synth/data/demo_text.toml's generate.temperature
 
 def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labels: tuple[str, ...] = ("rating",),
            iterations: int = 5, lora_targets: list[str] | None = None, lora_rank: int | None = None,
-           variations: int = 1, keep_parents: bool = False) -> dict:
+           variations: int = 1, keep_parents: bool = False, bf16: bool = False) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo_text.toml")
@@ -73,6 +73,8 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labe
     if road in ("evolve", "fine-tune+evolve"):
         raw["evolve"] = {"road": road, "iterations": iterations, "variations": variations, "keep_parents": keep_parents}
     raw["generate"].update({"n": n, "seed": seed})
+    if bf16:  # bf16 DP forwards and bf16 decoding (native on this CPU: README "bf16")
+        raw["train"]["dtype"] = raw["generate"]["dtype"] = "bf16"
     if lora_targets:
         raw["model"]["lora_targets"] = list(lora_targets)
     if lora_rank:
@@ -81,6 +83,7 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labe
     suffix += "".join(f"_{t}" for t in lora_targets or []) + (f"_r{lora_rank}" if lora_rank else "")
     if road in ("evolve", "fine-tune+evolve"):
         suffix += (f"_v{variations}" if variations != 1 else "") + ("_keep" if keep_parents else "")
+    suffix += "_bf16" if bf16 else ""
     raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}{suffix}"), "overwrite": True, "format": "jsonl"}
     return raw
 
@@ -124,7 +127,8 @@ def setting(row: dict) -> tuple:
     """What makes rows comparable: a table and its gain share mix only rows of one setting."""
     return (row["steps"], row["batch"], row.get("n", 400), tuple(row.get("labels", ["rating"])),
             tuple(row.get("lora_targets") or ()), row.get("lora_rank"), row.get("temperature", DEMO_TEMPERATURE),
-            row.get("guidance_scale", 1.0), row.get("variations", 1), row.get("keep_parents", False))
+            row.get("guidance_scale", 1.0), row.get("variations", 1), row.get("keep_parents", False),
+            row.get("dtype", "fp32"))
 
 
 def tables(rows: list[dict]) -> str:
@@ -132,12 +136,13 @@ def tables(rows: list[dict]) -> str:
     out = []
     for key in dict.fromkeys(setting(r) for r in rows):
         chosen = [r for r in rows if setting(r) == key]
-        steps, batch, n, labels, targets, rank, temperature, guidance, variations, keep_parents = key
+        steps, batch, n, labels, targets, rank, temperature, guidance, variations, keep_parents, dtype = key
         lora = f", LoRA r={rank or 8} on {', '.join(targets)}" if targets or rank else ""
         lora += f", sampled at temperature {temperature:g}" if temperature != DEMO_TEMPERATURE else ""
         lora += f", guidance {guidance:g}" if guidance != 1.0 else ""
         lora += f", {variations} variations a parent" if variations != 1 else ""
         lora += ", parents kept in the pool" if keep_parents else ""
+        lora += ", bf16 training and decoding" if dtype == "bf16" else ""
         out += [f"{steps} steps of {batch}, {n} synthetic reviews, labels {', '.join(labels)}{lora}:", "",
                 markdown(chosen), gain_share(chosen), ""]
     return "\n".join(out)
@@ -192,6 +197,7 @@ def main() -> None:
     ap.add_argument("--samplings", nargs="+", default=[], metavar="T[:G]",
                     help="also sample each trained generator at temperature T (and generate.guidance_scale G): a row "
                     "each, no retraining")
+    ap.add_argument("--bf16", action="store_true", help="train.dtype and generate.dtype = bf16")
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     ap.add_argument("--out", type=Path, default=OUT, help="the results file (rows are added to it)")
     args = ap.parse_args()
@@ -206,7 +212,7 @@ def main() -> None:
         start = time.time()
         labels = tuple(args.labels)
         cfg = build_config(config(road, seed, args.steps, args.batch, args.lr, args.n, labels, args.iterations,
-                                  args.lora_targets, args.lora_rank, args.variations, args.keep_parents))
+                                  args.lora_targets, args.lora_rank, args.variations, args.keep_parents, args.bf16))
         result = run(cfg, progress=False)
         seconds = round(time.time() - start, 1)
         synthetic = result["synthetic"]
@@ -214,6 +220,7 @@ def main() -> None:
                "labels": list(labels), "epsilon": result.get("epsilon"), "seconds": seconds,
                **({"lora_targets": args.lora_targets} if args.lora_targets else {}),
                **({"lora_rank": args.lora_rank} if args.lora_rank else {}),
+               **({"dtype": "bf16"} if args.bf16 else {}),
                **({"iterations": args.iterations, "variations": args.variations, "keep_parents": args.keep_parents}
                   if "evolve" in road else {}),
                "documents": len(synthetic), **score(synthetic, labels, Path(cfg.output.dir))}
@@ -221,7 +228,7 @@ def main() -> None:
         for sampling in args.samplings:  # the same trained generator, sampled again
             temperature, _, guidance = sampling.partition(":")
             raw = config(road, seed, args.steps, args.batch, args.lr, args.n, labels, args.iterations,
-                         args.lora_targets, args.lora_rank, args.variations, args.keep_parents)
+                         args.lora_targets, args.lora_rank, args.variations, args.keep_parents, args.bf16)
             raw["generate"].update({"temperature": float(temperature), "guidance_scale": float(guidance or 1.0)})
             start = time.time()
             again = generate(build_config(raw), progress=False)["synthetic"]

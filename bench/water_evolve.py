@@ -19,7 +19,7 @@ have no ``record_variation`` key and used ``rewrite``).  ``--field-weight`` is `
 ``evolve.variations`` / ``evolve.keep_parents`` (a pool of candidates larger than ``--n``);
 ``--budget-share`` is ``evolve.budget_share``; ``--no-description`` leaves the spec's description out
 of the prompt (fewer tokens in every DP forward: more steps in the same CPU time); ``--bf16`` trains
-with ``train.dtype = "bf16"``.  An evolving road's row also scores ``first_draw``:
+with ``train.dtype = "bf16"``, ``--generate-bf16`` decodes with ``generate.dtype = "bf16"``.  An evolving road's row also scores ``first_draw``:
 ``--n`` of the generator's own candidates before any histogram (the DP fine-tuned model alone, on
 fine-tune+evolve).  Results: ``bench/results/water_evolve_cpu.json``.
 """
@@ -47,7 +47,8 @@ DEMO_STEPS, DEMO_BATCH = 12, 24  # synth/data/demo.toml's DP fine-tuning: the ro
 def config(road: str, n: int, iterations: int, seed: int, variation: str = "fields",
            fields_changed: float = 0.5, field_weight: float = 0.0, resume: bool = False, variations: int = 1,
            keep_parents: bool = False, steps: int | None = None, batch: int | None = None,
-           budget_share: float | None = None, no_description: bool = False, bf16: bool = False) -> dict:
+           budget_share: float | None = None, no_description: bool = False, bf16: bool = False,
+           generate_bf16: bool = False) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo.toml")
@@ -60,6 +61,8 @@ def config(road: str, n: int, iterations: int, seed: int, variation: str = "fiel
         raw["train"]["steps"] = steps
     if bf16:  # bf16 autocast in the DP forwards (1.35x on this CPU's avx512_bf16: bench/engine_speed.py)
         raw["train"]["dtype"] = "bf16"
+    if generate_bf16:  # decoding on a bf16 copy (1.14-1.37x records/s: bench/generation_speed.py --bf16)
+        raw["generate"]["dtype"] = "bf16"
     if batch:
         raw["train"]["expected_batch_size"] = batch
     suffix = "" if road == "fine-tune" else f"_{variation}{fields_changed:g}" if variation == "fields" else f"_{variation}"
@@ -68,7 +71,7 @@ def config(road: str, n: int, iterations: int, seed: int, variation: str = "fiel
         suffix += (f"_v{variations}" if variations != 1 else "") + ("_keep" if keep_parents else "")
         suffix += f"_share{budget_share:g}" if budget_share and road == "fine-tune+evolve" else ""
     suffix += (f"_T{steps}" if steps else "") + (f"_B{batch}" if batch else "") + ("_nodesc" if no_description else "")
-    suffix += "_bf16" if bf16 else ""
+    suffix += ("_bf16" if bf16 else "") + ("_genbf16" if generate_bf16 else "")
     raw["output"] = {"dir": str(WORK / f"{road.replace('+', '_')}_n{n}_seed{seed}{suffix}"), "overwrite": not resume}
     raw.pop("evaluation", None)
     if road != "fine-tune":
@@ -107,7 +110,7 @@ def setting(row: dict) -> tuple:
     return (row["road"], row.get("n"), row.get("iterations"), row.get("seed"), variation, row.get("fields_changed"),
             row.get("field_weight") or 0.0, row.get("variations") or 1, bool(row.get("keep_parents")),
             row.get("train_steps") or DEMO_STEPS, row.get("train_batch") or DEMO_BATCH, row.get("budget_share") or 0.5,
-            bool(row.get("no_description")), row.get("train_dtype") or "fp32")
+            bool(row.get("no_description")), row.get("train_dtype") or "fp32", row.get("generate_dtype") or "fp32")
 
 
 def main() -> None:
@@ -130,6 +133,7 @@ def main() -> None:
     ap.add_argument("--no-description", action="store_true", help="leave spec.description out of the prompt: "
                     "26%% fewer tokens in every DP forward (the prompt is 89 of a record's ~162 tokens with it)")
     ap.add_argument("--bf16", action="store_true", help="train.dtype = bf16 (autocast) for the DP fine-tuning")
+    ap.add_argument("--generate-bf16", action="store_true", help="generate.dtype = bf16 (decoding)")
     ap.add_argument("--resume", action="store_true", help="resume an interrupted run of the same setting (its seconds "
                     "then count only this part)")
     args = ap.parse_args()
@@ -151,7 +155,7 @@ def main() -> None:
         run_config = build_config(config(road, args.n, args.iterations, args.seed, args.record_variation,
                                          args.fields_changed, args.field_weight, args.resume, args.variations,
                                          args.keep_parents, args.steps, args.batch, args.budget_share,
-                                         args.no_description, args.bf16))
+                                         args.no_description, args.bf16, args.generate_bf16))
         result = run(run_config, progress=False)
         evolving = road != "fine-tune"
         row = {"road": road, "n": args.n, "iterations": args.iterations if evolving else None,
@@ -165,6 +169,7 @@ def main() -> None:
                "train_batch": (args.batch or DEMO_BATCH) if road != "evolve" else None,
                "no_description": args.no_description,
                "train_dtype": ("bf16" if args.bf16 else "fp32") if road != "evolve" else None,
+               "generate_dtype": "bf16" if args.generate_bf16 else "fp32",
                "seed": args.seed, "epsilon": result["epsilon"], "seconds": round(time.time() - start, 1),
                "resumed": args.resume,
                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # of the process so far
