@@ -223,6 +223,7 @@ def main() -> None:
                **({"dtype": "bf16"} if args.bf16 else {}),
                **({"iterations": args.iterations, "variations": args.variations, "keep_parents": args.keep_parents}
                   if "evolve" in road else {}),
+               "command": " ".join(sys.argv),  # the file's "command" is only the latest run's
                "documents": len(synthetic), **score(synthetic, labels, Path(cfg.output.dir))}
         rows = _keep(rows, row, args.out)
         for sampling in args.samplings:  # the same trained generator, sampled again
