@@ -44,8 +44,4 @@ def decoding_model(model: torch.nn.Module, dtype: str = "fp32") -> Iterator[torc
     for p in low.parameters():
         p.requires_grad_(False)
         p.data = p.data.to(SAMPLING_DTYPES[dtype])
-    low.eval()
-    try:
-        yield low
-    finally:
-        del low
+    yield low.eval()
