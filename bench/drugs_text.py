@@ -9,6 +9,7 @@ non-private fine-tuning with the same compute, every text metric against held-ou
     python bench/drugs_text.py --roads fine-tune+evolve --keep-parents    # a pool of twice the population
     python bench/drugs_text.py --lora-targets q_proj v_proj --lora-rank 4   # fewer DP-trained coordinates
     python bench/drugs_text.py --samplings 0.5 0.8:2   # also sample the trained model at temperature[:guidance]
+    python bench/drugs_text.py --roads dp --n 2000 --reuse   # 2,000 reviews from the DP run's saved generator
     python bench/drugs_text.py --table               # the README's table from the results file
 
 ``../shared/data/drugs_train.csv`` (600 reviews) is the private corpus, ``drugs_test.csv`` (379) the
@@ -198,6 +199,9 @@ def main() -> None:
                     help="also sample each trained generator at temperature T (and generate.guidance_scale G): a row "
                     "each, no retraining")
     ap.add_argument("--bf16", action="store_true", help="train.dtype and generate.dtype = bf16")
+    ap.add_argument("--reuse", action="store_true",
+                    help="train nothing: sample --n reviews from the generator this setting's run saved (post-processing, "
+                         "no privacy cost; the full parts of its earlier sampling are kept)")
     ap.add_argument("--table", action="store_true", help="print the README's table from the results file and stop")
     ap.add_argument("--out", type=Path, default=OUT, help="the results file (rows are added to it)")
     args = ap.parse_args()
@@ -213,7 +217,7 @@ def main() -> None:
         labels = tuple(args.labels)
         cfg = build_config(config(road, seed, args.steps, args.batch, args.lr, args.n, labels, args.iterations,
                                   args.lora_targets, args.lora_rank, args.variations, args.keep_parents, args.bf16))
-        result = run(cfg, progress=False)
+        result = generate(cfg, progress=False) if args.reuse else run(cfg, progress=False)
         seconds = round(time.time() - start, 1)
         synthetic = result["synthetic"]
         row = {"road": road, "seed": seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "n": args.n,
@@ -225,6 +229,8 @@ def main() -> None:
                   if "evolve" in road else {}),
                "command": " ".join(sys.argv),  # the file's "command" is only the latest run's
                "documents": len(synthetic), **score(synthetic, labels, Path(cfg.output.dir))}
+        if args.reuse:  # this run only sampled: the wall time of training is its training row's
+            row["sampling_seconds"], row["seconds"] = seconds, _training_seconds(rows, row)
         rows = _keep(rows, row, args.out)
         for sampling in args.samplings:  # the same trained generator, sampled again
             temperature, _, guidance = sampling.partition(":")
@@ -237,6 +243,15 @@ def main() -> None:
                                 "sampling_seconds": round(time.time() - start, 1), "documents": len(again),
                                 **score(again, labels, Path(cfg.output.dir))}, args.out)
     print(tables(rows))
+
+
+def _training_seconds(rows: list[dict], row: dict) -> float | None:
+    """The wall time of the run that trained ``row``'s generator: its road, seed and setting at any n."""
+    def trained_as(r):
+        key = setting(r)
+        return (r["road"], r["seed"], *key[:2], *key[3:])
+
+    return next((r["seconds"] for r in rows if trained_as(r) == trained_as(row) and "sampling_seconds" not in r), None)
 
 
 def _keep(rows: list[dict], row: dict, out: Path) -> list[dict]:

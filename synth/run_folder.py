@@ -162,7 +162,9 @@ def resumable_sample(config: SynthConfig, sample, *, fingerprint: dict, with_sta
     as they come in parts of GENERATION_PART to ``<run>/generation/``: an interrupted generation resumes
     with the next missing part.  ``fingerprint`` (the generator's ledger and the sampling settings)
     must match the saved parts', else they are from another generator and are started afresh.
-    With a seed, part i uses its own derived seed, so a resumed run gives the same rows.
+    With a seed, part i uses its own derived seed, so a resumed run gives the same rows.  ``n`` is
+    not in the fingerprint: a part depends only on its index and size, so a run asked for more rows
+    keeps every saved full part and samples the rest (a part of another size is sampled again).
     ``with_start``: ``sample(count, seed, start)`` is also told the index of the part's first row
     (e.g. to take prompts in order whatever parts were already made)."""
     import dataclasses
@@ -174,7 +176,7 @@ def resumable_sample(config: SynthConfig, sample, *, fingerprint: dict, with_sta
     g = config.generate
     folder = Path(config.output.dir) / "generation"
     manifest = folder / "manifest.json"
-    want = json.dumps({**fingerprint, "n": g.n, "part": GENERATION_PART}, sort_keys=True, default=str)
+    want = json.dumps({**fingerprint, "part": GENERATION_PART}, sort_keys=True, default=str)
     if manifest.is_file() and manifest.read_text() != want:
         shutil.rmtree(folder)  # parts of another generator or other settings: not ours to resume
     folder.mkdir(parents=True, exist_ok=True)
@@ -183,10 +185,10 @@ def resumable_sample(config: SynthConfig, sample, *, fingerprint: dict, with_sta
     for i, start in enumerate(range(0, g.n, GENERATION_PART)):
         count = min(GENERATION_PART, g.n - start)
         rows_path, stats_path = folder / f"part-{i:05d}.parquet", folder / f"part-{i:05d}.stats.json"
-        if rows_path.is_file() and stats_path.is_file():
+        part_stats = SampleStats(**json.loads(stats_path.read_text())) if stats_path.is_file() else None
+        if part_stats is not None and part_stats.requested == count and rows_path.is_file():
             part = pd.read_parquet(rows_path)  # Parquet keeps the spec's dtypes (Int64, string)
-            part_stats = SampleStats(**json.loads(stats_path.read_text()))
-        else:
+        else:  # missing, or the last part of a smaller n
             seed = None if g.seed is None else stream_seed(g.seed, f"generate:{i}")
             part, part_stats = sample(count, seed, start) if with_start else sample(count, seed)
             tmp = rows_path.with_name(f".{rows_path.name}.tmp-{os.getpid()}")

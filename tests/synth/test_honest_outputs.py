@@ -307,3 +307,36 @@ def test_an_interrupted_generation_resumes_with_the_next_part(tmp_path, monkeypa
     card = json.loads((tmp_path / "run" / "export" / "dpsynth.json").read_text())
     frame = pd.read_json(tmp_path / "run" / "export" / "synthetic.jsonl", lines=True)
     assert card["generation"]["requested"] == 10 and len(frame) == card["rows"] == card["generation"]["emitted"]
+
+
+def test_asking_for_more_rows_keeps_the_full_parts_already_sampled(tmp_path, monkeypatch, capsys):
+    from synth.records.generator import RecordGenerator
+
+    monkeypatch.setattr("synth.run_folder.GENERATION_PART", 4)
+    (tmp_path / "data.csv").write_text(ROWS)
+    raw = json.loads(json.dumps(BASE))
+    raw["generate"] = {"n": 10, "batch_size": 4, "seed": 5}
+    config = _write_config(tmp_path, raw)
+    real_sample, calls = RecordGenerator.sample, []
+
+    def counted(self, n, **kw):
+        calls.append(n)
+        return real_sample(self, n, **kw)
+
+    monkeypatch.setattr(RecordGenerator, "sample", counted)
+    assert main(["run", config]) == 0
+    assert calls == [4, 4, 2]
+    first = pd.read_json(tmp_path / "run" / "export" / "synthetic.jsonl", lines=True)
+    calls.clear()
+    raw["generate"]["n"] = 13
+    raw["output"]["overwrite"] = True
+    config = _write_config(tmp_path, raw)
+    assert main(["generate", config]) == 0
+    assert calls == [4, 1]  # parts 0 and 1 kept; the 2-row tail is sampled again at its new size
+    more = pd.read_json(tmp_path / "run" / "export" / "synthetic.jsonl", lines=True)
+    pd.testing.assert_frame_equal(more.iloc[:8], first.iloc[:8])
+    calls.clear()
+    raw["generate"]["temperature"] = 0.5  # another sampling setting: nothing saved is ours
+    config = _write_config(tmp_path, raw)
+    assert main(["generate", config]) == 0
+    assert calls == [4, 4, 4, 1]
