@@ -85,6 +85,7 @@ def config(road: str, seed: int, steps: int, batch: int, lr: float, n: int, labe
     if road in ("evolve", "fine-tune+evolve"):
         suffix += (f"_v{variations}" if variations != 1 else "") + ("_keep" if keep_parents else "")
     suffix += "_bf16" if bf16 else ""
+    suffix += f"_T{steps}_B{batch}_lr{lr:g}"  # every training setting names its folder: --reuse must find its own
     raw["output"] = {"dir": str(WORK / f"{road}_seed{seed}{suffix}"), "overwrite": True, "format": "jsonl"}
     return raw
 
