@@ -33,8 +33,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bf16", action="store_true", help="decode on a bf16 copy (generate.dtype)")
     args = ap.parse_args()
-    from synth.records.generator import RecordGenerator
     from water_evolve import WATER, score
+
+    from synth.records.generator import RecordGenerator
 
     full = pd.read_csv(WATER)
     train, held_out = full.iloc[:1500], full.iloc[1500:].reset_index(drop=True)
