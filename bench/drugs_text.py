@@ -248,11 +248,8 @@ def main() -> None:
 
 def _training_seconds(rows: list[dict], row: dict) -> float | None:
     """The wall time of the run that trained ``row``'s generator: its road, seed and setting at any n."""
-    def trained_as(r):
-        key = setting(r)
-        return (r["road"], r["seed"], *key[:2], *key[3:])
-
-    return next((r["seconds"] for r in rows if trained_as(r) == trained_as(row) and "sampling_seconds" not in r), None)
+    return next((r["seconds"] for r in rows if "sampling_seconds" not in r and (r["road"], r["seed"]) ==
+                 (row["road"], row["seed"]) and setting({**r, "n": row["n"]}) == setting(row)), None)
 
 
 def _keep(rows: list[dict], row: dict, out: Path) -> list[dict]:

@@ -280,24 +280,36 @@ def test_generate_writes_a_card_that_matches_its_columns(tmp_path, capsys):
     assert card["spec"]["columns"] == list(frame.columns) == ["title", "rating", "kind"] and card["rows"] == len(frame)
 
 
-def test_an_interrupted_generation_resumes_with_the_next_part(tmp_path, monkeypatch, capsys):
+def _records_run_in_parts_of_four(tmp_path, monkeypatch, before_sample=None):
+    """A 10-record seeded run generated in parts of 4; the n of every RecordGenerator.sample(n) call
+    goes into the returned list, then ``before_sample(calls)`` runs (it may raise, as Ctrl-C would)."""
     from synth.records.generator import RecordGenerator
 
     monkeypatch.setattr("synth.run_folder.GENERATION_PART", 4)
     (tmp_path / "data.csv").write_text(ROWS)
     raw = json.loads(json.dumps(BASE))
     raw["generate"] = {"n": 10, "batch_size": 4, "seed": 5}
-    config = _write_config(tmp_path, raw)
-    real_sample, calls, interrupted = RecordGenerator.sample, [], []
+    real_sample, calls = RecordGenerator.sample, []
 
-    def flaky(self, n, **kw):
+    def recorded(self, n, **kw):
         calls.append(n)
+        if before_sample is not None:
+            before_sample(calls)
+        return real_sample(self, n, **kw)
+
+    monkeypatch.setattr(RecordGenerator, "sample", recorded)
+    return raw, _write_config(tmp_path, raw), calls
+
+
+def test_an_interrupted_generation_resumes_with_the_next_part(tmp_path, monkeypatch, capsys):
+    interrupted = []
+
+    def ctrl_c_in_the_second_part(calls):
         if len(calls) == 2 and not interrupted:
             interrupted.append(True)
             raise KeyboardInterrupt  # Ctrl-C while the second part is being generated
-        return real_sample(self, n, **kw)
 
-    monkeypatch.setattr(RecordGenerator, "sample", flaky)
+    _, config, calls = _records_run_in_parts_of_four(tmp_path, monkeypatch, ctrl_c_in_the_second_part)
     assert main(["run", config]) == 130
     parts = sorted(p.name for p in (tmp_path / "run" / "generation").glob("part-*.parquet"))
     assert parts == ["part-00000.parquet"] and not (tmp_path / "run" / "export").exists()
@@ -310,20 +322,7 @@ def test_an_interrupted_generation_resumes_with_the_next_part(tmp_path, monkeypa
 
 
 def test_asking_for_more_rows_keeps_the_full_parts_already_sampled(tmp_path, monkeypatch, capsys):
-    from synth.records.generator import RecordGenerator
-
-    monkeypatch.setattr("synth.run_folder.GENERATION_PART", 4)
-    (tmp_path / "data.csv").write_text(ROWS)
-    raw = json.loads(json.dumps(BASE))
-    raw["generate"] = {"n": 10, "batch_size": 4, "seed": 5}
-    config = _write_config(tmp_path, raw)
-    real_sample, calls = RecordGenerator.sample, []
-
-    def counted(self, n, **kw):
-        calls.append(n)
-        return real_sample(self, n, **kw)
-
-    monkeypatch.setattr(RecordGenerator, "sample", counted)
+    raw, config, calls = _records_run_in_parts_of_four(tmp_path, monkeypatch)
     assert main(["run", config]) == 0
     assert calls == [4, 4, 2]
     first = pd.read_json(tmp_path / "run" / "export" / "synthetic.jsonl", lines=True)
