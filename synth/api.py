@@ -173,9 +173,11 @@ class Synthesizer:
         return self._card
 
     def sample(self, n: int, *, seed: int | None = None, temperature: float | None = None,
-               top_p: float | None = None, batch_size: int | None = None, progress: bool = False):
+               top_p: float | None = None, batch_size: int | None = None, progress: bool = False,
+               field_temperature: dict[str, float] | None = None):
         """``n`` synthetic rows as a DataFrame (rows the grammar's token budget or the spec rejected are
-        drawn again, see ``pipeline.sample_until``)."""
+        drawn again, see ``pipeline.sample_until``).  ``temperature``, ``top_p`` and ``field_temperature``
+        (e.g. ``{"product_name": 0.4}``) default to the config's ``generate`` settings."""
         from .pipeline import sample_until
 
         g = self.config.generate
@@ -184,7 +186,9 @@ class Synthesizer:
             return self.generator.sample(count, batch_size=batch_size or g.batch_size,
                                          temperature=g.temperature if temperature is None else temperature,
                                          top_p=g.top_p if top_p is None else top_p, seed=draw_seed, progress=progress,
-                                         max_cache_gb=g.max_cache_gb, dtype=g.dtype)
+                                         max_cache_gb=g.max_cache_gb, dtype=g.dtype,
+                                         field_temperature=g.field_temperature if field_temperature is None
+                                         else field_temperature)
 
         frame, self.last_sample_stats = sample_until(draw, int(n), seed)
         self.last_private_report = self._private_report(frame)

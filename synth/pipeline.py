@@ -219,7 +219,8 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
 
     def draw(count: int, seed: int | None):
         return generator.sample(count, batch_size=g.batch_size, temperature=g.temperature, top_p=g.top_p,
-                                seed=seed, progress=progress, max_cache_gb=g.max_cache_gb, dtype=g.dtype)
+                                seed=seed, progress=progress, max_cache_gb=g.max_cache_gb, dtype=g.dtype,
+                                field_temperature=g.field_temperature)
 
     def sample(count: int, seed: int | None):
         return sample_until(draw, count, seed)
@@ -243,7 +244,8 @@ def generate_and_export(config: SynthConfig, generator: RecordGenerator, private
     card = {
         **card_base(config, generator, left_out=left_out, schema_inferred=schema_inferred),
         "generation": {"requested": stats.requested, "emitted": stats.emitted, "hit_limit": stats.hit_limit,
-                       "rejected_by_spec": rejected, "temperature": g.temperature, "top_p": g.top_p,
+                       "rejected_by_spec": rejected, "temperature": g.temperature,
+                       **({"field_temperature": g.field_temperature} if g.field_temperature else {}), "top_p": g.top_p,
                        "redrawn": stats.hit_limit + rejected},
         **({"evolve": {"road": config.evolve.road, "iterations": config.evolve.iterations, "k": config.evolve.k}}
            if evolved is not None else {}),

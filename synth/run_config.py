@@ -51,6 +51,7 @@ class GenerateSection:
     n: int = field(default=200, metadata={"help": "Synthetic records to generate."})
     batch_size: int = field(default=16, metadata={"help": "Records decoded in parallel."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (0: greedy)."})
+    field_temperature: dict[str, float] = field(default_factory=dict, metadata={"help": "Records runs: fields sampled at a temperature of their own, e.g. { product_name = 0.4 } (the other fields at generate.temperature); also Private Evolution's variations (the others at evolve.variation_temperature). Post-processing: no privacy cost."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
     seed: int | None = field(default=None, metadata={"help": "Seed for sampling (None: random)."})
     conditioning_noise: float = field(default=10.0, metadata={"help": "σ of the DP histogram of conditioning values (paid from the budget; unused when spec.conditioning_weights is declared)."})
@@ -67,6 +68,9 @@ class GenerateSection:
             raise ConfigError(f"generate.batch_size must be >= 1, got {self.batch_size}")
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise ConfigError(f"generate.temperature must be a finite number >= 0, got {self.temperature}")
+        for name, value in self.field_temperature.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"generate.field_temperature.{name} must be a finite number >= 0 (0: greedy), got {value!r}")
         if self.max_new_tokens < 2:
             raise ConfigError(f"generate.max_new_tokens must be >= 2, got {self.max_new_tokens}")
         if not (math.isfinite(self.max_cache_gb) and self.max_cache_gb > 0):
@@ -330,6 +334,9 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         if not (text.labels or text.context):
             raise ConfigError("generate.guidance_scale guides documents towards their labels or context, and "
                               "[text] declares neither: leave it at 1")
+    if built["generate"].field_temperature:
+        _check_field_temperature(built["generate"].field_temperature, spec, built["columns"].model,
+                                 records=text is None and images is None and albums is None)
     evaluation = raw.get("evaluation")
     if evaluation is not None:
         from evaluation import EvalSpec
@@ -339,6 +346,28 @@ def build_config(raw: dict[str, Any], overrides: dict[str, Any] | None = None, *
         raise ConfigError("[evaluation] scores records; text and image runs are scored with `dpsynth evaluate`")
     return SynthConfig(spec=spec, evaluation=evaluation, text=text, images=images, albums=albums,
                        image_model=image_model, **built)
+
+
+def _check_field_temperature(field_temperature: dict[str, float], spec: DatasetSpec, column_model: str, *,
+                             records: bool) -> None:
+    """generate.field_temperature names fields the records LM writes, in the spec's own grammar."""
+    if not records:
+        raise ConfigError("generate.field_temperature sets the temperature of a record's fields: records runs "
+                          "([spec]) only; use generate.temperature")
+    if spec.grammar:
+        raise ConfigError(f"generate.field_temperature follows the records the spec's own grammar writes, not your "
+                          f"grammar (spec.grammar = {spec.grammar!r}): use generate.temperature")
+    if column_model == "lm":
+        written = spec.body().names
+        why = "a conditioning column: its value comes from the prompt, not the LM"
+    else:
+        written = [c.name for c in spec.columns if c.type == "text"]
+        why = f"not written by the LM: columns.model = {column_model} makes it"
+    for name in field_temperature:
+        if name not in written:
+            reason = why if name in spec.names else f"not a column{nearest_key_hint(name, spec.names)}"
+            raise ConfigError(f"generate.field_temperature.{name}: {name!r} is {reason}; the fields the LM writes "
+                              f"are {', '.join(written) or 'none'}")
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

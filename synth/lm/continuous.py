@@ -17,16 +17,19 @@ from __future__ import annotations
 import copy
 import time
 from collections import Counter, OrderedDict
+from typing import Callable
 
 import torch
 
 from .decoding import (
     FreeText,
     GrammarMatchers,
+    RowTemperatures,
     SampleStats,
     cache_argument,
     prefill,
     returned_cache,
+    row_temperature,
     sample_next,
 )
 from .heap import HeapReleaser, cache_bytes
@@ -180,7 +183,8 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
                         keep_unfinished: bool = False,
                         record_budgets: list[int] | None = None,
                         max_cache_gb: float | None = MAX_CACHE_GB,
-                        guidance: float = 1.0, unconditional: list[list[int]] | None = None
+                        guidance: float = 1.0, unconditional: list[list[int]] | None = None,
+                        row_temperatures: Callable[[], RowTemperatures] | None = None
                         ) -> tuple[list[str | None], SampleStats]:
     """One completion per prompt, in the prompts' order (None where a row did not end within
     ``max_record_tokens`` and ``keep_unfinished`` is off: dropped and counted in ``hit_limit``).
@@ -191,7 +195,9 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
     ``guidance`` (γ) with ``unconditional`` (each prompt's prompt without its condition, e.g. its labels):
     classifier-free guidance for LMs (Sanchez et al. 2023), log p = log p_u + γ (log p_c − log p_u), so
     γ > 1 follows the condition more closely; each completion then runs two rows (its prompt and its
-    unconditional prompt, side by side, fed the same tokens) and ``batch_size`` counts completions."""
+    unconditional prompt, side by side, fed the same tokens) and ``batch_size`` counts completions.
+    ``row_temperatures``: makes the ``RowTemperatures`` that give each completion's temperature from what
+    it has written, in place of the one ``temperature``."""
     from tqdm.auto import tqdm
 
     n = len(prompts)
@@ -208,6 +214,7 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
     every_prompt = prompts + unconditional if guided else prompts
     matchers = GrammarMatchers(tokenizer.llguidance(), grammar, batch_size) if grammar is not None and n else FreeText()
     eos = tokenizer.eos_token_id
+    by_row = row_temperatures() if row_temperatures is not None else None
     if record_budgets is not None and len(record_budgets) != n:
         raise ValueError(f"record_budgets has {len(record_budgets)} entries for {n} prompts")
     # one more step than the record's tokens: the closing EOS
@@ -239,7 +246,8 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
             docs = batch.rows[::rows_per]
             logits = _guided(batch.logits, guidance) if guided else batch.logits
             matchers.mask_(logits, docs)
-            nxt = sample_next(logits, temperature=temperature, top_p=top_p, generator=generator).tolist()
+            nxt = sample_next(logits, temperature=row_temperature(temperature, by_row, docs), top_p=top_p,
+                              generator=generator).tolist()
             keep, keep_tokens = [], []
             for i, (row, tok) in enumerate(zip(docs, nxt, strict=True)):
                 if tok == eos:
@@ -252,6 +260,8 @@ def sample_from_prompts(model, tokenizer, prompts: list[list[int]], *, grammar: 
                     bar.update(1)
                     continue
                 matchers.consume(row, tok)
+                if by_row is not None:
+                    by_row.consume(row, tok)
                 tokens[row].append(tok)
                 if len(tokens[row]) >= budgets[row]:  # the budget is spent without an EOS
                     if keep_unfinished:

@@ -21,6 +21,7 @@ import functools
 import inspect
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import torch
 
@@ -103,6 +104,17 @@ class GrammarMatchers:
         return self.matcher(row).is_accepting()
 
 
+class RowTemperatures(Protocol):
+    """Each row's sampling temperature for its next token, from what the row has written so far
+    (e.g. a record's field: ``synth.records.field_temperature``).  One per batch; told every token a
+    row keeps."""
+
+    def temperatures(self, rows: list[int]) -> torch.Tensor:
+        """(len(rows),) float temperatures, 0 for greedy."""
+
+    def consume(self, row: int, token: int) -> None: ...
+
+
 class FreeText:
     """The matcher interface without a grammar: every token allowed, any point may end."""
 
@@ -155,12 +167,20 @@ def _keeps_last_logits(model_class: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
-def sample_next(logits: torch.Tensor, *, temperature: float, top_p: float,
+def sample_next(logits: torch.Tensor, *, temperature: float | torch.Tensor, top_p: float,
                 generator: torch.Generator | None) -> torch.Tensor:
-    """One token per row: greedy at temperature 0, else from softmax(logits / T) cut to the top-p mass."""
-    if temperature <= 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    """One token per row: greedy at temperature 0, else from softmax(logits / T) cut to the top-p mass.
+    ``temperature``: one for every row, or a (rows,) tensor of each row's own (0 rows are greedy)."""
+    if not isinstance(temperature, torch.Tensor):
+        if temperature <= 0:
+            return logits.argmax(-1)
+        scaled = logits.float() / temperature
+        greedy = None
+    else:
+        temperature = temperature.to(logits.device, torch.float32)
+        greedy = temperature <= 0
+        scaled = logits.float() / torch.where(greedy, 1.0, temperature)[:, None]
+    probs = torch.softmax(scaled, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = probs.sort(dim=-1, descending=True)
         before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the strictly more likely tokens
@@ -171,13 +191,20 @@ def sample_next(logits: torch.Tensor, *, temperature: float, top_p: float,
     # never adds mass, so it is never the first to exceed u.
     cdf = probs.cumsum(-1)
     u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
+    drawn = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
+    return drawn if greedy is None else torch.where(greedy, logits.argmax(-1), drawn)
+
+
+def row_temperature(temperature: float, by_row: "RowTemperatures | None", rows: list[int]) -> float | torch.Tensor:
+    """The temperature ``sample_next`` takes for ``rows``: the shared one, or each row's own."""
+    return temperature if by_row is None else by_row.temperatures(rows)
 
 
 @torch.no_grad()
 def _decode_batch(model, matchers: GrammarMatchers | FreeText, prompt: torch.Tensor, rows: int, *, max_new_tokens: int,
                   eos: int, temperature: float, top_p: float, generator: torch.Generator | None,
-                  timing: dict, keep_unfinished: bool = False) -> tuple[list[list[int] | None], int]:
+                  timing: dict, keep_unfinished: bool = False,
+                  by_row: RowTemperatures | None = None) -> tuple[list[list[int] | None], int]:
     """Token ids of each row's completion (None: did not end within ``max_new_tokens``, unless
     ``keep_unfinished``: then its tokens so far), and how many rows were cut at the budget."""
     cache, last = prefill(model, prompt[None])  # the shared prompt, once
@@ -194,7 +221,8 @@ def _decode_batch(model, matchers: GrammarMatchers | FreeText, prompt: torch.Ten
         matchers.mask_(logits, active)
         timing["mask"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        nxt = sample_next(logits, temperature=temperature, top_p=top_p, generator=generator).tolist()
+        nxt = sample_next(logits, temperature=row_temperature(temperature, by_row, active), top_p=top_p,
+                          generator=generator).tolist()
         t1 = time.perf_counter()
         timing["sample"] += t1 - t0
         keep = []
@@ -204,6 +232,8 @@ def _decode_batch(model, matchers: GrammarMatchers | FreeText, prompt: torch.Ten
                 ended[row] = True
                 continue
             matchers.consume(row, tok)
+            if by_row is not None:
+                by_row.consume(row, tok)
             tokens[row].append(tok)
             keep.append(i)
         timing["mask"] += time.perf_counter() - t1
@@ -239,11 +269,13 @@ def sample_texts(
     seed: int | None = None,
     progress: bool = True,
     keep_unfinished: bool = False,
+    row_temperatures: Callable[[], RowTemperatures] | None = None,
 ) -> tuple[list[str], SampleStats]:
     """``n`` completions of ``prompt_ids``, constrained by ``grammar`` (a lark grammar, or None for free
     text); rows that do not end (EOS, grammar complete) within ``max_record_tokens`` are dropped and
     counted in ``hit_limit``; with ``keep_unfinished`` (free text) they are kept, cut at the budget,
-    and counted in ``extra["truncated"]``."""
+    and counted in ``extra["truncated"]``.  ``row_temperatures``: makes each batch's ``RowTemperatures``
+    (each row's temperature from what it has written), in place of the one ``temperature``."""
     from tqdm.auto import tqdm
 
     ll_tok = tokenizer.llguidance() if grammar is not None else None
@@ -266,7 +298,8 @@ def sample_texts(
             # one step more than the record budget: the EOS that closes the longest record
             done, cut = _decode_batch(model, matchers, prompt, b, max_new_tokens=max_record_tokens + 1,
                                       eos=tokenizer.eos_token_id, temperature=temperature, top_p=top_p,
-                                      generator=generator, timing=timing, keep_unfinished=keep_unfinished)
+                                      generator=generator, timing=timing, keep_unfinished=keep_unfinished,
+                                      by_row=row_temperatures() if row_temperatures is not None else None)
             if keep_unfinished:
                 stats.extra["truncated"] = stats.extra.get("truncated", 0) + cut
             for ids in done:

@@ -53,6 +53,17 @@ class TextTokenizer:
             return self.backend.decode(ids)
         return self.backend.decode(ids, skip_special_tokens=True)
 
+    def token_bytes(self, token: int) -> bytes:
+        """The exact bytes one token writes (a multi-byte character may be split across tokens, so
+        ``decode`` of one token is not always its bytes)."""
+        cache = self.__dict__.setdefault("_token_bytes", {})
+        if token not in cache:
+            if self.kind == "bytes":
+                cache[token] = bytes([token - self.backend.offset]) if token >= self.backend.offset else b""
+            else:
+                cache[token] = self.llguidance().decode_bytes([token])
+        return cache[token]
+
     def instruction_ids(self, system: str, task: str, *, plain_suffix: str = "\n") -> list[int]:
         """The ids of a public instruction prompt: the model's chat template when it has one (an
         instruct model then answers the task), else BOS + task + ``plain_suffix``."""

@@ -157,9 +157,12 @@ class ColumnTableGenerator:
         self.model_description = (f"{column_model.source}: a graphical model of {len(spec.columns)} columns, "
                                   "no language model (the table has no text column)")
 
-    def sample(self, n: int, *, seed: int | None = None, progress: bool = False, **_decoding) -> tuple[
-            pd.DataFrame, SampleStats]:
+    def sample(self, n: int, *, seed: int | None = None, progress: bool = False, field_temperature=None,
+               **_decoding) -> tuple[pd.DataFrame, SampleStats]:
         """``n`` records (the decoding settings of the LM road do not apply)."""
+        if field_temperature:
+            raise ValueError(f"field_temperature {dict(field_temperature)}: this table has no text column, so no "
+                             "language model writes a field")
         rows = self.conditioning.sample_frame(n, np.random.default_rng(seed))
         frame = texts_to_frame(rows[self.spec.names].to_dict("records"), self.spec)
         return frame, SampleStats(requested=n, emitted=n, extra={"unparseable_by_spec": 0})

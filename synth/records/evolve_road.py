@@ -109,7 +109,8 @@ def evolve_records(config, generator, frame: pd.DataFrame, units: list | None, l
     def random_api(n: int) -> list[dict]:
         def draw(count, seed):
             return generator.sample(count, batch_size=g.batch_size, temperature=g.temperature, top_p=g.top_p,
-                                    seed=seed, progress=progress, max_cache_gb=g.max_cache_gb, dtype=g.dtype)
+                                    seed=seed, progress=progress, max_cache_gb=g.max_cache_gb, dtype=g.dtype,
+                                    field_temperature=g.field_temperature)
 
         sampled, _ = sample_until(draw, n, g.seed)
         return plain_records(sampled, spec)
@@ -118,7 +119,8 @@ def evolve_records(config, generator, frame: pd.DataFrame, units: list | None, l
         children, kept = generator.vary(items, batch_size=g.batch_size, temperature=config.evolve.variation_temperature,
                                         top_p=g.top_p, seed=int(rng.integers(1 << 31)), progress=progress,
                                         mode=config.evolve.record_variation,
-                                        fields_changed=config.evolve.fields_changed, max_cache_gb=g.max_cache_gb, dtype=g.dtype)
+                                        fields_changed=config.evolve.fields_changed, max_cache_gb=g.max_cache_gb, dtype=g.dtype,
+                                        field_temperature=g.field_temperature)
         counts["kept_parents"] += kept
         return children
 

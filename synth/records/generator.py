@@ -10,6 +10,7 @@ values are drawn from ``self.conditioning`` (declared public or a DP histogram).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..lm.continuous import MAX_CACHE_GB, sample_from_prompts
 from ..lm.decoding_model import decoding_model
 from ..lm.saved import read_generator, write_generator
 from ..spec import DatasetSpec
+from .field_temperature import FieldTemperatures
 from .grammar import derive_grammar
 from .serialize import RecordParseError, parse, serialize, serialize_value, texts_to_frame
 
@@ -99,9 +101,22 @@ class RecordGenerator:
                       for c in self.body_spec.columns)
         return per_col + 8
 
+    def _by_field(self, temperature: float, field_temperature: Mapping[str, float] | None):
+        """The per-row temperature maker for ``field_temperature`` (None: one temperature for all)."""
+        if not field_temperature:
+            return None
+        if self.grammar != derive_grammar(self.body_spec):
+            raise ValueError("field_temperature follows the records the spec's own grammar writes, and this "
+                             "generator has a user grammar: use one temperature")
+        return FieldTemperatures(self.spec, self.tokenizer.token_bytes, temperature, field_temperature)
+
     def sample(self, n: int, *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
-               seed: int | None = None, progress: bool = True,
-               max_cache_gb: float = MAX_CACHE_GB, dtype: str = "fp32") -> tuple[pd.DataFrame, SampleStats]:
+               seed: int | None = None, progress: bool = True, max_cache_gb: float = MAX_CACHE_GB,
+               dtype: str = "fp32", field_temperature: Mapping[str, float] | None = None
+               ) -> tuple[pd.DataFrame, SampleStats]:
+        """``n`` records under the grammar.  ``field_temperature``: fields drawn at a temperature of their
+        own (``temperature`` for the others; ``synth.records.field_temperature``)."""
+        by_field = self._by_field(temperature, field_temperature)
         if self.spec.conditioning and self.conditioning is None:
             raise ValueError("a conditioned generator needs its conditioning distribution (set by the pipeline)")
         conditions = [()] * n
@@ -114,7 +129,7 @@ class RecordGenerator:
                 texts, stats = sample_texts(
                     model, self.tokenizer, self.grammar, next(iter(prompts.values())), n,
                     batch_size=batch_size, max_record_tokens=self.max_record_tokens(), temperature=temperature,
-                    top_p=top_p, seed=seed, progress=progress,
+                    top_p=top_p, seed=seed, progress=progress, row_temperatures=by_field,
                 )
                 drawn = [(conditions[0], t) for t in texts]
             else:  # a prompt per record's condition, in one continuous batch
@@ -122,6 +137,7 @@ class RecordGenerator:
                     model, self.tokenizer, [prompts[c] for c in conditions], grammar=self.grammar,
                     batch_size=batch_size, max_record_tokens=self.max_record_tokens(), temperature=temperature,
                     top_p=top_p, seed=seed, progress=progress, max_cache_gb=max_cache_gb,
+                    row_temperatures=by_field,
                 )
                 drawn = [(c, t) for c, t in zip(conditions, texts, strict=True) if t is not None]
             for condition, t in drawn:
@@ -141,19 +157,21 @@ class RecordGenerator:
     def vary(self, records: list[dict], *, batch_size: int = 16, temperature: float = 1.0, top_p: float = 1.0,
              seed: int | None = None, progress: bool = False, mode: str = "fields",
              fields_changed: float = 0.5, max_cache_gb: float = MAX_CACHE_GB,
-             dtype: str = "fp32") -> tuple[list[dict], int]:
+             dtype: str = "fp32", field_temperature: Mapping[str, float] | None = None) -> tuple[list[dict], int]:
         """Private Evolution's variation for records: one new record per parent, under the grammar, so
         every child parses.  ``mode = "fields"``: each field is written anew with probability
         ``fields_changed`` (at least one), after the model's own training prompt, the parent's other
         fields pinned in the grammar; a field written anew sees the fields before it, not those after.
         ``mode = "rewrite"``: the model is shown the whole parent (synthetic, so public) in an
         instruction prompt and writes another record.  A child that does not close or parse is replaced
-        by its parent; how many is returned beside the children."""
+        by its parent; how many is returned beside the children.  ``field_temperature``: fields written
+        anew at a temperature of their own, as in ``sample``."""
         if self.spec.conditioning:
             raise ValueError("variation of conditioned records is not supported: vary the whole record")
         if mode == "fields" and self.grammar != derive_grammar(self.body_spec):
             raise ValueError("field variation pins fields in the spec's own grammar, and this generator has a user "
                              "grammar: use mode='rewrite'")
+        by_field = self._by_field(temperature, field_temperature)
         if mode == "fields":
             prompts, grammar = self._field_variations(records, fields_changed, np.random.default_rng(seed))
         elif mode == "rewrite":
@@ -164,7 +182,7 @@ class RecordGenerator:
             texts, _ = sample_from_prompts(model, self.tokenizer, prompts, grammar=grammar,
                                            batch_size=batch_size, max_record_tokens=self.max_record_tokens(),
                                            temperature=temperature, top_p=top_p, seed=seed, progress=progress,
-                                           max_cache_gb=max_cache_gb)
+                                           max_cache_gb=max_cache_gb, row_temperatures=by_field)
         children, kept = [], 0
         for parent, text in zip(records, texts, strict=True):
             try:

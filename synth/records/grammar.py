@@ -135,6 +135,12 @@ def _value(col: ColumnSpec, style: str) -> str:
     return alts
 
 
+def field_prefixes(style: str, names: list[str]) -> list[str]:
+    """The fixed text before each field's value in a record (after its opening ``{``): the quoted key
+    and ``: ``, after ``, `` from the second field on."""
+    return [("" if i == 0 else ", ") + _quoted(style, name) + ": " for i, name in enumerate(names)]
+
+
 def derive_grammar(spec: DatasetSpec, columns: list[str] | None = None, pinned: dict[str, str] | None = None) -> str:
     """Lark grammar (start rule ``start``) for records of ``columns`` (default: all) in spec order.
     ``pinned``: columns whose value is fixed, mapped to the exact text of that value (as
@@ -146,10 +152,8 @@ def derive_grammar(spec: DatasetSpec, columns: list[str] | None = None, pinned: 
     if unknown:
         raise ValueError(f"pinned columns {sorted(unknown)} are not in the grammar's columns")
     parts, rules = [], []
-    for i, col in enumerate(cols):
-        key = _quoted(style, col.name)
-        sep = "" if i == 0 else ", "
-        parts.append(f"{_lit(sep + key + ': ')} {rule_name(col.name)}")
+    for prefix, col in zip(field_prefixes(style, [c.name for c in cols]), cols, strict=True):
+        parts.append(f"{_lit(prefix)} {rule_name(col.name)}")
         value = _lit(pinned[col.name]) if col.name in pinned else _value(col, style)
         rules.append(f"{rule_name(col.name)}: {value}")
     start = f'start: "{{" {" ".join(parts)} "}}"'
