@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -48,7 +49,7 @@ def config(road: str, n: int, iterations: int, seed: int, variation: str = "fiel
            fields_changed: float = 0.5, field_weight: float = 0.0, resume: bool = False, variations: int = 1,
            keep_parents: bool = False, steps: int | None = None, batch: int | None = None,
            budget_share: float | None = None, no_description: bool = False, bf16: bool = False,
-           generate_bf16: bool = False) -> dict:
+           generate_bf16: bool = False, field_temperature: dict[str, float] | None = None) -> dict:
     from synth.config_files import read_config
 
     raw = read_config(ROOT / "synth" / "data" / "demo.toml")
@@ -65,6 +66,8 @@ def config(road: str, n: int, iterations: int, seed: int, variation: str = "fiel
         raw["generate"]["dtype"] = "bf16"
     if batch:
         raw["train"]["expected_batch_size"] = batch
+    if field_temperature:
+        raw["generate"]["field_temperature"] = field_temperature
     suffix = "" if road == "fine-tune" else f"_{variation}{fields_changed:g}" if variation == "fields" else f"_{variation}"
     suffix += f"_w{field_weight:g}" if field_weight and road != "fine-tune" else ""
     if road != "fine-tune":
@@ -72,6 +75,7 @@ def config(road: str, n: int, iterations: int, seed: int, variation: str = "fiel
         suffix += f"_share{budget_share:g}" if budget_share and road == "fine-tune+evolve" else ""
     suffix += (f"_T{steps}" if steps else "") + (f"_B{batch}" if batch else "") + ("_nodesc" if no_description else "")
     suffix += ("_bf16" if bf16 else "") + ("_genbf16" if generate_bf16 else "")
+    suffix += "".join(f"_ft-{name}{t:g}" for name, t in sorted((field_temperature or {}).items()))
     raw["output"] = {"dir": str(WORK / f"{road.replace('+', '_')}_n{n}_seed{seed}{suffix}"), "overwrite": not resume}
     raw.pop("evaluation", None)
     if road != "fine-tune":
@@ -110,7 +114,8 @@ def setting(row: dict) -> tuple:
     return (row["road"], row.get("n"), row.get("iterations"), row.get("seed"), variation, row.get("fields_changed"),
             row.get("field_weight") or 0.0, row.get("variations") or 1, bool(row.get("keep_parents")),
             row.get("train_steps") or DEMO_STEPS, row.get("train_batch") or DEMO_BATCH, row.get("budget_share") or 0.5,
-            bool(row.get("no_description")), row.get("train_dtype") or "fp32", row.get("generate_dtype") or "fp32")
+            bool(row.get("no_description")), row.get("train_dtype") or "fp32", row.get("generate_dtype") or "fp32",
+            tuple(sorted((row.get("field_temperature") or {}).items())))
 
 
 def main() -> None:
@@ -134,9 +139,15 @@ def main() -> None:
                     "26%% fewer tokens in every DP forward (the prompt is 89 of a record's ~162 tokens with it)")
     ap.add_argument("--bf16", action="store_true", help="train.dtype = bf16 (autocast) for the DP fine-tuning")
     ap.add_argument("--generate-bf16", action="store_true", help="generate.dtype = bf16 (decoding)")
+    ap.add_argument("--field-temperature", nargs="+", default=[], metavar="FIELD=T",
+                    help="generate.field_temperature, e.g. product_name=0.4 (first draw and variations)")
     ap.add_argument("--resume", action="store_true", help="resume an interrupted run of the same setting (its seconds "
                     "then count only this part)")
+    ap.add_argument("--trained-in", type=Path, help="a run folder of the same training settings (sampling settings "
+                    "may differ): its DP checkpoints are copied in and resumed, so no training is repeated (the row's "
+                    "seconds then count sampling and evolution only)")
     args = ap.parse_args()
+    field_temperature = {name: float(t) for name, t in (item.split("=", 1) for item in args.field_temperature)}
     from synth.evolution import first_draw
     from synth.pipeline import run
     from synth.run_config import build_config
@@ -155,7 +166,12 @@ def main() -> None:
         run_config = build_config(config(road, args.n, args.iterations, args.seed, args.record_variation,
                                          args.fields_changed, args.field_weight, args.resume, args.variations,
                                          args.keep_parents, args.steps, args.batch, args.budget_share,
-                                         args.no_description, args.bf16, args.generate_bf16))
+                                         args.no_description, args.bf16, args.generate_bf16, field_temperature))
+        if args.trained_in:  # the same DP fine-tuning, finished: resumed, not repeated
+            target = Path(run_config.output.dir) / "checkpoints"
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(args.trained_in / "checkpoints", target)
+            run_config.output.overwrite = False
         result = run(run_config, progress=False)
         evolving = road != "fine-tune"
         row = {"road": road, "n": args.n, "iterations": args.iterations if evolving else None,
@@ -170,6 +186,8 @@ def main() -> None:
                "no_description": args.no_description,
                "train_dtype": ("bf16" if args.bf16 else "fp32") if road != "evolve" else None,
                "generate_dtype": "bf16" if args.generate_bf16 else "fp32",
+               "field_temperature": field_temperature or None,
+               "trained_in": str(args.trained_in) if args.trained_in else None,
                "seed": args.seed, "epsilon": result["epsilon"], "seconds": round(time.time() - start, 1),
                "resumed": args.resume,
                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # of the process so far

@@ -32,7 +32,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bf16", action="store_true", help="decode on a bf16 copy (generate.dtype)")
+    ap.add_argument("--field-temperature", nargs="+", default=[], metavar="FIELD=T",
+                    help="generate.field_temperature, e.g. product_name=0.4: those fields at their own temperature, "
+                    "the others at each of --temperatures")
     args = ap.parse_args()
+    fields = {name: float(t) for name, t in (item.split("=", 1) for item in args.field_temperature)}
     from water_evolve import WATER, score
 
     from synth.records.generator import RecordGenerator
@@ -44,24 +48,25 @@ def main() -> None:
     for temperature in args.temperatures:
         start = time.time()
         frame, stats = generator.sample(args.n, batch_size=100, temperature=temperature, seed=args.seed,
-                                        progress=False, dtype="bf16" if args.bf16 else "fp32")
+                                        progress=False, dtype="bf16" if args.bf16 else "fp32", field_temperature=fields)
         names = frame["product_name"].astype(str)
         row = {"run": str(args.run.relative_to(ROOT) if args.run.is_absolute() else args.run),
-               "temperature": temperature, "n": args.n, "seed": args.seed, "bf16": args.bf16,
+               "temperature": temperature, "field_temperature": fields or None, "n": args.n, "seed": args.seed, "bf16": args.bf16,
                "seconds": round(time.time() - start, 1), "records": len(frame),
                "names_ending_like_flipkart": float(names.str.endswith(("Bottle Reviews", "Flask Reviews")).mean()),
                "distinct_names": int(names.nunique()), "command": " ".join(sys.argv),
                **score(train, held_out, frame)}
         print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
-        rows = [r for r in rows if (r["run"], r["temperature"], r["n"], r["seed"], r["bf16"])
-                != (row["run"], temperature, args.n, args.seed, args.bf16)] + [row]
+        rows = [r for r in rows if (r["run"], r["temperature"], r.get("field_temperature"), r["n"], r["seed"], r["bf16"])
+                != (row["run"], temperature, row["field_temperature"], args.n, args.seed, args.bf16)] + [row]
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps({"rows": rows}, indent=2))
-    print("| temperature | k-NN P / R | KND | rating TV | review length W1 | Flipkart-like names | distinct names |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| temperature | fields apart | k-NN P / R | KND | rating TV | review length W1 | Flipkart-like names | distinct names |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if r["run"] == rows[-1]["run"]:
-            print(f"| {r['temperature']:g} | {r['knn_precision']:.3f} / {r['knn_recall']:.3f} | {r['knd/mean']:.3f} | "
+            apart = ", ".join(f"{k} {v:g}" for k, v in (r.get("field_temperature") or {}).items()) or "none"
+            print(f"| {r['temperature']:g} | {apart} | {r['knn_precision']:.3f} / {r['knn_recall']:.3f} | {r['knd/mean']:.3f} | "
                   f"{r['am/tv/category/rating']:.3f} | {r['am/w1/length/cleaned_review']:.2f} | "
                   f"{r['names_ending_like_flipkart']:.2f} | {r['distinct_names']} |")
 
