@@ -115,7 +115,7 @@ def setting(row: dict) -> tuple:
             row.get("field_weight") or 0.0, row.get("variations") or 1, bool(row.get("keep_parents")),
             row.get("train_steps") or DEMO_STEPS, row.get("train_batch") or DEMO_BATCH, row.get("budget_share") or 0.5,
             bool(row.get("no_description")), row.get("train_dtype") or "fp32", row.get("generate_dtype") or "fp32",
-            tuple(sorted((row.get("field_temperature") or {}).items())))
+            tuple(sorted((row.get("field_temperature") or {}).items())), bool(row.get("field_temperature_in_variations")))
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ class GenerateSection:
     n: int = field(default=200, metadata={"help": "Synthetic records to generate."})
     batch_size: int = field(default=16, metadata={"help": "Records decoded in parallel."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (0: greedy)."})
-    field_temperature: dict[str, float] = field(default_factory=dict, metadata={"help": "Records runs: fields sampled at a temperature of their own, e.g. { product_name = 0.4 } (the other fields at generate.temperature); also Private Evolution's variations (the others at evolve.variation_temperature). Post-processing: no privacy cost."})
+    field_temperature: dict[str, float] = field(default_factory=dict, metadata={"help": "Records runs: fields sampled at a temperature of their own, e.g. { product_name = 0.4 } (the other fields at generate.temperature); with Private Evolution, its first draw (its variations write every field at evolve.variation_temperature: a cold field there narrows the population, README). Post-processing: no privacy cost."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
     seed: int | None = field(default=None, metadata={"help": "Seed for sampling (None: random)."})
     conditioning_noise: float = field(default=10.0, metadata={"help": "σ of the DP histogram of conditioning values (paid from the budget; unused when spec.conditioning_weights is declared)."})

@@ -213,6 +213,16 @@ def generator_fingerprint(config: SynthConfig) -> dict:
     return {"generator_files": files, "generate": settings}
 
 
+def candidate_settings(config: SynthConfig) -> dict:
+    """What makes Private Evolution's candidates besides its own settings: the sampling of the first
+    draw (``generate``, but n: the population is in the evolution's settings) and the ``evolve`` section
+    (variation temperature and mode, fields changed, field weight of the votes' embeddings)."""
+    import dataclasses
+
+    return {"generate": {k: v for k, v in dataclasses.asdict(config.generate).items() if k != "n"},
+            "evolve": dataclasses.asdict(config.evolve)}
+
+
 def training_curves(run_dir: str | Path, card: dict, points: int = 25) -> dict | None:
     """The run's DP-SGD loss per step (``<run>/checkpoints/train_log.jsonl``, not DP) and the ε spent
     after each step, recomputed from the card's ledger (every earlier stage composed); None without

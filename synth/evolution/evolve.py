@@ -71,7 +71,7 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
            settings: EvolutionSettings, sigma: float, ledger: PrivacyLedger, rng: np.random.Generator,
            units: list | None = None, stage: str = "evolve:histogram", state_dir: str | Path | None = None,
            progress: bool = True, group_of: Callable[[Any], Any] | None = None,
-           private_groups: list | None = None) -> EvolutionResult:
+           private_groups: list | None = None, candidates: dict | None = None) -> EvolutionResult:
     """Run (or resume) PE; each released histogram is recorded in ``ledger`` as ``stage``.
 
     Groups (Aug-PE's classes, e.g. a document's labels): ``group_of(item)`` names a candidate's group
@@ -82,18 +82,23 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
     A pool larger than the population (``settings.variations`` > 1 or ``keep_parents``, Aug-PE's
     selection): every histogram draws ``population`` parents from the pool, and the next pool holds
     ``variations`` children of each (and, with ``keep_parents``, each drawn parent once: a good
-    candidate is not lost to its variation); the last histogram draws the final population."""
+    candidate is not lost to its variation); the last histogram draws the final population.
+
+    ``candidates``: the settings that make the candidates (the road's sampling and variation settings);
+    like ``settings`` and σ they must match a saved state's for it to resume, so a population drawn at
+    one temperature is not carried on at another."""
     if (group_of is None) != (private_groups is None):
         raise ValueError("give group_of and private_groups together")
     settings.check()
     weights = vote_weights(units, rng, settings.user_votes)
     n_units = len(private_embeddings) if units is None else len({str(u) for u in units})
     threshold = settings.threshold_sigmas * sigma
-    state = _load_state(state_dir, settings, sigma)
+    fingerprint = _fingerprint(settings, sigma, candidates)
+    state = _load_state(state_dir, fingerprint)
     if state is None:
         state = {"iteration": 0, "population": random_api(settings.pool), "votes_kept": [], "empty": 0}
         _save_first_draw(state_dir, state["population"])
-        _save_state(state_dir, settings, sigma, state)
+        _save_state(state_dir, fingerprint, state)
     for _ in range(state["iteration"]):  # released before an interruption: paid once, recorded again here
         _record(ledger, stage, sigma, settings, units)
     bar = _progress(settings.iterations, state["iteration"], progress)
@@ -117,7 +122,7 @@ def evolve(private_embeddings: np.ndarray, *, random_api: Callable[[int], list],
         expected = settings.population if last else settings.pool
         if len(state["population"]) != expected:
             raise ValueError(f"variation_api returned {len(state['population'])} items for {expected}")
-        _save_state(state_dir, settings, sigma, state)
+        _save_state(state_dir, fingerprint, state)
         bar.update(1)
         bar.set_postfix(eps=f"{ledger.epsilon():.2f}", votes_kept=f"{state['votes_kept'][-1]:.0%}")
     bar.close()
@@ -209,15 +214,17 @@ STATE_FILE = "evolution_state.json"
 FIRST_DRAW_FILE = "first_draw.json"
 
 
-def _fingerprint(settings: EvolutionSettings, sigma: float) -> dict[str, Any]:
-    return {**asdict(settings), "sigma": sigma}
+def _fingerprint(settings: EvolutionSettings, sigma: float, candidates: dict | None) -> dict[str, Any]:
+    # a JSON round trip: the saved copy compares equal (tuples become lists)
+    return json.loads(json.dumps({**asdict(settings), "sigma": sigma,
+                                  **({"candidates": candidates} if candidates else {})}, default=str))
 
 
-def _load_state(state_dir, settings: EvolutionSettings, sigma: float) -> dict | None:
+def _load_state(state_dir, fingerprint: dict[str, Any]) -> dict | None:
     if state_dir is None or not (Path(state_dir) / STATE_FILE).is_file():
         return None
     saved = json.loads((Path(state_dir) / STATE_FILE).read_text())
-    if saved.get("settings") != _fingerprint(settings, sigma):
+    if saved.get("settings") != fingerprint:
         from trainer.errors import ConfigError
 
         raise ConfigError(f"{Path(state_dir) / STATE_FILE} is a Private Evolution run with other settings "
@@ -247,8 +254,8 @@ def _write_json(state_dir, name: str, payload) -> None:
     atomic_write_text(Path(state_dir) / name, json.dumps(payload, default=str))
 
 
-def _save_state(state_dir, settings: EvolutionSettings, sigma: float, state: dict) -> None:
-    _write_json(state_dir, STATE_FILE, {"settings": _fingerprint(settings, sigma), "state": state})
+def _save_state(state_dir, fingerprint: dict[str, Any], state: dict) -> None:
+    _write_json(state_dir, STATE_FILE, {"settings": fingerprint, "state": state})
 
 
 def _save_first_draw(state_dir, population: list) -> None:

@@ -88,6 +88,7 @@ def evolve_records(config, generator, frame: pd.DataFrame, units: list | None, l
 
     from ..evolution import calibrate_sigma, evolve
     from ..pipeline import sample_until
+    from ..run_folder import candidate_settings
 
     if config.train.target_epsilon is None:
         raise ConfigError("evolve needs train.target_epsilon: the histograms' σ is calibrated to what is left of it")
@@ -119,14 +120,14 @@ def evolve_records(config, generator, frame: pd.DataFrame, units: list | None, l
         children, kept = generator.vary(items, batch_size=g.batch_size, temperature=config.evolve.variation_temperature,
                                         top_p=g.top_p, seed=int(rng.integers(1 << 31)), progress=progress,
                                         mode=config.evolve.record_variation,
-                                        fields_changed=config.evolve.fields_changed, max_cache_gb=g.max_cache_gb, dtype=g.dtype,
-                                        field_temperature=g.field_temperature)
+                                        fields_changed=config.evolve.fields_changed, max_cache_gb=g.max_cache_gb, dtype=g.dtype)
         counts["kept_parents"] += kept
         return children
 
     result = evolve(private, random_api=random_api, variation_api=variation_api, embed=embed, settings=settings,
                     sigma=sigma, ledger=ledger, rng=numpy_rng(config.train.seed, "evolve"), units=units,
-                    stage=STAGE, state_dir=run_dir / "evolution", progress=progress)
+                    stage=STAGE, state_dir=run_dir / "evolution", progress=progress,
+                    candidates=candidate_settings(config))
     if result.empty_histograms:
         print(f"dpsynth: {result.empty_histograms} of {result.iterations} noisy histograms had no count above the "
               "threshold (the population was kept as it was): lower evolve.threshold_sigmas or raise ε",

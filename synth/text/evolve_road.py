@@ -46,6 +46,7 @@ def evolve_documents(config, generator, frame: pd.DataFrame, users: list | None,
     from evaluation import Encoder
 
     from ..evolution import calibrate_sigma, evolve
+    from ..run_folder import candidate_settings
 
     if config.train.target_epsilon is None:
         raise ConfigError("evolve needs train.target_epsilon: the histograms' σ is calibrated to what is left of it")
@@ -76,7 +77,8 @@ def evolve_documents(config, generator, frame: pd.DataFrame, users: list | None,
                "private_groups": [label_group(d, names) for d in private_docs]} if names else {}
     result = evolve(private, random_api=random_api, variation_api=variation_api, embed=embed, settings=settings,
                     sigma=sigma, ledger=ledger, rng=numpy_rng(config.train.seed, "evolve"), units=users,
-                    stage=STAGE, state_dir=run_dir / "evolution", progress=progress, **grouped)
+                    stage=STAGE, state_dir=run_dir / "evolution", progress=progress,
+                    candidates=candidate_settings(config), **grouped)
     if result.empty_histograms:
         print(f"dpsynth: {result.empty_histograms} of {result.iterations} noisy histograms had no count above the "
               "threshold (the population was kept as it was): lower evolve.threshold_sigmas or raise ε",

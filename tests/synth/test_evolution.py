@@ -191,6 +191,9 @@ def test_an_interrupted_run_resumes_at_its_last_iteration_without_releasing_twic
     with pytest.raises(Exception, match="other settings"):
         evolve(private, variation_api=variation, ledger=PrivacyLedger(delta=1e-5), rng=np.random.default_rng(3),
                **{**kwargs, "sigma": 3.0})
+    with pytest.raises(Exception, match="other settings"):  # candidates made another way: not this run's to resume
+        evolve(private, variation_api=variation, ledger=PrivacyLedger(delta=1e-5), rng=np.random.default_rng(3),
+               candidates={"temperature": 0.5}, **kwargs)
 
 
 def test_a_larger_pool_keeps_the_drawn_parents_beside_their_children_and_still_pays_one_histogram_each():

@@ -11,6 +11,7 @@ import pytest
 from synth.pipeline import generate, run
 from synth.run_config import build_config
 from trainer.accounting import epsilon
+from trainer.errors import ConfigError
 
 from .specs import WATER
 
@@ -63,6 +64,10 @@ def test_evolve_roads_export_the_final_population_paid_for_in_one_ledger(tmp_pat
     assert resumed["synthetic"].equals(synthetic)
     assert json.loads((tmp_path / road / "export" / "dpsynth.json").read_text())["privacy"]["stages"] == \
         card["privacy"]["stages"]
+    # resumed at another sampling temperature, the population would mix two runs' draws: refused
+    shutil.rmtree(tmp_path / road / "export")
+    with pytest.raises(ConfigError, match="other settings"):
+        run(build_config({**raw, "generate": {**raw["generate"], "temperature": 0.5}}), progress=False)
 
 
 def test_evolve_config_refuses_what_it_cannot_do(tmp_path):
