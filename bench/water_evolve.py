@@ -169,6 +169,9 @@ def main() -> None:
                                          args.no_description, args.bf16, args.generate_bf16, field_temperature))
         if args.trained_in:  # the same DP fine-tuning, finished: resumed, not repeated
             target = Path(run_config.output.dir) / "checkpoints"
+            if args.trained_in.resolve() == target.parent.resolve():
+                raise SystemExit(f"--trained-in {args.trained_in} is this setting's own run folder (the folder name "
+                                 "does not hold --iterations): copy it to another name first, or use --resume")
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(args.trained_in / "checkpoints", target)
             run_config.output.overwrite = False
