@@ -28,6 +28,7 @@ from .lm.continuous import MAX_CACHE_GB
 from .lm.text_spec import TextSpec
 from .marginals.aim import ROUNDS_PER_COLUMN
 from .marginals.column_model import MECHANISMS
+from .records.field_temperature import is_temperature
 from .spec import DatasetSpec
 
 INVALID_ROWS = ("error", "drop", "clip")
@@ -69,7 +70,7 @@ class GenerateSection:
         if not (math.isfinite(self.temperature) and self.temperature >= 0):
             raise ConfigError(f"generate.temperature must be a finite number >= 0, got {self.temperature}")
         for name, value in self.field_temperature.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+            if not is_temperature(value):
                 raise ConfigError(f"generate.field_temperature.{name} must be a finite number >= 0 (0: greedy), got {value!r}")
         if self.max_new_tokens < 2:
             raise ConfigError(f"generate.max_new_tokens must be >= 2, got {self.max_new_tokens}")

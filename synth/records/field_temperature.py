@@ -28,6 +28,11 @@ _BACKSLASH, _COMMA, _CLOSE = ord("\\"), ord(","), ord("}")
 _LITERAL, _VALUE_START, _STRING, _BARE, _AFTER, _DONE = range(6)
 
 
+def is_temperature(value) -> bool:
+    """A sampling temperature: a finite number >= 0 (0: greedy), not a boolean."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+
 def check_field_temperature(field_temperature: Mapping[str, float], spec: DatasetSpec, *,
                             where: str = "generate.field_temperature") -> None:
     """Refuse a field the generator does not write or a temperature that is not a finite number >= 0."""
@@ -36,7 +41,7 @@ def check_field_temperature(field_temperature: Mapping[str, float], spec: Datase
         if name not in written:
             why = "a conditioning column (its value comes from the prompt)" if name in spec.names else "not a column"
             raise ValueError(f"{where}: {name!r} is {why}; the fields the model writes are {', '.join(written)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        if not is_temperature(value):
             raise ValueError(f"{where}.{name} must be a finite number >= 0 (0: greedy), got {value!r}")
 
 
