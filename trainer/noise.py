@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .seeds import stream_seed
 
@@ -67,46 +67,66 @@ def add_noise_to_sums(params: Iterable[nn.Parameter], *, noise_multiplier: float
                      generator=generator)
 
 
+# ATen runs an elementwise op on fewer elements than its grain size (at::internal::GRAIN_SIZE,
+# 32,768) inline on the calling thread; on more, it opens an OpenMP team.  A pool thread that opens
+# a team leaves libgomp managing more threads than there are cores, and from then on it throttles
+# the spin-wait of every team in the process: each later parallel op of the training thread paid
+# ~40 us to wake its workers (a 65,536-float multiply: 11 -> 55 us; the DP UNet step ran ~25%
+# slower, AdamW's step 3x).  So the pool threads work in slices of this size and never open a team.
+# (normal_ on CPU is serial whatever its size: it never opens one.)
+INLINE_ELEMENTS = 32_768
+
+
 def _noise_and_scale(params: list[nn.Parameter], *, std: float, divisor: float | None,
                      generator: torch.Generator | Sequence[torch.Generator]) -> None:
     gens = [generator] if isinstance(generator, torch.Generator) else list(generator)
     for p in params:
         if p.grad is None:
-            p.grad = torch.zeros_like(p)
+            p.grad = torch.zeros_like(p, memory_format=torch.contiguous_format)
+        elif not p.grad.is_contiguous():
+            p.grad = p.grad.contiguous()
+    pooled = len(gens) > 1
     shares = _balanced(params, len(gens))
     # Noise buffers are allocated here, on the calling thread: worker threads that
     # allocate get their own malloc arenas, which kept ~100 MB of extra RSS on CPU.
-    scratch = [_scratch(share) if std > 0 else {} for share in shares]
+    scratch = [_scratch(share, INLINE_ELEMENTS if pooled else None) if std > 0 else {} for share in shares]
 
     @torch.no_grad()  # grad mode is per thread: a pool thread starts with it on
     def fill(i: int) -> None:
         for p in shares[i]:
-            if std <= 0:
-                if divisor is not None:
-                    p.grad.div_(divisor)
-                continue
-            noise = scratch[i][(_noise_dtype(p), p.device)][: p.numel()].view(p.shape)
-            noise.normal_(0.0, std, generator=gens[i])
-            if noise.dtype == p.grad.dtype:  # grad <- noise + grad / divisor, in one pass over grad
-                torch.add(noise, p.grad, alpha=1.0 if divisor is None else 1.0 / divisor, out=p.grad)
-            else:
-                if divisor is not None:
-                    p.grad.div_(divisor)
-                p.grad.add_(noise.to(p.grad.dtype))
+            grad = p.grad.view(-1)
+            step = INLINE_ELEMENTS if pooled else grad.numel()
+            for start in range(0, grad.numel(), step):
+                part = grad[start : start + step]
+                if std > 0:
+                    noise = scratch[i][(_noise_dtype(p), p.device)][: part.numel()]
+                    noise.normal_(0.0, std, generator=gens[i])
+                    _add_noise(part, noise, divisor)
+                elif divisor is not None:
+                    part.div_(divisor)
 
-    if len(gens) == 1:
-        fill(0)
-    else:
+    if pooled:
         list(_pool(len(gens)).map(fill, range(len(gens))))
+    else:
+        fill(0)
+
+
+def _add_noise(grad: Tensor, noise: Tensor, divisor: float | None) -> None:
+    """grad <- noise + grad / divisor, in one pass over grad where the dtypes agree."""
+    if noise.dtype == grad.dtype:
+        torch.add(noise, grad, alpha=1.0 if divisor is None else 1.0 / divisor, out=grad)
+        return
+    if divisor is not None:
+        grad.div_(divisor)
+    grad.add_(noise.to(grad.dtype))
 
 
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    """A thread pool kept for the process: fresh threads every step re-create their OpenMP teams,
-    which cost more than the parallel fill saves on a small model (1.1 M parameters: 15 vs 9 ms).
-    Keyed by process id, so a forked child (a torchrun or DataLoader worker) never inherits a pool
+    """A thread pool kept for the process: a fresh thread every step cost more than the parallel
+    fill saves on a small model (1.1 M parameters: 15 vs 9 ms).  Keyed by process id, so a forked child (a torchrun or DataLoader worker) never inherits a pool
     whose threads did not survive the fork."""
     key = (os.getpid(), workers)
     if key not in _POOLS:
@@ -129,10 +149,10 @@ def _noise_dtype(p: nn.Parameter) -> torch.dtype:
     return p.grad.dtype if p.grad.dtype in (torch.float32, torch.float64) else torch.float32
 
 
-def _scratch(share: list[nn.Parameter]) -> dict:
-    """One buffer per (dtype, device), as large as the share's largest parameter."""
+def _scratch(share: list[nn.Parameter], limit: int | None) -> dict:
+    """One buffer per (dtype, device), as large as the share's largest parameter (or ``limit``)."""
     sizes: dict = {}
     for p in share:
         key = (_noise_dtype(p), p.device)
-        sizes[key] = max(sizes.get(key, 0), p.numel())
+        sizes[key] = max(sizes.get(key, 0), p.numel() if limit is None else min(limit, p.numel()))
     return {key: torch.empty(n, dtype=key[0], device=key[1]) for key, n in sizes.items()}

@@ -10,6 +10,7 @@ from scipy import stats
 from torch import nn
 
 from trainer import DPTrainer, PoissonSampler, TrainConfig, privatize_gradients
+from trainer.noise import add_noise_to_sums
 from trainer.sampling import micro_batches
 
 from .models import tiny_llama
@@ -33,6 +34,50 @@ def test_noise_std_is_sigma_c_over_b_with_zero_gradients():
     lo, hi = _std_interval(noise)
     assert lo <= sigma * c / b <= hi
     assert abs(noise.mean().item()) < 6 * sigma * c / b / math.sqrt(noise.numel())
+
+
+def test_noise_from_several_workers_reaches_every_coordinate_once():
+    """The CPU road fills parameters on pool threads in slices (trainer.noise.INLINE_ELEMENTS): a slice
+    skipped would leave coordinates without noise, one filled twice would have sqrt(2) times the std."""
+    from trainer.noise import INLINE_ELEMENTS, make_generators
+
+    sizes = (2 * INLINE_ELEMENTS + 1001, INLINE_ELEMENTS, 300, 1)
+    params = [nn.Parameter(torch.zeros(n)) for n in sizes]
+    sums = [torch.randn(n, generator=torch.Generator().manual_seed(i)) for i, n in enumerate(sizes)]
+    for p, s in zip(params, sums, strict=True):
+        p.grad = s.clone()
+    sigma, c, b = 0.9, 1.1, 20.0
+    privatize_gradients(params, noise_multiplier=sigma, max_grad_norm=c, expected_batch_size=b,
+                        generator=make_generators(5, n=2, purpose="test"))
+    noise = [p.grad - s / b for p, s in zip(params, sums, strict=True)]
+    assert all((n != 0).all() for n in noise)
+    first = noise[0]
+    for part in (first[:INLINE_ELEMENTS], first[INLINE_ELEMENTS : 2 * INLINE_ELEMENTS],
+                 first[2 * INLINE_ELEMENTS :], noise[1]):  # each slice, the short last one included
+        lo, hi = _std_interval(part)
+        assert lo <= sigma * c / b <= hi
+
+
+def test_noise_workers_never_open_an_openmp_team():
+    """A pool thread that runs a parallel ATen op starts an OpenMP team of its own; libgomp then manages
+    more threads than cores and throttles every team's spin-wait, which made each later op of the
+    training thread ~40 us slower.  Such a team shows up as new OS threads in the process."""
+    import os
+
+    from trainer.noise import INLINE_ELEMENTS, make_generators
+
+    if torch.get_num_threads() < 2 or not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs Linux and an OpenMP team of 2 or more threads")
+    gens = make_generators(5, n=2, purpose="test")
+    warm = [nn.Parameter(torch.zeros(10)) for _ in range(2)]  # starts the pool's own threads
+    privatize_gradients(warm, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=4.0, generator=gens)
+    torch.ones(4 * INLINE_ELEMENTS).mul_(2.0)  # and the training thread's team
+    before = len(os.listdir("/proc/self/task"))
+    params = [nn.Parameter(torch.zeros(n)) for n in (3 * INLINE_ELEMENTS, 2 * INLINE_ELEMENTS + 7)]
+    privatize_gradients(params, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=4.0, generator=gens)
+    add_noise_to_sums(params, noise_multiplier=1.0, max_grad_norm=1.0, generator=gens)
+    privatize_gradients(params, noise_multiplier=0.0, max_grad_norm=1.0, expected_batch_size=4.0, generator=gens)
+    assert len(os.listdir("/proc/self/task")) == before
 
 
 def test_noise_is_added_once_per_logical_batch_not_per_micro_batch():
