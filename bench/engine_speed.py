@@ -9,6 +9,9 @@ non-private training.
     python bench/engine_speed.py --model smollm2-lora  # DP LoRA on SmolLM2-135M-Instruct (offline GGUF)
     python bench/engine_speed.py --model unet --batch 16 --modes nonprivate,per_layer,flat,opacus_hooks
                                                        # diffusers UNet2DModel (32, 64, 64), 32 px, attention
+    python bench/engine_speed.py --model unet-cond --batch 64 --modes nonprivate,per_layer,flat
+                                                       # the image road's caption-conditional UNet ("tiny"
+                                                       # preset, cross-attention on 16 x 384 caption states)
     python bench/engine_speed.py --model smollm2-lora --seq 160 --batch 6 \
         --modes nonprivate,per_layer,nonprivate_bf16,per_layer_bf16 --frozen-bf16 --rounds 2
 
@@ -39,6 +42,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MODES = ["nonprivate", "per_layer", "flat", "opacus_hooks", "opacus_ghost"]
+CAPTION_TOKENS, CAPTION_DIM = 16, 384
 
 
 def _rss_mib() -> float:
@@ -55,6 +59,14 @@ def build_model(args):
                             layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
                             down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
                             up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+        return model, None
+    if args.model == "unet-cond":
+        from diffusers import UNet2DConditionModel
+
+        from synth.diffusion.generator import _conditional_preset
+
+        model = UNet2DConditionModel(sample_size=args.image, in_channels=3, out_channels=3, attention_head_dim=8,
+                                     cross_attention_dim=CAPTION_DIM, **_conditional_preset("tiny"))
         return model, None
     if args.model == "llama":
         from transformers import LlamaConfig, LlamaForCausalLM
@@ -86,15 +98,25 @@ def rows_loss(model, batch, args):
     if args.model == "unet":
         noisy, t, noise = batch
         return F.mse_loss(model(noisy, t).sample, noise, reduction="none").flatten(1).mean(1)
+    if args.model == "unet-cond":
+        noisy, t, noise, states, mask = batch
+        out = model(noisy, t, encoder_hidden_states=states, encoder_attention_mask=mask).sample
+        return F.mse_loss(out, noise, reduction="none").flatten(1).mean(1)
     return per_row(model(input_ids=batch).logits, batch)
 
 
 def make_batches(args, vocab, dev, n):
     gen = torch.Generator().manual_seed(1)
-    if args.model == "unet":
+    if args.model in ("unet", "unet-cond"):
         shape = (args.batch, 3, args.image, args.image)
-        return [(torch.randn(shape, generator=gen).to(dev), torch.randint(0, 1000, (args.batch,), generator=gen).to(dev),
-                 torch.randn(shape, generator=gen).to(dev)) for _ in range(n)]
+        batches = [(torch.randn(shape, generator=gen).to(dev), torch.randint(0, 1000, (args.batch,), generator=gen).to(dev),
+                    torch.randn(shape, generator=gen).to(dev)) for _ in range(n)]
+        if args.model == "unet-cond":  # frozen caption states (MiniLM's 384-d tokens), some captions padded
+            lengths = torch.randint(4, CAPTION_TOKENS + 1, (n, args.batch), generator=gen)
+            batches = [(*b, torch.randn(args.batch, CAPTION_TOKENS, CAPTION_DIM, generator=gen).to(dev),
+                        (torch.arange(CAPTION_TOKENS)[None] < lengths[i][:, None]).to(dev))
+                       for i, b in enumerate(batches)]
+        return batches
     return [torch.randint(0, vocab, (args.batch, args.seq), generator=gen).to(dev) for _ in range(n)]
 
 
@@ -208,7 +230,7 @@ def child(args) -> dict:
     dt = sorted(times)[len(times) // 2]  # median step: robust to a noisy neighbour on a shared CPU
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mem = (torch.cuda.max_memory_allocated() - base) / 2**20 if dev == "cuda" else peak_rss - base_rss
-    items = args.batch if args.model == "unet" else args.batch * args.seq  # images, or tokens
+    items = args.batch if args.model.startswith("unet") else args.batch * args.seq  # images, or tokens
     return {"mode": args.mode, "sec_per_step": dt, "tokens_per_s": items / dt, "mem_mib": mem,
             "peak_rss_mib": peak_rss}
 
@@ -220,7 +242,7 @@ def _median(xs):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["llama", "smollm2-lora", "unet"], default="llama")
+    ap.add_argument("--model", choices=["llama", "smollm2-lora", "unet", "unet-cond"], default="llama")
     ap.add_argument("--image", type=int, default=32, help="image side for --model unet")
     ap.add_argument("--d", type=int, default=512)
     ap.add_argument("--layers", type=int, default=6)
@@ -261,8 +283,10 @@ def main(argv=None):
     base = next((r for r in results if r["mode"] == "nonprivate"), None)
     shape = {"llama": f"d={args.d} layers={args.layers} V={args.vocab} T={args.seq} ",
              "smollm2-lora": f"LoRA r=8 on q,k,v,o,gate,up,down T={args.seq} ",
-             "unet": f"UNet2DModel (32, 64, 64) {args.image}px "}[args.model]
-    unit = "img/s" if args.model == "unet" else "tok/s"
+             "unet": f"UNet2DModel (32, 64, 64) {args.image}px ",
+             "unet-cond": f"UNet2DConditionModel tiny (16, 32) {args.image}px, {CAPTION_TOKENS} x {CAPTION_DIM} captions "
+             }[args.model]
+    unit = "img/s" if args.model.startswith("unet") else "tok/s"
     print(f"\nmodel={args.model} {shape}B={args.batch} "
           f"device={args.device} threads={torch.get_num_threads()} steps={args.steps} rounds={args.rounds}")
     print(f"{'mode':<14}{unit:>9}{'x nonpriv':>11}{'mem MiB':>10}{'x nonpriv':>11}")
