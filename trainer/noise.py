@@ -126,8 +126,9 @@ _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
 def _pool(workers: int) -> ThreadPoolExecutor:
     """A thread pool kept for the process: a fresh thread every step cost more than the parallel
-    fill saves on a small model (1.1 M parameters: 15 vs 9 ms).  Keyed by process id, so a forked child (a torchrun or DataLoader worker) never inherits a pool
-    whose threads did not survive the fork."""
+    fill saves on a small model (1.1 M parameters: 15 vs 9 ms).  Keyed by process id, so a forked
+    child (a torchrun or DataLoader worker) never inherits a pool whose threads did not survive the
+    fork."""
     key = (os.getpid(), workers)
     if key not in _POOLS:
         _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="dp-noise")
