@@ -86,20 +86,19 @@ def _noise_and_scale(params: list[nn.Parameter], *, std: float, divisor: float |
         elif not p.grad.is_contiguous():
             p.grad = p.grad.contiguous()
     pooled = len(gens) > 1
+    slice_limit = INLINE_ELEMENTS if pooled else None  # the calling thread takes whole parameters
     shares = _balanced(params, len(gens))
     # Noise buffers are allocated here, on the calling thread: worker threads that
     # allocate get their own malloc arenas, which kept ~100 MB of extra RSS on CPU.
-    scratch = [_scratch(share, INLINE_ELEMENTS if pooled else None) if std > 0 else {} for share in shares]
+    scratch = [_scratch(share, slice_limit) if std > 0 else {} for share in shares]
 
     @torch.no_grad()  # grad mode is per thread: a pool thread starts with it on
     def fill(i: int) -> None:
         for p in shares[i]:
-            grad = p.grad.view(-1)
-            step = INLINE_ELEMENTS if pooled else grad.numel()
-            for start in range(0, grad.numel(), step):
-                part = grad[start : start + step]
+            buffer = scratch[i].get((_noise_dtype(p), p.device))
+            for part in _slices(p.grad.view(-1), slice_limit):
                 if std > 0:
-                    noise = scratch[i][(_noise_dtype(p), p.device)][: part.numel()]
+                    noise = buffer[: part.numel()]
                     noise.normal_(0.0, std, generator=gens[i])
                     _add_noise(part, noise, divisor)
                 elif divisor is not None:
@@ -109,6 +108,13 @@ def _noise_and_scale(params: list[nn.Parameter], *, std: float, divisor: float |
         list(_pool(len(gens)).map(fill, range(len(gens))))
     else:
         fill(0)
+
+
+def _slices(flat: Tensor, limit: int | None) -> list[Tensor]:
+    """``flat`` whole, or in consecutive views of at most ``limit`` elements (an empty tensor: one view)."""
+    if limit is None or flat.numel() <= limit:
+        return [flat]
+    return list(flat.split(limit))
 
 
 def _add_noise(grad: Tensor, noise: Tensor, divisor: float | None) -> None:

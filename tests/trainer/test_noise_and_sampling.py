@@ -26,7 +26,7 @@ def _std_interval(samples: torch.Tensor, alpha=1e-6):
 
 
 def test_noise_std_is_sigma_c_over_b_with_zero_gradients():
-    params = [nn.Parameter(torch.zeros(300, 200)), nn.Parameter(torch.zeros(4000))]
+    params = [nn.Parameter(torch.zeros(300, 200)), nn.Parameter(torch.zeros(4000)), nn.Parameter(torch.zeros(0))]
     sigma, c, b = 1.3, 0.7, 50.0
     gen = torch.Generator().manual_seed(0)
     privatize_gradients(params, noise_multiplier=sigma, max_grad_norm=c, expected_batch_size=b, generator=gen)
@@ -41,7 +41,7 @@ def test_noise_from_several_workers_reaches_every_coordinate_once():
     skipped would leave coordinates without noise, one filled twice would have sqrt(2) times the std."""
     from trainer.noise import INLINE_ELEMENTS, make_generators
 
-    sizes = (2 * INLINE_ELEMENTS + 1001, INLINE_ELEMENTS, 300, 1)
+    sizes = (2 * INLINE_ELEMENTS + 1001, INLINE_ELEMENTS, 300, 1, 0)
     params = [nn.Parameter(torch.zeros(n)) for n in sizes]
     sums = [torch.randn(n, generator=torch.Generator().manual_seed(i)) for i, n in enumerate(sizes)]
     for p, s in zip(params, sums, strict=True):
@@ -50,7 +50,7 @@ def test_noise_from_several_workers_reaches_every_coordinate_once():
     privatize_gradients(params, noise_multiplier=sigma, max_grad_norm=c, expected_batch_size=b,
                         generator=make_generators(5, n=2, purpose="test"))
     noise = [p.grad - s / b for p, s in zip(params, sums, strict=True)]
-    assert all((n != 0).all() for n in noise)
+    assert all((n != 0).all() for n in noise) and noise[-1].numel() == 0
     first = noise[0]
     for part in (first[:INLINE_ELEMENTS], first[INLINE_ELEMENTS : 2 * INLINE_ELEMENTS],
                  first[2 * INLINE_ELEMENTS :], noise[1]):  # each slice, the short last one included
