@@ -24,7 +24,6 @@ import resource
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -72,7 +71,7 @@ def build(args):
 
 
 def _setting(on: bool):
-    return reuse_freed_memory() if on else nullcontext()
+    return reuse_freed_memory() if on else contextlib.nullcontext()
 
 
 def timed_pairs(args) -> dict:
