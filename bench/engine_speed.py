@@ -189,19 +189,16 @@ def ids_device(args):
     return "cuda" if args.device == "cuda" else "cpu"
 
 
-def child(args) -> dict:
-    torch.set_num_threads(args.threads or torch.get_num_threads())
-    model, vocab = build_model(args)
-    dev = ids_device(args)
-    model.to(dev).train()
-    if args.model == "smollm2-lora":
+def prepare_for_training(model, kind: str, dev: str, *, bf16: bool, frozen_bf16: bool) -> None:
+    """No KV cache for the LoRA LM; with ``bf16``, autocast around the forward only, as the trainer does
+    (backward outside it), and with ``frozen_bf16`` the frozen parameters stored in bf16 too."""
+    if kind == "smollm2-lora":
         model.config.use_cache = False
-    bf16 = args.mode.endswith("_bf16")
-    if bf16 and args.frozen_bf16:
+    if bf16 and frozen_bf16:
         for p in model.parameters():
             if not p.requires_grad:
                 p.data = p.data.to(torch.bfloat16)
-    if bf16:  # autocast around the forward only, as the trainer does (backward outside it)
+    if bf16:
         forward = model.forward
 
         def autocast_forward(*a, **k):
@@ -209,6 +206,14 @@ def child(args) -> dict:
                 return forward(*a, **k)
 
         model.forward = autocast_forward
+
+
+def child(args) -> dict:
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    model, vocab = build_model(args)
+    dev = ids_device(args)
+    model.to(dev).train()
+    prepare_for_training(model, args.model, dev, bf16=args.mode.endswith("_bf16"), frozen_bf16=args.frozen_bf16)
     batches = make_batches(args, vocab, dev, args.warmup + args.steps)
     step = make_step(args.mode, model, args, vocab)
     if dev == "cuda":

@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -53,19 +51,8 @@ def reuse_freed_memory():
 def build(args):
     model, vocab = es.build_model(args)
     model.train()
-    if args.model == "smollm2-lora":
-        model.config.use_cache = False
-    if args.bf16:  # the trainer's bf16: autocast forward, frozen base stored in bf16 (--frozen-bf16 there)
-        for p in model.parameters():
-            if not p.requires_grad:
-                p.data = p.data.to(torch.bfloat16)
-        forward = model.forward
-
-        def autocast_forward(*a, **k):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                return forward(*a, **k)
-
-        model.forward = autocast_forward
+    # --bf16: the trainer's bf16 with the frozen base stored in bf16 (engine_speed's --frozen-bf16)
+    es.prepare_for_training(model, args.model, "cpu", bf16=args.bf16, frozen_bf16=args.bf16)
     batches = es.make_batches(args, vocab, "cpu", 2)
     return es.make_step(args.mode, model, args, vocab), batches
 
